@@ -1,0 +1,357 @@
+"""The site inventory: load, merge the defaults kept here, validate strictly, report everything.
+
+Defaults live in this file (the shipped hosts.yaml is an example that only says what a site
+changes). Loading never runs anything and never touches a host.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from . import names
+from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value
+
+# Pinned versions (FACTS.md); bump here, or per site in hosts.yaml.
+K3S_VERSION = "v1.37.1+k3s1"
+DEVICE_PLUGIN_CHART = "0.20.0"
+HUB_CHART = "4.4.0"
+HUB_CHARTS_TESTED = ("3.2.1", "4.4.0")
+
+RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
+ROLES = ("server", "agent")
+SHARING = ("timeslice", "none")
+MAX_REPLICAS = 64
+
+CPU_IMAGE = "quay.io/jupyter/scipy-notebook:2026-08-24"
+GPU_IMAGE = "quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24"
+TEST_IMAGE = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0"
+
+
+class InventoryError(Exception):
+    """Invalid inventory: carries every problem found."""
+
+    def __init__(self, problems, source: str = ""):
+        self.problems = list(problems)
+        self.source = source
+        lines = [f"  - {p}" for p in self.problems]
+        where = f" in {source}" if source else ""
+        super().__init__(f"{len(self.problems)} problem(s){where}:\n" + "\n".join(lines))
+
+
+def _replicas(value: int) -> str:
+    if not 2 <= value <= MAX_REPLICAS:
+        return f"{value} is out of range: time-slicing replicas must be 2..{MAX_REPLICAS}"
+    return ""
+
+
+def _gpus(value: int) -> str:
+    return "" if 0 <= value <= 16 else f"{value} GPUs is out of range 0..16"
+
+
+def _positive(value) -> str:
+    return "" if value > 0 else f"{value} must be more than 0"
+
+
+def _profile(display_name: str, description: str, image: str, cpu: float, mem: str,
+             default: bool = False) -> Section:
+    return Section({
+        "enabled": Value(bool, True),
+        "default": Value(bool, default),
+        "display_name": Value(str, display_name),
+        "description": Value(str, description),
+        "image": Value(str, image, test=names.image),
+        "cpu_limit": Value((int, float), cpu, test=_positive),
+        "cpu_guarantee": Value((int, float), None, test=_positive),
+        "mem_limit": Value(str, mem, test=names.memory, hint="e.g. 16G"),
+        "mem_guarantee": Value(str, None, test=names.memory, hint="e.g. 4G"),
+    })
+
+
+HOST = Section({
+    "role": Value(str, REQUIRED, choices=ROLES),
+    "address": Value(str, None, test=names.address,
+                     hint="optional: SSH details come from ~/.ssh/config; the server's address is what agents join"),
+    "gpus": Value(int, REQUIRED, test=_gpus, hint="how many GPUs `nvidia-smi -L` lists on this host"),
+    "sharing": Value(str, "timeslice", choices=SHARING),
+    "replicas": Value(int, None, test=_replicas, hint="defaults to gpu.replicas"),
+    "local": Value(bool, False, hint="true for the machine `inv` runs on"),
+})
+
+INVENTORY = Section({
+    "cluster": Section({
+        "k3s_version": Value(str, K3S_VERSION, test=names.k3s_version_problem),
+        "server": Value(str, None, hint="the host agents join; defaults to the one host with role: server"),
+    }),
+    "gpu": Section({
+        "runtime": Value(str, "runtimeclass", choices=RUNTIME_MODES),
+        "plugin_chart_version": Value(str, DEVICE_PLUGIN_CHART, test=names.chart_version),
+        "replicas": Value(int, 8, test=_replicas),
+        "test_image": Value(str, TEST_IMAGE, test=names.image),
+    }),
+    "hub": Section({
+        "chart_version": Value(str, HUB_CHART, test=names.chart_version),
+        "release": Value(str, "jhub", test=names.dns_label),
+        "namespace": Value(str, "jhub", test=names.dns_label),
+        "hostname": Value(str, REQUIRED, test=names.public_hostname,
+                          hint="the name users type, its DNS pointing at the server"),
+        "letsencrypt_email": Value(str, REQUIRED, test=names.email,
+                                   hint="Let's Encrypt writes here before a certificate expires"),
+        "github": Section({
+            "organizations": ListOf(Value(str, test=names.github_org)),
+            "allowed_users": ListOf(Value(str, test=names.github_user)),
+        }),
+        "admin_users": ListOf(Value(str, test=names.github_user)),
+        "allow_any_github_user": Value(bool, False),
+        "storage_class": Value(str, None, test=names.hostname,
+                               hint="default: K3s's local-path, which pins each home to one node"),
+        "profiles": Section({
+            "cpu": _profile("CPU only", "No GPU.", CPU_IMAGE, 2, "8G", default=True),
+            "shared_gpu": _profile("Shared GPU", "A time-sliced share of a GPU: memory is not isolated.",
+                                   GPU_IMAGE, 4, "16G"),
+            "whole_gpu": _profile("Whole GPU", "One GPU to yourself.", GPU_IMAGE, 8, "32G"),
+        }),
+    }),
+    "hosts": MapOf(HOST, name_test=names.dns_label, min_items=1),
+})
+
+SECRETS = Section({
+    "github_client_id": Value(str, None),
+    "github_client_secret": Value(str, None),
+})
+SECRET_ENV = {"github_client_id": "GPUHUB_GITHUB_CLIENT_ID",
+              "github_client_secret": "GPUHUB_GITHUB_CLIENT_SECRET"}
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    role: str
+    gpus: int
+    sharing: str
+    replicas: int  # 1 when the host does not share
+    address: Optional[str]
+    local: bool
+
+    @property
+    def gpu_resource(self) -> Optional[str]:
+        """The resource this node advertises: shared GPUs are renamed (renameByDefault)."""
+        if not self.gpus:
+            return None
+        return "nvidia.com/gpu.shared" if self.shares else "nvidia.com/gpu"
+
+    @property
+    def shares(self) -> bool:
+        return self.gpus > 0 and self.sharing == "timeslice"
+
+    @property
+    def plugin_config(self) -> str:
+        """Name of this node's device-plugin config (label nvidia.com/device-plugin.config)."""
+        return f"timeslice-{self.replicas}" if self.shares else "exclusive"
+
+    @property
+    def allocatable(self) -> int:
+        return self.gpus * self.replicas
+
+
+class Inventory:
+    def __init__(self, data: dict, source: str = ""):
+        self.data, self.source = data, source
+        self.cluster, self.gpu, self.hub = data["cluster"], data["gpu"], data["hub"]
+        self.hosts = {
+            name: Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"],
+                       replicas=(h["replicas"] or self.gpu["replicas"]) if h["sharing"] == "timeslice" else 1,
+                       address=h["address"], local=h["local"])
+            for name, h in data["hosts"].items()
+        }
+
+    @property
+    def server(self) -> Host:
+        name = self.cluster["server"] or next(h.name for h in self.hosts.values() if h.role == "server")
+        return self.hosts[name]
+
+    @property
+    def gpu_hosts(self):
+        return [h for h in self.ordered_hosts() if h.gpus]
+
+    def ordered_hosts(self):
+        """Server first, then agents by name: the order steps run in."""
+        return sorted(self.hosts.values(), key=lambda h: (h.role != "server", h.name))
+
+    @property
+    def nvidia_is_default(self) -> bool:
+        """In default-runtime and template modes containerd runs every pod with nvidia."""
+        return self.gpu["runtime"] != "runtimeclass"
+
+    def host(self, name: str) -> Host:
+        if name not in self.hosts:
+            raise InventoryError([Problem("hosts", f"no host named {name!r}",
+                                          "known hosts: " + ", ".join(self.hosts))], self.source)
+        return self.hosts[name]
+
+
+def _cross_checks(data: dict) -> list:
+    """Rules between keys, run only when every key has the right shape."""
+    problems = []
+    hosts = data["hosts"]
+    servers = [n for n, h in hosts.items() if h["role"] == "server"]
+    server = data["cluster"]["server"]
+    if server is not None:
+        if server not in hosts:
+            problems.append(Problem("cluster.server", f"no host named {server!r}",
+                                    "known hosts: " + ", ".join(hosts)))
+        elif hosts[server]["role"] != "server":
+            problems.append(Problem(f"hosts.{server}.role", f"{server!r} is cluster.server but has role agent"))
+    if not servers:
+        for name, h in hosts.items():
+            problems.append(Problem(f"hosts.{name}.role", "an agent needs a server to join, and no host has role: server",
+                                    "give one host role: server"))
+            break
+    elif len(servers) > 1:
+        problems.append(Problem("hosts", "more than one server: " + ", ".join(servers),
+                                "gpuhub sets up one server; make the others role: agent"))
+    locals_ = [n for n, h in hosts.items() if h["local"]]
+    if len(locals_) > 1:
+        problems.append(Problem("hosts", "more than one host has local: true: " + ", ".join(locals_)))
+    for name, h in hosts.items():
+        if h["replicas"] is not None and h["sharing"] != "timeslice":
+            problems.append(Problem(f"hosts.{name}.replicas", "is set but sharing is none",
+                                    "remove it, or set sharing: timeslice"))
+    if data["gpu"]["runtime"] == "template":
+        version = names.k3s_version(data["cluster"]["k3s_version"])[:3]
+        if not template_mode_supported(version):
+            problems.append(Problem("gpu.runtime", f"template mode needs containerd 2 (K3s >= v1.31.6 / v1.32.2), "
+                                    f"not {data['cluster']['k3s_version']}",
+                                    "use runtime: default-runtime with this K3s, or bump cluster.k3s_version"))
+    hub = data["hub"]
+    if not (hub["github"]["organizations"] or hub["github"]["allowed_users"] or hub["allow_any_github_user"]):
+        problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",
+                                "name your GitHub organisation(s), or set hub.allow_any_github_user: true "
+                                "to let every GitHub account in"))
+    defaults = [k for k, p in hub["profiles"].items() if p["enabled"] and p["default"]]
+    if len(defaults) > 1:
+        problems.append(Problem("hub.profiles", "more than one default profile: " + ", ".join(defaults)))
+    if not hub["profiles"]["cpu"]["enabled"] and not any(h["gpus"] for h in hosts.values()):
+        problems.append(Problem("hub.profiles.cpu.enabled", "no profile is left: the CPU profile is off and no host has GPUs"))
+    return problems
+
+
+def template_mode_supported(version) -> bool:
+    """containerd 2 (config v3 templates) ships in K3s v1.31.6+, v1.32.2+ and every later line."""
+    minor, patch = version[1], version[2]
+    return minor >= 33 or (minor == 32 and patch >= 2) or (minor == 31 and patch >= 6)
+
+
+def parse(data, source: str = "") -> Inventory:
+    if data is None:
+        raise InventoryError([Problem("", "the inventory is empty", "see the shipped hosts.yaml for an example")], source)
+    if not isinstance(data, dict):
+        raise InventoryError([Problem("", f"the inventory must be a mapping, got {type(data).__name__}")], source)
+    problems = []
+    merged = INVENTORY.check(data, "", problems)
+    if not problems:
+        problems = _cross_checks(merged)
+    if problems:
+        raise InventoryError(problems, source)
+    return Inventory(merged, source)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str):
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def inventory_path(path: Optional[str] = None) -> Path:
+    return Path(path or os.environ.get("GPUHUB_INVENTORY") or "hosts.yaml")
+
+
+def load(path: Optional[str] = None) -> Inventory:
+    file = inventory_path(path)
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise InventoryError([Problem("", f"cannot read {file}: {e.strerror}",
+                                      "pass --inventory FILE or set GPUHUB_INVENTORY")], str(file)) from None
+    try:
+        data = safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise InventoryError([Problem("", f"invalid YAML{where}: {problem}")], str(file)) from None
+    return parse(data, str(file))
+
+
+class Secrets:
+    """GitHub OAuth credentials. Never printed: repr masks them."""
+
+    def __init__(self, values: dict, origin: dict):
+        self._values, self.origin = values, origin
+
+    def get(self, key: str) -> Optional[str]:
+        return self._values.get(key)
+
+    def require(self, *keys: str) -> dict:
+        missing = [k for k in keys if not self._values.get(k)]
+        if missing:
+            variables = " and ".join(SECRET_ENV[k] for k in missing)
+            raise InventoryError([Problem("secrets", f"missing {', '.join(missing)}",
+                                          f"set {variables}, or put them in secrets.yaml (mode 0600) "
+                                          "beside the inventory")])
+        return {k: self._values[k] for k in keys}
+
+    def with_stand_ins(self) -> "Secrets":
+        """Missing values replaced by a marker, for checks that never send them anywhere."""
+        values = {k: self._values.get(k) or "stand-in-for-check" for k in SECRET_ENV}
+        return Secrets(values, self.origin)
+
+    def __repr__(self) -> str:
+        return "Secrets(" + ", ".join(f"{k}={'***' if v else None}" for k, v in self._values.items()) + ")"
+
+
+def secrets_path(inventory: Optional[str] = None) -> Path:
+    if os.environ.get("GPUHUB_SECRETS"):
+        return Path(os.environ["GPUHUB_SECRETS"])
+    return inventory_path(inventory).resolve().parent / "secrets.yaml"
+
+
+def load_secrets(inventory: Optional[str] = None) -> Secrets:
+    """Environment first, then secrets.yaml (refused unless only its owner can read it)."""
+    values, origin = {}, {}
+    file = secrets_path(inventory)
+    if file.exists():
+        mode = file.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise InventoryError([Problem(str(file), f"mode {mode:04o} lets other users read the secrets",
+                                          f"chmod 600 {file}")])
+        problems = []
+        try:
+            data = safe_load(file.read_text())
+        except yaml.YAMLError:
+            raise InventoryError([Problem(str(file), "invalid YAML")]) from None
+        data = SECRETS.check(data, "secrets", problems)
+        if problems:
+            raise InventoryError(problems, str(file))
+        for key, value in data.items():
+            if value:
+                values[key], origin[key] = value, str(file)
+    for key, variable in SECRET_ENV.items():
+        if os.environ.get(variable):
+            values[key], origin[key] = os.environ[variable], variable
+    return Secrets(values, origin)

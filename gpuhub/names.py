@@ -1,0 +1,97 @@
+"""Tests for values that end up in shells, Kubernetes objects and URLs.
+
+Each test returns "" when the value is fine, else a message. The patterns are deliberately
+narrower than what the tools accept: everything that passes is safe unquoted in a shell and
+valid as the Kubernetes name it becomes (but every shell use still goes through shlex.quote).
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_FQDN_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}$")
+_K3S_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# GitHub: logins are alphanumerics and single hyphens, at most 39; team slugs are lowercase.
+_GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+_GITHUB_TEAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_IMAGE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+
+
+def dns_label(value: str) -> str:
+    if _LABEL.match(value):
+        return ""
+    return (f"{value!r} is not a valid name: use lowercase letters, digits and '-', "
+            "start and end with a letter or digit, at most 63 characters")
+
+
+def hostname(value: str) -> str:
+    """A DNS name (one or more labels)."""
+    labels = value.split(".")
+    if len(value) <= 253 and all(_FQDN_LABEL.match(label) for label in labels):
+        return ""
+    return f"{value!r} is not a valid DNS hostname"
+
+
+def public_hostname(value: str) -> str:
+    if hostname(value):
+        return hostname(value)
+    if "." not in value:
+        return f"{value!r} is not a fully qualified name (Let's Encrypt needs one, e.g. hub.lab.example.org)"
+    return ""
+
+
+def address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+        return ""
+    except ValueError:
+        return "" if not hostname(value) else f"{value!r} is neither an IP address nor a DNS hostname"
+
+
+def email(value: str) -> str:
+    return "" if _EMAIL.match(value) else f"{value!r} is not an email address"
+
+
+def k3s_version(value: str):
+    """('v1.33.5+k3s1') -> (1, 33, 5, 1), or None."""
+    m = _K3S_VERSION.match(value)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def k3s_version_problem(value: str) -> str:
+    if k3s_version(value) is None:
+        return f"{value!r} is not a K3s release such as v1.33.5+k3s1"
+    if k3s_version(value)[:3] < (1, 28, 5):
+        # K3s creates RuntimeClass `nvidia` and accepts `default-runtime` since v1.28.5
+        # (k3s-io/k3s#8936); older releases cannot run the GPU setup gpuhub makes.
+        return f"{value!r} is older than v1.28.5, the first K3s with NVIDIA runtime support gpuhub needs"
+    return ""
+
+
+def chart_version(value: str) -> str:
+    return "" if _SEMVER.match(value) else f"{value!r} is not a chart version such as 1.2.3"
+
+
+def github_org(value: str) -> str:
+    org, _, team = value.partition(":")
+    if not _GITHUB_LOGIN.match(org) or (":" in value and not _GITHUB_TEAM.match(team)):
+        return f"{value!r} is not a GitHub organisation ('my-lab') or organisation:team ('my-lab:gpu-users')"
+    return ""
+
+
+def github_user(value: str) -> str:
+    return "" if _GITHUB_LOGIN.match(value) else f"{value!r} is not a GitHub username"
+
+
+def image(value: str) -> str:
+    return "" if _IMAGE.match(value) else f"{value!r} is not a container image reference (registry/name:tag)"
+
+
+def memory(value: str) -> str:
+    # KubeSpawner's ByteSpecification takes K/M/G/T (binary multiples) and refuses Ki/Mi/Gi.
+    return "" if _MEMORY.match(value) else f"{value!r} is not a memory size such as 4G or 512M (K, M, G, T)"

@@ -1,0 +1,300 @@
+"""Every artifact gpuhub deploys, built as data and dumped once. Touches no host.
+
+YAML files are dicts dumped by PyYAML (never hand-indented). The containerd template is a
+Go template that K3s renders: it is copied verbatim from templates/, never run through jinja.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .inventory import Host, Inventory, Secrets
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+AGENT_TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
+MARKER = ".gpuhub-render"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML a person can read: no anchors/aliases, multi-line text as a literal block."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _str(dumper, value):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(data) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# --- K3s ---------------------------------------------------------------------------------
+
+def node_labels(inv: Inventory, host: Host) -> list:
+    labels = [f"gpuhub.io/role={host.role}"]
+    if host.gpus:
+        # Device plugin chart >= 0.15 only schedules on nodes labelled by NFD/GFD or with
+        # nvidia.com/gpu.present=true (NVIDIA/k8s-device-plugin#1213): label up front.
+        labels += ["nvidia.com/gpu.present=true", f"nvidia.com/device-plugin.config={host.plugin_config}"]
+    return labels
+
+
+def k3s_config(inv: Inventory, host: Host) -> dict:
+    """/etc/rancher/k3s/config.yaml, all of it. Agents name the token file, never the token."""
+    config = {"node-name": host.name}
+    if host.role == "server":
+        config["write-kubeconfig-mode"] = "0600"
+        # JupyterHub's own proxy takes 80/443 with Let's Encrypt; Traefik would hold them.
+        config["disable"] = ["traefik"]
+        if host.address:
+            config["tls-san"] = [host.address]
+    else:
+        server = inv.server
+        config["server"] = f"https://{server.address or server.name}:6443"
+        config["token-file"] = AGENT_TOKEN_FILE
+    config["node-label"] = node_labels(inv, host)
+    if inv.gpu["runtime"] == "default-runtime" and host.gpus:
+        config["default-runtime"] = "nvidia"
+    return config
+
+
+def containerd_template() -> str:
+    return (TEMPLATES / "containerd" / "config-v3.toml.tmpl").read_text()
+
+
+# --- NVIDIA device plugin -------------------------------------------------------------------
+
+def sharing_config(replicas: int) -> dict:
+    """The device plugin's config file. Sharing keys live under sharing.timeSlicing: under
+    `flags` they are silently ignored (NVIDIA/k8s-device-plugin#1433)."""
+    config = {"version": "v1", "flags": {"migStrategy": "none"}}
+    if replicas > 1:
+        config["sharing"] = {"timeSlicing": {
+            "renameByDefault": True,  # shared GPUs become nvidia.com/gpu.shared
+            "failRequestsGreaterThanOne": True,
+            "resources": [{"name": "nvidia.com/gpu", "replicas": replicas}],
+        }}
+    return config
+
+
+def device_plugin_values(inv: Inventory) -> dict:
+    configs = {}
+    for host in inv.gpu_hosts:
+        configs[host.plugin_config] = dump(sharing_config(host.replicas))
+    if not configs:
+        configs["exclusive"] = dump(sharing_config(1))
+    default = inv.gpu_hosts[0].plugin_config if inv.gpu_hosts else "exclusive"
+    values = {"gfd": {"enabled": True}}
+    if not inv.nvidia_is_default:
+        # Without it the plugin runs under runc and cannot load NVML (NVIDIA/k8s-device-plugin#477).
+        values["runtimeClassName"] = "nvidia"
+    values["config"] = {"map": dict(sorted(configs.items())), "default": default}
+    return values
+
+
+# --- JupyterHub -----------------------------------------------------------------------------
+
+@dataclass
+class Notes:
+    """What render decided that a user should hear about (profiles left out and why)."""
+    lines: list = field(default_factory=list)
+
+    def add(self, line: str):
+        self.lines.append(line)
+
+
+def _kubespawner_override(inv: Inventory, profile: dict, gpu_resource=None) -> dict:
+    override = {"image": profile["image"], "cpu_limit": profile["cpu_limit"], "mem_limit": profile["mem_limit"]}
+    if profile["cpu_guarantee"] is not None:
+        override["cpu_guarantee"] = profile["cpu_guarantee"]
+    if profile["mem_guarantee"] is not None:
+        override["mem_guarantee"] = profile["mem_guarantee"]
+    if gpu_resource is None:
+        # With nvidia as the default runtime, CUDA images (NVIDIA_VISIBLE_DEVICES=all) see every
+        # GPU unaccounted (NVIDIA/k8s-device-plugin#87, #1596); "void" makes the runtime act as runc.
+        override["environment"] = {"NVIDIA_VISIBLE_DEVICES": "void"}
+    else:
+        override["extra_resource_limits"] = {gpu_resource: "1"}
+        if not inv.nvidia_is_default:
+            override["extra_pod_config"] = {"runtimeClassName": "nvidia"}
+    return override
+
+
+def profile_list(inv: Inventory, notes: Notes) -> list:
+    profiles = inv.hub["profiles"]
+    offered = {
+        "cpu": (None, ""),
+        "shared_gpu": ("nvidia.com/gpu.shared",
+                       "no host shares its GPUs (set sharing: timeslice on a GPU host)"),
+        "whole_gpu": ("nvidia.com/gpu",
+                      "every GPU host shares its GPUs, so none offers a whole one "
+                      "(set sharing: none on a GPU host to offer whole GPUs)"),
+    }
+    resources = {h.gpu_resource for h in inv.gpu_hosts}
+    items = []
+    for key, (resource, why_not) in offered.items():
+        profile = profiles[key]
+        if not profile["enabled"]:
+            notes.add(f"profile {key} left out: hub.profiles.{key}.enabled is false")
+            continue
+        if resource is not None and resource not in resources:
+            notes.add(f"profile {key} left out: " + (why_not if inv.gpu_hosts else "no host has GPUs"))
+            continue
+        item = {"display_name": profile["display_name"], "description": profile["description"],
+                "slug": key.replace("_", "-")}
+        if profile["default"]:
+            item["default"] = True
+        item["kubespawner_override"] = _kubespawner_override(inv, profile, resource)
+        items.append(item)
+    return items
+
+
+def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
+    hub = inv.hub
+    creds = secrets.require("github_client_id", "github_client_secret")
+    github = {
+        "client_id": creds["github_client_id"],
+        "client_secret": creds["github_client_secret"],
+        "oauth_callback_url": f"https://{hub['hostname']}/hub/oauth_callback",
+    }
+    if hub["github"]["organizations"]:
+        github["allowed_organizations"] = list(hub["github"]["organizations"])
+        # Private org membership is visible only with read:org (org admins approve the app once).
+        github["scope"] = ["read:org"]
+    if hub["allow_any_github_user"]:
+        github["allow_all"] = True
+    authenticator = {}
+    if hub["admin_users"]:
+        authenticator["admin_users"] = list(hub["admin_users"])
+    if hub["github"]["allowed_users"]:
+        authenticator["allowed_users"] = list(hub["github"]["allowed_users"])
+    config = {"JupyterHub": {"authenticator_class": "github"}, "GitHubOAuthenticator": github}
+    if authenticator:
+        config["Authenticator"] = authenticator
+    return config
+
+
+def split_image(ref: str):
+    """'registry/name:tag' -> (name, tag); None for a digest reference the chart cannot split."""
+    if "@" in ref:
+        return None
+    name, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return name, tag
+
+
+def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
+    hub = inv.hub
+    singleuser = {}
+    image = split_image(hub["profiles"]["cpu"]["image"])
+    if image:
+        # The fallback image (and what the chart's image puller fetches); profiles set their own.
+        singleuser["image"] = {"name": image[0], "tag": image[1]}
+    singleuser["profileList"] = profile_list(inv, notes)
+    if hub["storage_class"]:
+        singleuser["storage"] = {"dynamic": {"storageClass": hub["storage_class"]}}
+    return {
+        "proxy": {"https": {
+            "enabled": True, "type": "letsencrypt", "hosts": [hub["hostname"]],
+            "letsencrypt": {"contactEmail": hub["letsencrypt_email"]},
+        }},
+        "hub": {"config": _auth_config(inv, secrets)},
+        "singleuser": singleuser,
+    }
+
+
+# --- GPU test ------------------------------------------------------------------------------
+
+GPU_TEST_NAME = "gpuhub-gpu-test"
+
+
+def gpu_test_job(inv: Inventory, host: Host = None) -> dict:
+    """A Job asking for one GPU; pinned to `host` (and named after it) when one is given."""
+    target = host or (inv.gpu_hosts[0] if inv.gpu_hosts else None)
+    resource = target.gpu_resource if target else "nvidia.com/gpu"
+    name = f"{GPU_TEST_NAME}-{host.name}" if host else GPU_TEST_NAME
+    labels = {"app.kubernetes.io/name": GPU_TEST_NAME, "app.kubernetes.io/managed-by": "gpuhub"}
+    pod = {"restartPolicy": "Never"}
+    if not inv.nvidia_is_default:
+        pod["runtimeClassName"] = "nvidia"
+    if host:
+        pod["nodeSelector"] = {"kubernetes.io/hostname": host.name}
+    pod["containers"] = [{
+        "name": "cuda",
+        "image": inv.gpu["test_image"],
+        "resources": {"limits": {resource: 1}},
+    }]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        # One try, a deadline, and cleanup: a failed test must say so, not retry forever.
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 3600,
+                 "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+
+
+# --- All artifacts -------------------------------------------------------------------------
+
+@dataclass
+class Artifact:
+    text: str
+    secret: bool = False
+
+
+def render_all(inv: Inventory, secrets: Secrets):
+    """-> ({relative path: Artifact}, Notes)."""
+    notes = Notes()
+    files = {
+        "cluster/jupyterhub-values.yaml": Artifact(dump(jupyterhub_values(inv, secrets, notes)), secret=True),
+        "cluster/device-plugin-values.yaml": Artifact(dump(device_plugin_values(inv))),
+        "cluster/gpu-test.yaml": Artifact(dump(gpu_test_job(inv))),
+    }
+    for host in inv.ordered_hosts():
+        files[f"hosts/{host.name}/k3s-config.yaml"] = Artifact(dump(k3s_config(inv, host)))
+        if inv.gpu["runtime"] == "template" and host.gpus:
+            files[f"hosts/{host.name}/containerd/config-v3.toml.tmpl"] = Artifact(containerd_template())
+    return files, notes
+
+
+def write_tree(files: dict, out: Path) -> None:
+    """Replace `out` as a whole: build beside it, then swap. Refuses to replace a folder that a
+    render did not make, so a mistyped --out cannot wipe someone's files."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise FileExistsError(f"{out} exists and was not written by `inv render`; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        (new / MARKER).write_text("written by gpuhub render; replaced as a whole on every render\n")
+        for rel, artifact in sorted(files.items()):
+            path = new / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if artifact.secret:
+                os.chmod(path.parent, 0o700)
+            # Create with the final mode: a secret is never readable by others, not even briefly.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if artifact.secret else 0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(artifact.text)
+        os.chmod(new, 0o755)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, old / "tree")
+        os.rename(new, out)
+        if old:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise

@@ -1,0 +1,161 @@
+"""A small strict schema for the inventory: every problem is collected with its key path.
+
+Specs describe the shape as data (like The Littlest JupyterHub's config schema): a `Section`
+has fixed keys, a `MapOf` has user-chosen names, a `ListOf` repeats one spec, a `Value`
+is a scalar with a type, an optional set of allowed values and an optional test. `check`
+returns the value with defaults filled in; problems go to the list passed in, never raised,
+so one run reports everything that is wrong.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+REQUIRED = object()
+
+# Text a user was meant to replace: `{your-IP-here}`, `<hostname>`, `CHANGEME`, `TODO`...
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}|<[^<>]*>|\bCHANGE[-_ ]?ME\b|\bTODO\b|\bFIXME\b|\bXXX+\b",
+                          re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.path or '(top level)'}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def join(path: str, key) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _type_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {bool: "true/false", int: "a whole number", float: "a number", str: "text",
+             list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+class Spec:
+    default: Any = REQUIRED
+
+    def check(self, value, path: str, problems: list) -> Any:
+        raise NotImplementedError
+
+    def initial(self):
+        return copy.deepcopy(self.default)
+
+
+class Value(Spec):
+    def __init__(self, kind, default=REQUIRED, choices=None,
+                 test: Optional[Callable[[Any], str]] = None, hint: str = ""):
+        self.kind, self.default, self.choices, self.test, self.hint = kind, default, choices, test, hint
+
+    def check(self, value, path, problems):
+        if value is None and self.default is None:
+            return None
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        # YAML booleans are ints to Python: `replicas: yes` must not pass as 1.
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            problems.append(Problem(path, f"expected {_type_name(self.kind)}, got {value!r}", self.hint))
+            return value
+        if isinstance(value, str) and _PLACEHOLDER.search(value):
+            problems.append(Problem(path, f"placeholder text left in: {value!r}",
+                                    self.hint or "replace it with this site's value"))
+            return value
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            hint = did_you_mean(value, self.choices)
+            problems.append(Problem(path, f"{value!r} is not one of: {allowed}", hint))
+            return value
+        if self.test is not None:
+            message = self.test(value)
+            if message:
+                problems.append(Problem(path, message, self.hint))
+        return value
+
+
+class ListOf(Spec):
+    def __init__(self, item: Spec, default=(), min_items: int = 0, unique: bool = True):
+        self.item, self.default, self.min_items, self.unique = item, list(default), min_items, unique
+
+    def check(self, value, path, problems):
+        if not isinstance(value, list):
+            problems.append(Problem(path, f"expected a list, got {value!r}"))
+            return value
+        if len(value) < self.min_items:
+            problems.append(Problem(path, f"needs at least {self.min_items} item(s)"))
+        result = [self.item.check(v, join(path, i), problems) for i, v in enumerate(value)]
+        if self.unique:
+            seen = set()
+            for i, v in enumerate(value):
+                if isinstance(v, (str, int)) and v in seen:
+                    problems.append(Problem(join(path, i), f"{v!r} is listed twice"))
+                seen.add(v if isinstance(v, (str, int)) else id(v))
+        return result
+
+
+class Section(Spec):
+    """A mapping with fixed keys; unknown keys are errors with a did-you-mean hint."""
+
+    default = None  # an absent section is checked as empty, so its required keys are reported
+
+    def __init__(self, fields: dict):
+        self.fields = fields
+
+    def check(self, value, path, problems):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            problems.append(Problem(path, f"expected a mapping, got {value!r}"))
+            return value
+        result = {}
+        for key in value:
+            if key not in self.fields:
+                hint = did_you_mean(key, self.fields) or "known keys: " + ", ".join(self.fields)
+                problems.append(Problem(join(path, key), "unknown key", hint))
+        for key, spec in self.fields.items():
+            if key in value or isinstance(spec, Section):
+                result[key] = spec.check(value.get(key), join(path, key), problems)
+            elif spec.default is REQUIRED:
+                problems.append(Problem(join(path, key), "is required", getattr(spec, "hint", "")))
+            else:
+                result[key] = spec.initial()
+        return result
+
+
+class MapOf(Spec):
+    """A mapping whose keys are names the user chooses (hosts), each checked by `name_test`."""
+
+    def __init__(self, item: Spec, name_test: Callable[[str], str], min_items: int = 0):
+        self.item, self.name_test, self.min_items = item, name_test, min_items
+        self.default = REQUIRED if min_items else {}
+
+    def check(self, value, path, problems):
+        if not isinstance(value, dict):
+            problems.append(Problem(path, f"expected a mapping of names, got {value!r}"))
+            return value
+        if len(value) < self.min_items:
+            problems.append(Problem(path, f"needs at least {self.min_items} entry"))
+        result = {}
+        for name, item in value.items():
+            message = self.name_test(name) if isinstance(name, str) else f"name {name!r} is not text"
+            if message:
+                problems.append(Problem(join(path, name), message))
+            result[name] = self.item.check(item, join(path, name), problems)
+        return result

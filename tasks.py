@@ -1,0 +1,96 @@
+"""gpuhub on the local machine: `inv --list`. Each task is a thin wrapper around gpuhub."""
+from invoke import Collection, task
+
+from gpuhub import cli
+
+INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
+PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing")
+
+
+@task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: build)"))
+def render(c, inventory=None, out="build"):
+    """Render every artifact (hub and device-plugin values, GPU test Job, per-host K3s config)."""
+    cli.render_to(inventory, out)
+
+
+@task(help=dict(INVENTORY_HELP, check="exit 2 when anything would change", json="print the plan as JSON"))
+def plan(c, inventory=None, check=False, json=False):
+    """Show, per step, what provisioning this machine would change. Changes nothing."""
+    cli.not_yet("plan")
+
+
+@task(help=dict(PLAN_HELP, yes="allow destructive changes"))
+def provision(c, inventory=None, plan=False, yes=False):
+    """Run every step on this machine: K3s, GPU runtime, device plugin, hub, GPU test."""
+    cli.not_yet("provision")
+
+
+@task(help=dict(INVENTORY_HELP, hosts="comma-separated testinfra URLs (local:// audits this machine)"))
+def audit(c, inventory=None, hosts=None):
+    """Audit hosts with testinfra: driver, runtime, K3s, GPUs allocatable, hub over HTTPS."""
+    cli.not_yet("audit")
+
+
+@task(help=PLAN_HELP)
+def k3s_install(c, inventory=None, plan=False):
+    """Install or upgrade the pinned K3s with gpuhub's config.yaml; wait for the node Ready."""
+    cli.not_yet("k3s.install")
+
+
+@task(help=dict(PLAN_HELP, yes="confirm the uninstall",
+                destroy_user_data="do not back up users' volumes first"))
+def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False):
+    """Uninstall K3s, backing up users' volumes first. Destructive: needs --yes."""
+    cli.not_yet("k3s.reset")
+
+
+@task(help=INVENTORY_HELP)
+def k3s_status(c, inventory=None):
+    """Show K3s's unit, version and nodes on this machine."""
+    cli.not_yet("k3s.status")
+
+
+@task(help=PLAN_HELP)
+def gpu_runtime(c, inventory=None, plan=False):
+    """Check the driver, install the NVIDIA container toolkit, make containerd use it."""
+    cli.not_yet("gpu.runtime")
+
+
+@task(help=PLAN_HELP)
+def gpu_plugin(c, inventory=None, plan=False):
+    """Install the NVIDIA device plugin with GPU feature discovery and time-slicing."""
+    cli.not_yet("gpu.plugin")
+
+
+@task(help=INVENTORY_HELP)
+def gpu_test(c, inventory=None):
+    """Run a GPU test Job on every GPU node; on Pending, print the scheduler's reason."""
+    cli.not_yet("gpu.test")
+
+
+@task(help=PLAN_HELP)
+def hub_launch(c, inventory=None, plan=False):
+    """Install or upgrade JupyterHub with the rendered values; print its URL."""
+    cli.not_yet("hub.launch")
+
+
+@task(help=dict(INVENTORY_HELP, values="a rendered jupyterhub-values.yaml (default: render it now)"))
+def hub_check(c, inventory=None, values=None):
+    """Load the hub config and every profile into the real JupyterHub classes; fail on mistakes."""
+    cli.hub_check(inventory, values)
+
+
+@task(help=INVENTORY_HELP)
+def hub_status(c, inventory=None):
+    """Show the JupyterHub release, its pods and URL."""
+    cli.not_yet("hub.status")
+
+
+def _namespace(name, *tasks):
+    return Collection(name, **{t.name.split("_", 1)[1].replace("_", "-"): t for t in tasks})
+
+
+ns = Collection(render, plan, provision, audit)
+ns.add_collection(_namespace("k3s", k3s_install, k3s_reset, k3s_status))
+ns.add_collection(_namespace("gpu", gpu_runtime, gpu_plugin, gpu_test))
+ns.add_collection(_namespace("hub", hub_launch, hub_check, hub_status))

@@ -1,0 +1,103 @@
+"""The entry points as a user runs them: `inv` and `fab` in a subprocess."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import DATA, ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def run(tool, *args, env=None, cwd=ROOT):
+    full_env = {"PATH": f"{BIN}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"),
+                "GPUHUB_SECRETS": "/nonexistent/secrets.yaml"}
+    full_env.update(env or {})
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=full_env, capture_output=True, text=True)
+
+
+SECRETS = {"GPUHUB_GITHUB_CLIENT_ID": "cli-id", "GPUHUB_GITHUB_CLIENT_SECRET": "cli-secret-value"}
+
+
+def test_inv_list_shows_every_namespace_and_task():
+    listed = run("inv", "--list").stdout.split()
+    for name in ["render", "plan", "provision", "audit", "k3s.install", "k3s.reset", "k3s.status",
+                 "gpu.runtime", "gpu.plugin", "gpu.test", "hub.launch", "hub.check", "hub.status"]:
+        assert name in listed
+
+
+def test_fab_list():
+    listed = run("fab", "--list").stdout.split()
+    assert {"provision", "plan", "reset", "audit"} <= set(listed)
+
+
+@pytest.mark.parametrize("task", ["render", "plan", "provision", "audit", "k3s.install", "k3s.reset",
+                                  "k3s.status", "gpu.runtime", "gpu.plugin", "gpu.test", "hub.launch",
+                                  "hub.check", "hub.status"])
+def test_every_task_has_help_and_inventory_option(task):
+    result = run("inv", "--help", task)
+    assert result.returncode == 0
+    assert "--inventory" in result.stdout
+    assert "Docstring: none" not in result.stdout
+
+
+@pytest.mark.parametrize("task", ["plan", "provision", "k3s.install", "hub.launch", "gpu.test"])
+def test_unimplemented_tasks_say_so_and_exit_1(task):
+    result = run("inv", task)
+    assert result.returncode == 1
+    assert "not implemented yet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_render_writes_the_artifacts(tmp_path):
+    out = tmp_path / "out"
+    result = run("inv", "render", "--out", str(out), env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((out / "cluster" / "jupyterhub-values.yaml").read_text())
+    assert values["hub"]["config"]["GitHubOAuthenticator"]["client_secret"] == "cli-secret-value"
+    assert "cli-secret-value" not in result.stdout + result.stderr
+    assert (out / "hosts" / "gpu1" / "k3s-config.yaml").exists()
+
+
+def test_render_with_bad_inventory_exits_1_without_traceback(tmp_path):
+    bad = DATA / "inventories" / "bad" / "bad-enum.yaml"
+    out = tmp_path / "out"
+    result = run("inv", "render", "--inventory", str(bad), "--out", str(out), env=SECRETS)
+    assert result.returncode == 1
+    assert "hosts.gpu1.role: 'sever' is not one of" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_render_inventory_from_environment(tmp_path):
+    result = run("inv", "render", "--out", str(tmp_path / "o"),
+                 env=dict(SECRETS, GPUHUB_INVENTORY=str(DATA / "inventories" / "good" / "seed.yaml")))
+    assert result.returncode == 0, result.stderr
+    assert "note: profile whole_gpu left out" in result.stderr
+    assert (tmp_path / "o" / "hosts" / "workstation" / "k3s-config.yaml").exists()
+
+
+def test_render_without_secrets_names_the_variables(tmp_path):
+    result = run("inv", "render", "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "GPUHUB_GITHUB_CLIENT_ID and GPUHUB_GITHUB_CLIENT_SECRET" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_hub_check_passes_on_the_shipped_example():
+    pytest.importorskip("jupyterhub", reason="pip install 'gpuhub[hubcheck]'")
+    result = run("inv", "hub.check")
+    assert result.returncode == 0, result.stderr
+    assert "loads cleanly" in result.stderr
+
+
+def test_hub_check_fails_on_a_bad_values_file(tmp_path):
+    pytest.importorskip("jupyterhub", reason="pip install 'gpuhub[hubcheck]'")
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"hub": {"config": {"GitHubOAuthenticator": {"allowed_orgs": ["x"]}}}}))
+    result = run("inv", "hub.check", "--values", str(values))
+    assert result.returncode == 1
+    assert "allowed_orgs" in result.stderr and "allowed_organizations" in result.stderr
+    assert "Traceback" not in result.stderr
