@@ -1,11 +1,7 @@
-"""Shared test helpers. Tests never audit or change the machine they run on."""
-from pathlib import Path
-
+"""Shared fixtures. Tests never audit or change the machine they run on."""
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-SHARED = ROOT.parent / "shared"
+from testdata import DATA
 
 
 @pytest.fixture
@@ -16,7 +12,3 @@ def secrets(monkeypatch):
     monkeypatch.setenv("GPUHUB_SECRETS", str(DATA / "no-such-secrets.yaml"))
     from gpuhub import inventory
     return inventory.load_secrets()
-
-
-def good_inventories():
-    return sorted((DATA / "inventories" / "good").glob("*.yaml")) + [ROOT / "hosts.yaml"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DATA, ROOT
+from testdata import DATA, ROOT
 
 BIN = Path(sys.executable).parent
 

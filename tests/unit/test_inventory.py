@@ -34,7 +34,7 @@ def test_all_problems_are_reported_together():
 
 
 def test_shipped_example_and_good_inventories_load():
-    from conftest import good_inventories
+    from testdata import good_inventories
     for path in good_inventories():
         inv = inventory.load(str(path))
         assert inv.server.role == "server"

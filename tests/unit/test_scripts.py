@@ -3,7 +3,7 @@ import os
 import stat
 import subprocess
 
-from conftest import ROOT
+from testdata import ROOT
 
 INSTALL = ROOT / "scripts" / "install-file.sh"
 

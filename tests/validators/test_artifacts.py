@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DATA, ROOT, SHARED, good_inventories
+from testdata import DATA, ROOT, SHARED, good_inventories
 from gpuhub import inventory, render, validate
 
 Z2JH = SHARED / "reference" / "z2jh"
