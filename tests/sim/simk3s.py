@@ -44,7 +44,7 @@ DB = f"{SERVER_DIR}/sim-cluster.json"
 CONTAINERD_DIR = f"{DATA}/agent/etc/containerd"
 TOOLKIT_PATHS = ["/usr/local/nvidia/toolkit", "/usr/bin", "/usr/local/bin", "/usr/sbin"]
 HEARTBEAT_S = 2
-STALE_S = 12
+STALE_S = 6
 
 
 def fault(name: str):
