@@ -1,32 +1,77 @@
-"""gpuhub on remote hosts over SSH: `fab -H gpu1,gpu2 provision`. Thin wrappers around gpuhub."""
+"""gpuhub on remote hosts over SSH: `fab -H gpu1,gpu2 provision`. Thin wrappers around gpuhub.
+
+Fabric calls a task once per -H host, one after the other, then its `post` task once. So each
+per-host call only records its Connection and options; the post task plans and applies for all
+hosts together: servers first, agents in parallel, cluster steps once, one recap.
+"""
 from fabric import task
+from invoke import Collection
 
 from gpuhub import cli
+from gpuhub.plan import PROVISION
 
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
+_hosts = {}      # original -H name -> Connection, in the order given
+_options = {}
 
 
-@task(help=dict(INVENTORY_HELP, plan="show what would change and change nothing",
-                yes="allow destructive changes"))
-def provision(c, inventory=None, plan=False, yes=False):
+def _collect(c, **options):
+    _hosts[c.original_host] = c
+    _options.update(options)
+
+
+@task
+def _plan_all(c):
+    cli.show_plan(cli.remote_run(_hosts, _options["inventory"], PROVISION),
+                  as_json=_options["json"], check=_options["check"])
+
+
+@task
+def _provision_all(c):
+    run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"])
+    if _options["plan"]:
+        cli.show_plan(run)
+    else:
+        cli.apply(run, yes=_options["yes"])
+
+
+@task
+def _reset_all(c):
+    run = cli.remote_run(_hosts, _options["inventory"], ("k3s.reset",),
+                         destroy_user_data=_options["destroy_user_data"])
+    if _options["plan"]:
+        cli.show_plan(run)
+    else:
+        cli.apply(run, yes=_options["yes"])
+
+
+@task(post=[_provision_all], help=dict(INVENTORY_HELP, plan="show what would change and change nothing",
+                                       yes="allow destructive changes",
+                                       fail_fast="stop at the first failing host"))
+def provision(c, inventory=None, plan=False, yes=False, fail_fast=False):
     """Provision the -H hosts: servers first, then agents; then device plugin, hub and GPU test."""
-    cli.not_yet("provision")
+    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast)
 
 
-@task(help=dict(INVENTORY_HELP, check="exit 2 when anything would change", json="print the plan as JSON"))
+@task(post=[_plan_all], help=dict(INVENTORY_HELP, check="exit 2 when anything would change",
+                                  json="print the plan as JSON"))
 def plan(c, inventory=None, check=False, json=False):
     """Show, per host and step, what provisioning would change. Changes nothing."""
-    cli.not_yet("plan")
+    _collect(c, inventory=inventory, check=check, json=json)
 
 
-@task(help=dict(INVENTORY_HELP, yes="confirm the uninstall",
-                destroy_user_data="do not back up users' volumes first"))
-def reset(c, inventory=None, yes=False, destroy_user_data=False):
+@task(post=[_reset_all], help=dict(INVENTORY_HELP, yes="confirm the uninstall", plan="show the plan only",
+                                   destroy_user_data="do not back up users' volumes first"))
+def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False):
     """Uninstall K3s from the -H hosts, backing up users' volumes first. Needs --yes."""
-    cli.not_yet("reset")
+    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data)
 
 
 @task(help=INVENTORY_HELP)
 def audit(c, inventory=None):
     """Audit the -H hosts with testinfra."""
     cli.not_yet("audit")
+
+
+# Only the user-facing tasks are listed; the post tasks run through `post=`.
+ns = Collection(provision, plan, reset, audit)

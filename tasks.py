@@ -2,6 +2,7 @@
 from invoke import Collection, task
 
 from gpuhub import cli
+from gpuhub.plan import PROVISION
 
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
 PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing")
@@ -16,13 +17,13 @@ def render(c, inventory=None, out="build"):
 @task(help=dict(INVENTORY_HELP, check="exit 2 when anything would change", json="print the plan as JSON"))
 def plan(c, inventory=None, check=False, json=False):
     """Show, per step, what provisioning this machine would change. Changes nothing."""
-    cli.not_yet("plan")
+    cli.show_plan(cli.local_run(c, inventory, PROVISION), as_json=json, check=check)
 
 
 @task(help=dict(PLAN_HELP, yes="allow destructive changes"))
 def provision(c, inventory=None, plan=False, yes=False):
     """Run every step on this machine: K3s, GPU runtime, device plugin, hub, GPU test."""
-    cli.not_yet("provision")
+    _plan_or_apply(c, inventory, PROVISION, plan, yes)
 
 
 @task(help=dict(INVENTORY_HELP, hosts="comma-separated testinfra URLs (local:// audits this machine)"))
@@ -34,14 +35,14 @@ def audit(c, inventory=None, hosts=None):
 @task(help=PLAN_HELP)
 def k3s_install(c, inventory=None, plan=False):
     """Install or upgrade the pinned K3s with gpuhub's config.yaml; wait for the node Ready."""
-    cli.not_yet("k3s.install")
+    _plan_or_apply(c, inventory, ("k3s.install",), plan)
 
 
 @task(help=dict(PLAN_HELP, yes="confirm the uninstall",
                 destroy_user_data="do not back up users' volumes first"))
 def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False):
     """Uninstall K3s, backing up users' volumes first. Destructive: needs --yes."""
-    cli.not_yet("k3s.reset")
+    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data)
 
 
 @task(help=INVENTORY_HELP)
@@ -53,25 +54,25 @@ def k3s_status(c, inventory=None):
 @task(help=PLAN_HELP)
 def gpu_runtime(c, inventory=None, plan=False):
     """Check the driver, install the NVIDIA container toolkit, make containerd use it."""
-    cli.not_yet("gpu.runtime")
+    _plan_or_apply(c, inventory, ("gpu.runtime",), plan)
 
 
 @task(help=PLAN_HELP)
 def gpu_plugin(c, inventory=None, plan=False):
     """Install the NVIDIA device plugin with GPU feature discovery and time-slicing."""
-    cli.not_yet("gpu.plugin")
+    _plan_or_apply(c, inventory, ("gpu.plugin",), plan)
 
 
 @task(help=INVENTORY_HELP)
 def gpu_test(c, inventory=None):
     """Run a GPU test Job on every GPU node; on Pending, print the scheduler's reason."""
-    cli.not_yet("gpu.test")
+    _plan_or_apply(c, inventory, ("gpu.test",), False)
 
 
 @task(help=PLAN_HELP)
 def hub_launch(c, inventory=None, plan=False):
     """Install or upgrade JupyterHub with the rendered values; print its URL."""
-    cli.not_yet("hub.launch")
+    _plan_or_apply(c, inventory, ("hub.launch",), plan)
 
 
 @task(help=dict(INVENTORY_HELP, values="a rendered jupyterhub-values.yaml (default: render it now)"))
@@ -84,6 +85,14 @@ def hub_check(c, inventory=None, values=None):
 def hub_status(c, inventory=None):
     """Show the JupyterHub release, its pods and URL."""
     cli.not_yet("hub.status")
+
+
+def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False):
+    run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data)
+    if plan:
+        cli.show_plan(run)
+    else:
+        cli.apply(run, yes=yes)
 
 
 def _namespace(name, *tasks):

@@ -64,3 +64,72 @@ def hub_check(inventory_file, values_file=None) -> None:
         raise Exit("gpuhub: hub.check found problems in " + source + ":\n"
                    + "\n".join(f"  - {p}" for p in problems), code=1)
     say(f"hub.check: {source} loads cleanly into JupyterHub, GitHubOAuthenticator and KubeSpawner")
+
+
+# --- plan / apply ----------------------------------------------------------------------------
+
+def _load(inventory_file):
+    with errors_as_exit():
+        return inventory.load(inventory_file), inventory.load_secrets(inventory_file)
+
+
+def local_run(context, inventory_file, only, destroy_user_data=False):
+    """`inv`: this machine is the host (DESIGN.md, "Which host is which")."""
+    from .plan import Run
+    from .target import Target
+    inv, secrets = _load(inventory_file)
+    target = Target.for_local(context)
+    if inv.local_host is None:
+        listed = target.run("nvidia-smi -L")
+        gpus = sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU ")) if listed.ok else 0
+        inv = inv.local_view(gpus)
+    local = inv.local_host
+    if local.role != "server":
+        raise Exit(f"gpuhub: {local.name} is an agent: run `fab -H {inv.server.name},{local.name} ...` "
+                   "so that it can join its server", code=1)
+    return Run(inv, {local.name: target}, secrets, only=only, destroy_user_data=destroy_user_data)
+
+
+def remote_run(connections: dict, inventory_file, only, destroy_user_data=False, fail_fast=False):
+    """`fab -H a,b`: inventory hosts looked up by the names given to -H."""
+    from fabric import Connection
+
+    from .plan import Run
+    from .target import Target
+    inv, secrets = _load(inventory_file)
+    unknown = [name for name in connections if name not in inv.hosts]
+    if unknown:
+        raise Exit(f"gpuhub: not in the inventory ({inv.source}): {', '.join(unknown)}; "
+                   f"known hosts: {', '.join(inv.hosts)}", code=1)
+    targets = {name: Target.for_connection(name, c) for name, c in connections.items()}
+    server = inv.server.name
+    if server not in targets:
+        # Read-only: agents need the server's token digest and address to plan their join.
+        some = next(iter(connections.values()))
+        targets[server] = Target.for_connection(server, Connection(server, config=some.config))
+    return Run(inv, targets, secrets, only=only, selected=list(connections), destroy_user_data=destroy_user_data,
+               fail_fast=fail_fast)
+
+
+def show_plan(run, as_json=False, check=False) -> None:
+    from . import plan
+    results = run.plan()
+    if as_json:
+        print(plan.as_json(results))
+    else:
+        print(plan.format_plan(results))
+    code = plan.check_exit_code(results)
+    if code == 1 or (check and code == 2):
+        raise Exit(code=code)
+
+
+def apply(run, yes=False) -> None:
+    from . import plan
+    try:
+        results = run.apply(yes=yes)
+    except plan.Refused as e:
+        raise Exit(f"gpuhub: nothing changed: {e}", code=1) from None
+    say(plan.format_plan(results))
+    say(plan.format_recap(results))
+    if run.failed():
+        raise Exit(code=1)

@@ -5,6 +5,7 @@ changes). Loading never runs anything and never touches a host.
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ K3S_VERSION = "v1.37.1+k3s1"
 DEVICE_PLUGIN_CHART = "0.20.0"
 HUB_CHART = "4.4.0"
 HUB_CHARTS_TESTED = ("3.2.1", "4.4.0")
+HELM_VERSION = "v3.17.3"
+TOOLKIT_VERSION = "1.17.8-1"
+PLUGIN_CHART_REPO = "https://nvidia.github.io/k8s-device-plugin"
+HUB_CHART_REPO = "https://hub.jupyter.org/helm-chart/"
 
 RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
 ROLES = ("server", "agent")
@@ -85,12 +90,14 @@ INVENTORY = Section({
     "cluster": Section({
         "k3s_version": Value(str, K3S_VERSION, test=names.k3s_version_problem),
         "server": Value(str, None, hint="the host agents join; defaults to the one host with role: server"),
+        "helm_version": Value(str, HELM_VERSION, test=names.helm_version),
     }),
     "gpu": Section({
         "runtime": Value(str, "runtimeclass", choices=RUNTIME_MODES),
         "plugin_chart_version": Value(str, DEVICE_PLUGIN_CHART, test=names.chart_version),
         "replicas": Value(int, 8, test=_replicas),
         "test_image": Value(str, TEST_IMAGE, test=names.image),
+        "toolkit_version": Value(str, TOOLKIT_VERSION, test=names.package_version),
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
@@ -116,7 +123,16 @@ INVENTORY = Section({
         }),
     }),
     "hosts": MapOf(HOST, name_test=names.dns_label, min_items=1),
+    # Local files uploaded instead of downloaded (paths relative to the inventory file).
+    "airgap": Section({
+        "k3s_binary": Value(str, None), "k3s_install_script": Value(str, None),
+        "k3s_images": Value(str, None), "helm_binary": Value(str, None),
+        "plugin_chart": Value(str, None, hint="nvidia-device-plugin-VERSION.tgz"),
+        "hub_chart": Value(str, None, hint="jupyterhub-VERSION.tgz"),
+        "toolkit_packages": ListOf(Value(str)),
+    }),
 })
+AIRGAP_TOGETHER = ("k3s_binary", "k3s_install_script")
 
 SECRETS = Section({
     "github_client_id": Value(str, None),
@@ -160,6 +176,8 @@ class Host:
 class Inventory:
     def __init__(self, data: dict, source: str = ""):
         self.data, self.source = data, source
+        self.base = Path(source).resolve().parent if source else Path.cwd()
+        self.airgap = data["airgap"]
         self.cluster, self.gpu, self.hub = data["cluster"], data["gpu"], data["hub"]
         self.hosts = {
             name: Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"],
@@ -186,6 +204,29 @@ class Inventory:
         """In default-runtime and template modes containerd runs every pod with nvidia."""
         return self.gpu["runtime"] != "runtimeclass"
 
+    def airgap_file(self, key: str) -> Optional[Path]:
+        value = self.airgap[key]
+        return self.base / value if value else None
+
+    def airgap_files(self, key: str) -> list:
+        return [self.base / v for v in self.airgap[key]]
+
+    def local_view(self, detected_gpus: int) -> "Inventory":
+        """The cluster `inv` acts on: the host marked local: true, else this machine alone as a
+        single-node server named localhost, expecting the GPUs nvidia-smi lists."""
+        marked = [h for h in self.hosts.values() if h.local]
+        if marked:
+            return self
+        data = copy.deepcopy(self.data)
+        data["cluster"]["server"] = None
+        data["hosts"] = {"localhost": {"role": "server", "address": None, "gpus": detected_gpus,
+                                       "sharing": "timeslice", "replicas": None, "local": True}}
+        return Inventory(data, self.source)
+
+    @property
+    def local_host(self) -> Optional[Host]:
+        return next((h for h in self.hosts.values() if h.local), None)
+
     def host(self, name: str) -> Host:
         if name not in self.hosts:
             raise InventoryError([Problem("hosts", f"no host named {name!r}",
@@ -193,7 +234,23 @@ class Inventory:
         return self.hosts[name]
 
 
-def _cross_checks(data: dict) -> list:
+def _airgap_checks(airgap: dict, base: Path) -> list:
+    problems = []
+    for key, value in airgap.items():
+        for i, path in enumerate(value if isinstance(value, list) else [value]):
+            if path is None:
+                continue
+            where = f"airgap.{key}" + (f"[{i}]" if isinstance(value, list) else "")
+            if not (base / path).is_file():
+                problems.append(Problem(where, f"no such file: {base / path}", "paths are relative to the inventory file"))
+    given = [k for k in AIRGAP_TOGETHER if airgap[k]]
+    if given and len(given) != len(AIRGAP_TOGETHER):
+        problems.append(Problem("airgap", "k3s_binary and k3s_install_script go together",
+                                "the install script installs the binary you give (INSTALL_K3S_SKIP_DOWNLOAD)"))
+    return problems
+
+
+def _cross_checks(data: dict, base: Path = Path(".")) -> list:
     """Rules between keys, run only when every key has the right shape."""
     problems = []
     hosts = data["hosts"]
@@ -226,6 +283,7 @@ def _cross_checks(data: dict) -> list:
             problems.append(Problem("gpu.runtime", f"template mode needs containerd 2 (K3s >= v1.31.6 / v1.32.2), "
                                     f"not {data['cluster']['k3s_version']}",
                                     "use runtime: default-runtime with this K3s, or bump cluster.k3s_version"))
+    problems += _airgap_checks(data["airgap"], base)
     hub = data["hub"]
     if not (hub["github"]["organizations"] or hub["github"]["allowed_users"] or hub["allow_any_github_user"]):
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",
@@ -253,7 +311,7 @@ def parse(data, source: str = "") -> Inventory:
     problems = []
     merged = INVENTORY.check(data, "", problems)
     if not problems:
-        problems = _cross_checks(merged)
+        problems = _cross_checks(merged, Path(source).resolve().parent if source else Path.cwd())
     if problems:
         raise InventoryError(problems, source)
     return Inventory(merged, source)

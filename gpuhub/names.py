@@ -95,3 +95,15 @@ def image(value: str) -> str:
 def memory(value: str) -> str:
     # KubeSpawner's ByteSpecification takes K/M/G/T (binary multiples) and refuses Ki/Mi/Gi.
     return "" if _MEMORY.match(value) else f"{value!r} is not a memory size such as 4G or 512M (K, M, G, T)"
+
+
+_HELM_VERSION = re.compile(r"^v[34]\.\d+\.\d+$")
+_PACKAGE_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]*$")
+
+
+def helm_version(value: str) -> str:
+    return "" if _HELM_VERSION.match(value) else f"{value!r} is not a helm release such as v3.17.3"
+
+
+def package_version(value: str) -> str:
+    return "" if _PACKAGE_VERSION.match(value) else f"{value!r} is not a package version such as 1.17.8-1"

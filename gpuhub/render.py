@@ -42,11 +42,14 @@ def dump(data) -> str:
 # --- K3s ---------------------------------------------------------------------------------
 
 def node_labels(inv: Inventory, host: Host) -> list:
+    """Labels K3s sets when the node registers. The sharing label
+    (nvidia.com/device-plugin.config) is gpu.plugin's: K3s applies node-label only at
+    registration, and a replicas change must not rewrite config.yaml and restart K3s."""
     labels = [f"gpuhub.io/role={host.role}"]
     if host.gpus:
         # Device plugin chart >= 0.15 only schedules on nodes labelled by NFD/GFD or with
         # nvidia.com/gpu.present=true (NVIDIA/k8s-device-plugin#1213): label up front.
-        labels += ["nvidia.com/gpu.present=true", f"nvidia.com/device-plugin.config={host.plugin_config}"]
+        labels.append("nvidia.com/gpu.present=true")
     return labels
 
 

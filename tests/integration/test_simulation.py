@@ -35,6 +35,14 @@ PLUGIN_VALUES = {"gfd": {"enabled": True}, "runtimeClassName": "nvidia",
                             "default": "timeslice-4"}}
 
 
+# What a bare host is for the provisioning tests: no K3s, no toolkit, no helm, no simulation state.
+BARE_HOST = ("for s in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do "
+             "[ -x \"$s\" ] && \"$s\" >/dev/null 2>&1; done; "
+             "dpkg -r nvidia-container-toolkit >/dev/null 2>&1; "
+             "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /root/bundle /var/lib/gpuhub "
+             "/var/backups/gpuhub /etc/rancher /var/lib/rancher; true")
+
+
 class Cluster:
     def __init__(self, hosts, paths):
         self.hosts, self.paths = hosts, paths
@@ -138,7 +146,10 @@ def cluster(testhosts, tmp_path_factory):
     c.sh("gpu1", f"helm upgrade --install nvdp /root/bundle/nvidia-device-plugin.tgz --version 0.20.0 "
                  f"--namespace {PLUGIN_NS} --create-namespace -f /root/bundle/plugin-values.yaml")
     c.wait_for("three healthy nodes", c.healthy)
-    return c
+    yield c
+    # Later modules start from bare hosts: take everything this module installed away again.
+    for host in ("gpu1", "gpu2", "gpu3"):
+        c.sh(host, BARE_HOST, check=False)
 
 
 @pytest.fixture

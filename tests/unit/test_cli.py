@@ -1,4 +1,5 @@
 """The entry points as a user runs them: `inv` and `fab` in a subprocess."""
+import json
 import os
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_every_task_has_help_and_inventory_option(task):
     assert "Docstring: none" not in result.stdout
 
 
-@pytest.mark.parametrize("task", ["plan", "provision", "k3s.install", "hub.launch", "gpu.test"])
+@pytest.mark.parametrize("task", ["audit", "k3s.status", "hub.status"])
 def test_unimplemented_tasks_say_so_and_exit_1(task):
     result = run("inv", task)
     assert result.returncode == 1
@@ -101,3 +102,30 @@ def test_hub_check_fails_on_a_bad_values_file(tmp_path):
     assert result.returncode == 1
     assert "allowed_orgs" in result.stderr and "allowed_organizations" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plan_on_this_machine_exits_0_and_says_why_steps_are_blocked():
+    """No GPU, no K3s, no systemd, no secrets here: a plan all the same, changing nothing."""
+    result = run("inv", "plan")
+    assert result.returncode == 0, result.stderr
+    assert "localhost (server)" in result.stdout
+    assert "k3s.install  blocked  no systemd on this host" in result.stdout
+    assert "hub.launch   blocked  secrets: missing" in result.stdout
+    assert run("inv", "plan", "--check").returncode == 2
+    data = json.loads(run("inv", "plan", "--json").stdout)
+    steps = {s["id"]: s for s in data["hosts"]["localhost"]["steps"]}
+    assert set(steps) == {"k3s.install", "gpu.runtime", "gpu.plugin", "hub.launch", "gpu.test"}
+    assert set(steps["k3s.install"]) == {"id", "status", "summary", "restarts", "destructive", "reason"}
+
+
+def test_provision_on_this_machine_refuses_blocked_steps():
+    result = run("inv", "provision")
+    assert result.returncode == 1
+    assert "not changed: k3s.install: no systemd" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fab_with_a_host_not_in_the_inventory():
+    result = run("fab", "-H", "gpu1,nosuch", "plan")
+    assert result.returncode == 1
+    assert "not in the inventory" in result.stderr and "known hosts: gpu1, gpu2" in result.stderr

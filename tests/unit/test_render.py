@@ -8,19 +8,13 @@ import yaml
 
 from gpuhub import inventory, render
 from gpuhub.inventory import InventoryError
+from testdata import load_inventory
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "inventories" / "good"
 
 
-def load(name, **changes):
-    data = yaml.safe_load((DATA / f"{name}.yaml").read_text())
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = data
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return inventory.parse(data)
+def load(name="seed", **changes):
+    return load_inventory(name, **changes)
 
 
 def hub_values(inv, secrets):
@@ -49,8 +43,9 @@ class TestK3sConfig:
         assert config["server"] == "https://10.1.2.3:6443"
         assert config["token-file"] == render.AGENT_TOKEN_FILE
         assert not {"token", "disable", "write-kubeconfig-mode"} & set(config)
-        assert "nvidia.com/device-plugin.config=timeslice-6" in config["node-label"]
         assert "nvidia.com/gpu.present=true" in config["node-label"]
+        # The sharing label belongs to gpu.plugin: a replicas change must not restart K3s.
+        assert not any("device-plugin.config" in label for label in config["node-label"])
 
     def test_default_runtime_only_in_that_mode_and_only_on_gpu_hosts(self):
         for mode in ("runtimeclass", "template"):

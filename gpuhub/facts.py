@@ -1,0 +1,249 @@
+"""Read-only probes: each fact is a shell command plus a pure parser of its output.
+
+All of a host's probes run in ONE round trip: a script that prints each probe's output between
+markers, with its exit code. A non-zero exit is data for the parser, never an exception.
+Parsers take (stdout, exit code) and are tested from recorded outputs in tests/data/facts/.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+
+K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
+KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+SERVER_TOKEN = "/var/lib/rancher/k3s/server/node-token"
+AGENT_TOKEN = "/etc/rancher/k3s/gpuhub-node-token"
+CONTAINERD_DIR = "/var/lib/rancher/k3s/agent/etc/containerd"
+TEMPLATE = f"{CONTAINERD_DIR}/config-v3.toml.tmpl"
+STORAGE = "/var/lib/rancher/k3s/storage"
+KUBECTL = "/usr/local/bin/k3s kubectl"
+HELM = f"env KUBECONFIG={KUBECONFIG} /usr/local/bin/helm"
+
+
+# --- parsers (pure) -----------------------------------------------------------------------------
+
+def parse_text(out: str, rc: int):
+    return out.strip() if rc == 0 and out.strip() else None
+
+
+def parse_sha256(out: str, rc: int):
+    """`sha256sum FILE` -> the digest, or None when the file is missing."""
+    m = re.match(r"^([0-9a-f]{64})\b", out.strip())
+    return m.group(1) if rc == 0 and m else None
+
+
+def parse_k3s_version(out: str, rc: int):
+    """`k3s --version` -> 'v1.33.5+k3s1', or None when K3s is not installed."""
+    m = re.search(r"k3s version (v\d+\.\d+\.\d+\+k3s\d+)", out)
+    return m.group(1) if rc == 0 and m else None
+
+
+def parse_unit(out: str, rc: int) -> dict:
+    """`systemctl is-active U; systemctl is-enabled U` -> {'active': bool, 'enabled': bool}."""
+    lines = out.split()
+    return {"active": bool(lines) and lines[0] == "active",
+            "enabled": len(lines) > 1 and lines[1] in ("enabled", "enabled-runtime")}
+
+
+def parse_nvidia_smi(out: str, rc: int) -> dict:
+    """`nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total --format=csv,noheader,nounits`."""
+    if rc != 0:
+        first = next((line.strip() for line in out.splitlines() if line.strip()), f"exit code {rc}")
+        if rc == 127 or "not found" in first:
+            first = "nvidia-smi not found (no NVIDIA driver installed)"
+        return {"ok": False, "error": first, "gpus": []}
+    gpus = []
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) == 5 and cells[0].isdigit():
+            gpus.append({"index": int(cells[0]), "name": cells[1], "uuid": cells[2],
+                         "driver": cells[3], "memory_mib": int(float(cells[4])) if cells[4].replace(".", "").isdigit() else None})
+    if not gpus:
+        return {"ok": False, "error": "nvidia-smi listed no GPUs", "gpus": []}
+    return {"ok": True, "error": "", "gpus": gpus}
+
+
+def parse_containerd(out: str, rc: int):
+    """K3s's generated containerd config -> {'runtimes': [...], 'default_runtime': name}, or None."""
+    if rc != 0 or not out.strip():
+        return None
+    try:
+        config = tomllib.loads(out)
+    except tomllib.TOMLDecodeError:
+        return {"runtimes": [], "default_runtime": None, "error": "unparsable"}
+    plugins = config.get("plugins", {})
+    cri = plugins.get("io.containerd.cri.v1.runtime") or plugins.get("io.containerd.grpc.v1.cri") or {}
+    containerd = cri.get("containerd", {})
+    return {"runtimes": sorted(containerd.get("runtimes", {})),
+            "default_runtime": containerd.get("default_runtime_name", "runc")}
+
+
+def parse_helm_version(out: str, rc: int):
+    m = re.search(r'Version:"(v[^"]+)"', out) or re.match(r"^(v\d+\.\d+\.\d+)", out.strip())
+    return m.group(1) if rc == 0 and m else None
+
+
+def parse_kib(out: str, rc: int):
+    """`du -sk DIR` / a number -> KiB, or 0 when absent."""
+    m = re.match(r"^(\d+)", out.strip())
+    return int(m.group(1)) if rc == 0 and m else 0
+
+
+def parse_json(out: str, rc: int):
+    if rc != 0:
+        return None
+    try:
+        return json.loads(out)
+    except ValueError:
+        return None
+
+
+def parse_nodes(out: str, rc: int):
+    """`kubectl get nodes -o json` -> {name: {ready, labels, capacity, allocatable, version}}."""
+    data = parse_json(out, rc)
+    if data is None:
+        return None
+    nodes = {}
+    for item in data.get("items", []):
+        status = item.get("status", {})
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+        nodes[item["metadata"]["name"]] = {
+            "ready": ready, "labels": item["metadata"].get("labels", {}),
+            "capacity": status.get("capacity", {}), "allocatable": status.get("allocatable", {}),
+            "version": status.get("nodeInfo", {}).get("kubeletVersion")}
+    return nodes
+
+
+def parse_releases(out: str, rc: int):
+    """`helm list -A -o json` -> {'ns/name': {chart, version, status, revision}}."""
+    data = parse_json(out, rc)
+    if data is None:
+        return None
+    releases = {}
+    for r in data:
+        chart, _, version = r.get("chart", "").rpartition("-")
+        releases[f"{r['namespace']}/{r['name']}"] = {"chart": chart, "version": version,
+                                                      "status": r.get("status"), "revision": int(r.get("revision", 0))}
+    return releases
+
+
+def parse_pods(out: str, rc: int):
+    """`kubectl get pods -o json` -> [{name, node, phase, ready, labels, reason}]."""
+    data = parse_json(out, rc)
+    if data is None:
+        return None
+    pods = []
+    for item in data.get("items", []):
+        status = item.get("status", {})
+        pods.append({"name": item["metadata"]["name"], "node": item.get("spec", {}).get("nodeName"),
+                     "labels": item["metadata"].get("labels", {}), "phase": status.get("phase"),
+                     "reason": status.get("reason", ""),
+                     "ready": any(c.get("type") == "Ready" and c.get("status") == "True"
+                                  for c in status.get("conditions", []))})
+    return pods
+
+
+def parse_names(out: str, rc: int):
+    """`kubectl get X -o name` -> the names without the kind/ prefix."""
+    return sorted(line.split("/", 1)[-1] for line in out.split()) if rc == 0 else None
+
+
+# --- probes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Probe:
+    command: str
+    parse: object
+
+
+def host_probes() -> dict:
+    return {
+        "uid": Probe("id -u", parse_text),
+        "systemd": Probe("test -d /run/systemd/system && echo yes", parse_text),
+        "os_id": Probe(". /etc/os-release && echo \"$ID\"", parse_text),
+        "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version),
+        "unit_k3s": Probe("systemctl is-active k3s; systemctl is-enabled k3s", parse_unit),
+        "unit_k3s_agent": Probe("systemctl is-active k3s-agent; systemctl is-enabled k3s-agent", parse_unit),
+        "k3s_config_sha": Probe(f"sha256sum {K3S_CONFIG}", parse_sha256),
+        "agent_token_sha": Probe(f"test -f {AGENT_TOKEN} && tr -d '\\n' < {AGENT_TOKEN} | sha256sum", parse_sha256),
+        "server_token_sha": Probe(f"test -f {SERVER_TOKEN} && tr -d '\\n' < {SERVER_TOKEN} | sha256sum", parse_sha256),
+        "nvidia_smi": Probe("nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total "
+                            "--format=csv,noheader,nounits 2>&1", parse_nvidia_smi),
+        "toolkit": Probe("command -v nvidia-container-runtime || ls /usr/local/nvidia/toolkit/nvidia-container-runtime",
+                         parse_text),
+        "containerd": Probe(f"cat {CONTAINERD_DIR}/config.toml", parse_containerd),
+        "template_sha": Probe(f"sha256sum {TEMPLATE}", parse_sha256),
+        "helm_sha": Probe("sha256sum /usr/local/bin/helm", parse_sha256),
+        "helm_version": Probe("/usr/local/bin/helm version 2>/dev/null", parse_helm_version),
+        "storage_kib": Probe(f"du -sk {STORAGE}", parse_kib),
+    }
+
+
+def cluster_probes(plugin_release: str, hub_release: str) -> dict:
+    """On the server, once K3s answers: what the cluster steps compare."""
+    plugin_ns, plugin_name = plugin_release.split("/")
+    hub_ns, hub_name = hub_release.split("/")
+    return {
+        "nodes": Probe(f"{KUBECTL} get nodes -o json", parse_nodes),
+        "runtimeclasses": Probe(f"{KUBECTL} get runtimeclass -o name", parse_names),
+        "releases": Probe(f"{HELM} list -A -o json", parse_releases),
+        "plugin_values": Probe(f"{HELM} get values {shlex.quote(plugin_name)} -n {shlex.quote(plugin_ns)} -o json",
+                               parse_json),
+        "hub_values": Probe(f"{HELM} get values {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} -o json", parse_json),
+        "plugin_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(plugin_ns)} "
+                             "-l app.kubernetes.io/name=nvidia-device-plugin -o json", parse_pods),
+        "hub_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(hub_ns)} -o json", parse_pods),
+    }
+
+
+@dataclass
+class Facts:
+    values: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+
+    def __getitem__(self, key):
+        return self.values.get(key)
+
+    def get(self, key, default=None):
+        value = self.values.get(key)
+        return default if value is None else value
+
+
+def script(probes: dict, marker: str) -> str:
+    """One shell script running every probe; outputs framed by `marker` lines with exit codes."""
+    parts = []
+    for name, probe in probes.items():
+        parts.append(f"echo '{marker} begin {name}'; ( {probe.command} ) 2>/dev/null; "
+                     f"echo \"{marker} end {name} $?\"")
+    return "\n".join(parts)
+
+
+def split(output: str, marker: str) -> dict:
+    """Inverse of `script`: {name: (stdout, exit code)}."""
+    found, current, lines = {}, None, []
+    for line in output.splitlines():
+        if line.startswith(f"{marker} begin "):
+            current, lines = line.split(" ", 2)[2], []
+        elif line.startswith(f"{marker} end ") and current:
+            name, _, rc = line.split(" ", 2)[2].rpartition(" ")
+            found[name] = ("\n".join(lines) + ("\n" if lines else ""), int(rc))
+            current = None
+        elif current is not None:
+            lines.append(line)
+    return found
+
+
+def gather(target, probes: dict) -> Facts:
+    """Run `probes` on `target` in one round trip and parse each. Missing output -> parse('', 127)."""
+    marker = "@@gpuhub-" + secrets.token_hex(6)
+    result = target.run(script(probes, marker))
+    raw = split(result.stdout, marker)
+    facts = Facts(raw=raw)
+    for name, probe in probes.items():
+        out, rc = raw.get(name, ("", 127))
+        facts.values[name] = probe.parse(out, rc)
+    return facts

@@ -1,0 +1,253 @@
+"""The only place changes are applied: facts -> plan -> confirm destructive -> apply in order ->
+run each notified handler once -> gather facts again and fail if anything still differs.
+
+Hosts: the server first (agents need its token), then agents in parallel; the cluster steps
+(gpu.plugin, hub.launch, gpu.test) once, on the server, after every host is done.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import facts as f
+from .steps import (BLOCKED, CHANGE, ERROR, LOCAL_SCRIPTS, OK, PENDING, RESTART_K3S, SCRIPTS_DIR, VERIFY,
+                    Context, StepPlan)
+from .steps import cluster, k3s, runtime
+from .target import StepFailed
+
+HOST_STEPS = (("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_runtime),
+              (k3s.RESET, k3s.plan_reset))
+CLUSTER_STEPS = (("gpu.plugin", cluster.plan_plugin), ("hub.launch", cluster.plan_hub),
+                 ("gpu.test", cluster.plan_gpu_test))
+PROVISION = ("k3s.install", "gpu.runtime") + tuple(s for s, _ in CLUSTER_STEPS)
+HANDLERS = {RESTART_K3S: k3s.restart_k3s}
+
+
+class Refused(Exception):
+    """The run stopped before changing anything (destructive without --yes...)."""
+
+
+@dataclass
+class HostRun:
+    name: str
+    role: str
+    steps: list = field(default_factory=list)   # StepPlan
+    error: str = ""          # facts could not be gathered (unreachable) or an action failed
+    unreachable: bool = False
+    changed: bool = False
+
+    def as_json(self) -> dict:
+        return {"role": self.role, "steps": [s.as_json() for s in self.steps],
+                **({"error": self.error} if self.error else {})}
+
+
+class Run:
+    def __init__(self, inv, targets: dict, secrets, only=PROVISION, selected=None, log=None,
+                 destroy_user_data=False, fail_fast=False):
+        """`targets`: name -> Target for every host it may talk to (the server's facts are read
+        even when only agents are `selected`); `selected`: the hosts to plan and change."""
+        self.inv, self.targets, self.secrets, self.only = inv, targets, secrets, only
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.destroy_user_data, self.fail_fast = destroy_user_data, fail_fast
+        self.facts, self.results = {}, {}
+        selected = set(targets if selected is None else selected)
+        self.hosts = [h for h in inv.ordered_hosts() if h.name in selected]
+
+    # --- facts ---------------------------------------------------------------------------
+
+    def probes_for(self, host):
+        probes = f.host_probes()
+        if host.role == "server":
+            for name, probe in f.cluster_probes(cluster.PLUGIN_RELEASE, cluster.hub_release(self.inv)).items():
+                probes[name] = f.Probe(f"timeout 60 {probe.command}", probe.parse)
+        return probes
+
+    def gather(self, host) -> bool:
+        try:
+            self.facts[host.name] = f.gather(self.targets[host.name], self.probes_for(host))
+            return True
+        except Exception as e:  # unreachable: SSH refused, DNS, auth... reported per host
+            run = self.results.setdefault(host.name, HostRun(host.name, host.role))
+            run.error, run.unreachable = f"unreachable: {type(e).__name__}: {e}", True
+            self.log(f"{host.name}: unreachable ({type(e).__name__}: {e})")
+            return False
+
+    def gather_all(self):
+        server = self.inv.server
+        if server.name in self.targets:
+            self.gather(server)
+            if server not in self.hosts and server.name in self.results:
+                # Facts only, to let agents join: the server itself is not being changed.
+                self.results.pop(server.name)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(self.gather, [h for h in self.hosts if h.name != server.name]))
+
+    # --- plan ----------------------------------------------------------------------------
+
+    def context(self, host, earlier=None) -> Context:
+        server = self.inv.server
+        return Context(inv=self.inv, host=host, facts=self.facts.get(host.name), target=self.targets.get(host.name),
+                       server_facts=self.facts.get(server.name), server_target=self.targets.get(server.name),
+                       secrets=self.secrets, earlier=earlier if earlier is not None else {},
+                       destroy_user_data=self.destroy_user_data, log=self.log)
+
+    def plan_host(self, host) -> list:
+        if host.name not in self.facts:
+            return []
+        ctx = self.context(host)
+        plans = []
+        steps = HOST_STEPS + (CLUSTER_STEPS if host.name == self.inv.server.name else ())
+        for step_id, plan in steps:
+            if step_id not in self.only:
+                continue
+            try:
+                result = plan(ctx)
+            except Exception as e:  # a parser met output it did not expect: say so, do not guess
+                result = StepPlan(step_id, ERROR, reason=f"{type(e).__name__}: {e}")
+            plans.append(result)
+            ctx.earlier[step_id] = result
+        return plans
+
+    def plan(self):
+        self.gather_all()
+        for host in self.hosts:
+            run = self.results.setdefault(host.name, HostRun(host.name, host.role))
+            if not run.unreachable:
+                run.steps = self.plan_host(host)
+        return self.results
+
+    # --- apply ---------------------------------------------------------------------------
+
+    def upload_scripts(self, host):
+        target = self.targets[host.name]
+        for script in sorted(LOCAL_SCRIPTS.glob("*.sh")):
+            target.put_text(script.read_text(), f"{SCRIPTS_DIR}/{script.name}", 0o700)
+
+    def apply_host(self, host, step_ids):
+        """Apply this host's changes for `step_ids` in order, then each notified handler once."""
+        run = self.results[host.name]
+        ctx = self.context(host)
+        handlers = []
+        for plan in run.steps:
+            if plan.id not in step_ids or plan.status not in (CHANGE, VERIFY):
+                continue
+            for change in plan.changes:
+                self.log(f"{host.name}: {plan.id}: {change.summary}")
+                change.apply(ctx)
+                run.changed = run.changed or plan.status == CHANGE
+                handlers += [h for h in change.notify if h not in handlers]
+                handlers = [h for h in handlers if h not in change.satisfies]
+        for handler in handlers:
+            self.log(f"{host.name}: {handler}")
+            HANDLERS[handler](ctx)
+
+    def refuse_unconfirmed(self, yes: bool):
+        destructive = [f"{r.name}: {s.id}: {s.summary}" for r in self.results.values() for s in r.steps
+                       if s.status == CHANGE and s.destructive]
+        if destructive and not yes:
+            raise Refused("destructive changes need --yes:\n" + "\n".join("  " + d for d in destructive))
+
+    def apply(self, yes: bool = False):
+        self.plan()
+        self.refuse_unconfirmed(yes)
+        server = self.inv.server
+        host_ids = {s for s, _ in HOST_STEPS}
+        first = [h for h in self.hosts if h.name == server.name]
+        agents = [h for h in self.hosts if h.name != server.name]
+        self._apply_hosts(first, host_ids)
+        if not (self.fail_fast and self.failed()):
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda h: self._apply_hosts([h], host_ids), agents))
+        cluster_ids = {s for s, _ in CLUSTER_STEPS} & set(self.only)
+        if cluster_ids and server in self.hosts and not self.failed():
+            # The cluster steps were planned before the hosts changed: plan them again now.
+            self.gather(server)
+            run = self.results[server.name]
+            ctx = self.context(server, earlier={})
+            run.steps = [s for s in run.steps if s.id not in cluster_ids]
+            for step_id, plan in CLUSTER_STEPS:
+                if step_id in cluster_ids:
+                    result = plan(ctx)
+                    run.steps.append(result)
+                    ctx.earlier[step_id] = result
+            self._apply_hosts([server], cluster_ids)
+        if not self.failed():
+            self.recheck()
+        return self.results
+
+    def _apply_hosts(self, hosts, step_ids):
+        for host in hosts:
+            run = self.results[host.name]
+            if run.unreachable or run.error:
+                continue
+            blocking = [s for s in run.steps if s.id in step_ids and s.status in (BLOCKED, ERROR)]
+            if blocking:
+                run.error = "; ".join(f"{s.id}: {s.reason}" for s in blocking)
+                self.log(f"{host.name}: not changed: {run.error}")
+                continue
+            if not any(s.id in step_ids and s.status in (CHANGE, VERIFY) for s in run.steps):
+                continue
+            try:
+                self.upload_scripts(host)
+                self.apply_host(host, step_ids)
+            except StepFailed as e:
+                run.error = str(e)
+                self.log(str(e))
+            except Exception as e:  # connection lost mid-run: report it, let the others finish
+                run.error, run.unreachable = f"{type(e).__name__}: {e}", True
+                self.log(f"{host.name}: lost: {type(e).__name__}: {e}")
+
+    def recheck(self):
+        """Gather every host's facts again; anything still to change is a failure."""
+        before = {name: run.changed for name, run in self.results.items()}
+        self.facts = {}
+        self.plan()
+        for name, run in self.results.items():
+            run.changed = before.get(name, False)
+            left = [s for s in run.steps if s.status in (CHANGE, PENDING, BLOCKED, ERROR)]
+            if left and not run.error:
+                run.error = "still differs after apply: " + "; ".join(
+                    f"{s.id} {s.status}: {s.summary or s.reason}" for s in left)
+                self.log(f"{name}: {run.error}")
+
+    def failed(self) -> bool:
+        return any(r.error for r in self.results.values())
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def format_plan(results: dict) -> str:
+    lines = []
+    for run in results.values():
+        lines.append(f"{run.name} ({run.role})" + (f"  ERROR: {run.error}" if run.unreachable else ""))
+        for step in run.steps:
+            text = step.summary if step.status in (CHANGE, VERIFY, OK) else step.reason
+            flags = [flag for flag, on in (("restarts K3s", step.restarts), ("DESTRUCTIVE", step.destructive))
+                     if on and step.status == CHANGE]
+            suffix = f"  [{', '.join(flags)}]" if flags else ""
+            lines.append(f"  {step.id:<12} {step.status:<8} {text}{suffix}")
+    return "\n".join(lines)
+
+
+def format_recap(results: dict) -> str:
+    lines = ["", "RECAP"]
+    for run in results.values():
+        state = ("unreachable" if run.unreachable else "failed" if run.error
+                 else "changed" if run.changed else "ok")
+        lines.append(f"  {run.name:<16} {state}")
+    return "\n".join(lines)
+
+
+def as_json(results: dict) -> str:
+    return json.dumps({"hosts": {name: run.as_json() for name, run in results.items()}}, indent=2)
+
+
+def check_exit_code(results: dict) -> int:
+    """plan --check: 2 when anything would change, waits or is blocked; 1 on errors."""
+    if any(r.unreachable or any(s.status == ERROR for s in r.steps) for r in results.values()):
+        return 1
+    if any(s.status in (CHANGE, PENDING, BLOCKED) for r in results.values() for s in r.steps):
+        return 2
+    return 0

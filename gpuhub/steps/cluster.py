@@ -1,0 +1,214 @@
+"""Cluster-level steps, run once on the server: gpu.plugin, hub.launch, gpu.test."""
+from __future__ import annotations
+
+import json
+import time
+
+from .. import facts as f
+from .. import render
+from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
+from ..target import StepFailed
+from . import VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, changes, pending
+
+PLUGIN, HUB, GPU_TEST = "gpu.plugin", "hub.launch", "gpu.test"
+PLUGIN_RELEASE = "nvidia-device-plugin/nvdp"
+SHARING_LABEL = "nvidia.com/device-plugin.config"
+PLUGIN_WAIT_S = 120
+
+
+def hub_release(inv) -> str:
+    return f"{inv.hub['namespace']}/{inv.hub['release']}"
+
+
+def cluster_not_ready(ctx: Context):
+    """None when the server's cluster answers, else the reason the step must wait."""
+    if ctx.changed_before("k3s.install", "gpu.runtime"):
+        return "waits on k3s.install / gpu.runtime"
+    if ctx.facts["nodes"] is None:
+        return "the cluster does not answer (is K3s running on the server?)"
+    return None
+
+
+def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: str, version: str,
+                   wanted_values: dict, current_values, label: str):
+    """A helm upgrade --install when the release is missing, at another version, or has other values."""
+    current = (ctx.facts["releases"] or {}).get(release)
+    if current and current["version"] == version and current["status"] == "deployed" \
+            and (current_values or {}) == wanted_values:
+        return None
+    if current is None:
+        summary = f"install {label} release {release} (chart {version})"
+    elif current["version"] != version:
+        summary = f"upgrade {label} release {release}: chart {current['version']} -> {version}"
+    elif current["status"] != "deployed":
+        summary = f"repair {label} release {release} (status {current['status']})"
+    else:
+        differing = sorted({k for k in set(wanted_values) | set(current_values or {})
+                            if (current_values or {}).get(k) != wanted_values.get(k)})
+        summary = f"update {label} release {release} values ({', '.join(differing)})"
+    namespace, name = release.split("/")
+
+    def apply(c: Context):
+        chart_file = c.inv.airgap_file(chart_key)
+        if chart_file:
+            chart = f"{WORK_DIR}/{chart_file.name}"
+            c.target.put_file(chart_file, chart)
+        else:
+            chart = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}[chart_key]
+        values_file = f"{WORK_DIR}/{name}-values.json"
+        # JSON is YAML; 0600 because the hub's values hold the OAuth secret; the script removes it.
+        c.target.put_text(json.dumps(wanted_values), values_file, 0o600)
+        c.script("helm-release.sh", step, {"RELEASE": name, "NAMESPACE": namespace, "CHART": chart,
+                                           "CHART_REPO": "" if chart_file else repo, "CHART_VERSION": version,
+                                           "VALUES_FILE": values_file})
+    return Change(summary, apply)
+
+
+# --- gpu.plugin -----------------------------------------------------------------------------
+
+def plan_plugin(ctx: Context) -> StepPlan:
+    inv = ctx.inv
+    if not inv.gpu_hosts:
+        return StepPlan(PLUGIN, "ok", note="no GPU hosts")
+    waiting = cluster_not_ready(ctx)
+    if waiting:
+        return pending(PLUGIN, waiting)
+    items = []
+    values = json.loads(json.dumps(render.device_plugin_values(inv)))
+    release = release_change(ctx, PLUGIN, PLUGIN_RELEASE, "plugin_chart", PLUGIN_CHART_REPO,
+                             inv.gpu["plugin_chart_version"],
+                             values, ctx.facts["plugin_values"], "device plugin")
+    if release:
+        items.append(release)
+    nodes = ctx.facts["nodes"]
+    missing = [h.name for h in inv.gpu_hosts if h.name not in nodes]
+    if missing:
+        return pending(PLUGIN, "waits for node(s) to register: " + ", ".join(missing))
+    for host in inv.gpu_hosts:
+        if nodes[host.name]["labels"].get(SHARING_LABEL) != host.plugin_config:
+            items.append(Change(f"label node {host.name} {SHARING_LABEL}={host.plugin_config}",
+                                lambda c, h=host: label_node(c, h)))
+    if items:
+        items.append(Change("wait for every GPU node to offer GPUs x replicas", verify_allocatable))
+        return changes(PLUGIN, items)
+    problems, unhealthy = allocatable_problems(inv, nodes)
+    if unhealthy:
+        return changes(PLUGIN, [Change(f"restart the device plugin pod on {', '.join(unhealthy)}: GPUs marked "
+                                       "unhealthy after a restart (NVIDIA/k8s-device-plugin#426)", verify_allocatable)])
+    if problems:
+        return blocked(PLUGIN, "; ".join(problems) + plugin_pod_reasons(ctx.facts["plugin_pods"]))
+    offered = ", ".join(f"{h.name} {h.allocatable}" for h in inv.gpu_hosts)
+    return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}")
+
+
+def label_node(ctx: Context, host):
+    ctx.target.check(f"{f.KUBECTL} label node {host.name} --overwrite "
+                            f"{SHARING_LABEL}={host.plugin_config}", PLUGIN)
+
+
+def allocatable_problems(inv, nodes):
+    """(problems, nodes in the known unhealthy case: allocatable 0 with full capacity)."""
+    problems, unhealthy = [], []
+    for host in inv.gpu_hosts:
+        node = nodes.get(host.name, {})
+        resource = host.gpu_resource
+        capacity = int(node.get("capacity", {}).get(resource, 0))
+        allocatable = int(node.get("allocatable", {}).get(resource, 0))
+        if allocatable == host.allocatable:
+            continue
+        if allocatable == 0 and capacity == host.allocatable:
+            unhealthy.append(host.name)
+        else:
+            problems.append(f"node {host.name} offers {allocatable} {resource}, expected {host.allocatable} "
+                            f"({host.gpus} GPU(s) x {host.replicas})")
+    return problems, unhealthy
+
+
+def plugin_pod_reasons(pods) -> str:
+    bad = [f"{p['name']} on {p['node']}: {p['reason'] or p['phase']}" for p in (pods or []) if not p["ready"]]
+    return (" [plugin pods: " + "; ".join(bad) + "]") if bad else ""
+
+
+def verify_allocatable(ctx: Context):
+    """Wait until every GPU node offers GPUs x replicas; heal the unhealthy-after-restart case
+    once by deleting the plugin pod on that node; fail with the reason otherwise."""
+    namespace = PLUGIN_RELEASE.split("/")[0]
+    healed = set()
+    deadline = time.monotonic() + PLUGIN_WAIT_S
+    while True:
+        nodes = f.parse_nodes(*_run(ctx, f"{f.KUBECTL} get nodes -o json"))
+        problems, unhealthy = allocatable_problems(ctx.inv, nodes or {})
+        if not problems and not unhealthy:
+            return
+        for name in unhealthy:
+            if name not in healed:
+                pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} "
+                                               "-l app.kubernetes.io/name=nvidia-device-plugin -o json")) or []
+                for pod in (p for p in pods if p["node"] == name):
+                    ctx.log(f"{ctx.host.name}: {PLUGIN}: restarting {pod['name']} (GPUs unhealthy after a restart)")
+                    ctx.target.check(f"{f.KUBECTL} delete pod {pod['name']} -n {namespace}", PLUGIN)
+                healed.add(name)
+        if time.monotonic() > deadline:
+            pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} -o json"))
+            raise StepFailed(ctx.host.name, PLUGIN, "", reason="; ".join(problems + [f"{n}: still 0 after a plugin restart"
+                                                                                      for n in unhealthy])
+                             + plugin_pod_reasons(pods))
+        time.sleep(2)
+
+
+def _run(ctx: Context, command: str):
+    result = ctx.target.run(command)
+    return result.stdout, result.exited
+
+
+# --- hub.launch -----------------------------------------------------------------------------
+
+def plan_hub(ctx: Context) -> StepPlan:
+    inv = ctx.inv
+    try:
+        values = render.jupyterhub_values(inv, ctx.secrets, render.Notes())
+    except InventoryError as e:
+        return blocked(HUB, "; ".join(str(p) for p in e.problems))
+    waiting = cluster_not_ready(ctx)
+    if waiting:
+        return pending(HUB, waiting)
+    values = json.loads(json.dumps(values))
+    release = release_change(ctx, HUB, hub_release(inv), "hub_chart", HUB_CHART_REPO, inv.hub["chart_version"],
+                             values, ctx.facts["hub_values"], "JupyterHub")
+    if release is None:
+        return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
+    return changes(HUB, [release, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
+                                         wait_hub)])
+
+
+def wait_hub(ctx: Context):
+    for component in ("hub", "proxy"):
+        ctx.script("wait-ready.sh", HUB, {"NAMESPACE": ctx.inv.hub["namespace"], "SELECTOR": f"component={component}",
+                                          "TIMEOUT": "300"})
+    ctx.log(f"JupyterHub is up: https://{ctx.inv.hub['hostname']}/")
+
+
+# --- gpu.test ------------------------------------------------------------------------------
+
+def plan_gpu_test(ctx: Context) -> StepPlan:
+    """A verification: it runs on apply and changes nothing, so it is never a change."""
+    if not ctx.inv.gpu_hosts:
+        return StepPlan(GPU_TEST, "ok", note="no GPU hosts")
+    waiting = cluster_not_ready(ctx) or ("after gpu.plugin" if ctx.changed_before(PLUGIN) else "")
+    names = ", ".join(h.name for h in ctx.inv.gpu_hosts)
+    return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {names}", run_gpu_tests)],
+                    reason=waiting)
+
+
+def run_gpu_tests(ctx: Context):
+    for host in ctx.inv.gpu_hosts:
+        job = render.gpu_test_job(ctx.inv, host)
+        path = f"{WORK_DIR}/{job['metadata']['name']}.yaml"
+        ctx.target.put_text(render.dump(job), path, 0o644)
+        result = ctx.script("gpu-test.sh", GPU_TEST, {"JOB_FILE": path, "JOB_NAME": job["metadata"]["name"],
+                                                      "NAMESPACE": job["metadata"]["namespace"], "TIMEOUT": "300"})
+        seen = next((line for line in result.stdout.splitlines() if line.startswith("GPU ")), "")
+        passed = "Test PASSED" in result.stdout
+        if not passed:
+            raise StepFailed(ctx.host.name, GPU_TEST, "gpu-test.sh", result, reason=f"the test on {host.name} did not pass")
+        ctx.log(f"{host.name}: gpu.test: passed" + (f" on {seen}" if seen else ""))

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Replace K3s's containerd template (config-v3.toml.tmpl, containerd 2) safely: install the new
+# one atomically, keeping the old one, restart K3s once (sibling k3s-restart.sh), check that K3s
+# runs and that its generated config.toml makes nvidia the default runtime, and roll back
+# (old template back, restart again) when it does not. A template that declares a table K3s's
+# base already declares stops containerd, so K3s (k3s-io/docs#566): hence the rollback.
+#
+# Inputs (environment):
+#   TEMPLATE_SRC   the new template, uploaded to this host (required)
+#   K3S_UNIT       k3s | k3s-agent (required)
+#   NODE_NAME      optional, passed to k3s-restart.sh (a server then waits for the node Ready)
+#   READY_TIMEOUT  optional, passed to k3s-restart.sh (default 120)
+# Target: /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl (0644); the previous
+#   one is kept as config-v3.toml.tmpl.gpuhub-backup.
+# Output (stdout): "unchanged TARGET" (identical: no restart), or "backup TARGET.gpuhub-backup",
+#   k3s-restart.sh's lines, then "changed TARGET"; on a failed health check "restored TARGET"
+#   (old template back, or the new one removed when there was none) before exiting 1.
+# Exit status: 0 unchanged or changed and healthy; 1 failed (rolled back; the reason and the
+#   journal tail on stderr); 2 bad input (nothing changed).
+#
+# Example (by hand, as root, on an agent):
+#   TEMPLATE_SRC=build/hosts/gpu2/containerd/config-v3.toml.tmpl K3S_UNIT=k3s-agent \
+#     scripts/containerd-template.sh
+set -euo pipefail
+
+me=containerd-template
+bad() { echo "$me: $*" >&2; exit 2; }
+
+DIR=/var/lib/rancher/k3s/agent/etc/containerd
+TARGET="$DIR/config-v3.toml.tmpl"
+BACKUP="$TARGET.gpuhub-backup"
+GENERATED="$DIR/config.toml"
+WANTED='default_runtime_name = "nvidia"'
+
+TEMPLATE_SRC="${TEMPLATE_SRC:-}"
+K3S_UNIT="${K3S_UNIT:-}"
+NODE_NAME="${NODE_NAME:-}"
+READY_TIMEOUT="${READY_TIMEOUT:-120}"
+
+[ -n "$TEMPLATE_SRC" ] || bad "set TEMPLATE_SRC to the new template's path"
+[ -f "$TEMPLATE_SRC" ] || bad "TEMPLATE_SRC '$TEMPLATE_SRC' is not a file"
+case "$K3S_UNIT" in
+  k3s | k3s-agent) ;;
+  *) bad "K3S_UNIT must be 'k3s' or 'k3s-agent', not '$K3S_UNIT'" ;;
+esac
+if [ -n "$NODE_NAME" ]; then
+  [[ "$NODE_NAME" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] \
+    || bad "NODE_NAME must be a Kubernetes node name (lower-case DNS name), not '$NODE_NAME'"
+fi
+[[ "$READY_TIMEOUT" =~ ^[1-9][0-9]{0,5}$ ]] \
+  || bad "READY_TIMEOUT must be a positive number of seconds, not '$READY_TIMEOUT'"
+restart_script="$(dirname -- "$0")/k3s-restart.sh"
+[ -f "$restart_script" ] || { echo "$me: $restart_script is missing (upload it beside this script)" >&2; exit 1; }
+
+if [ -f "$TARGET" ] && cmp -s -- "$TEMPLATE_SRC" "$TARGET"; then
+  echo "unchanged $TARGET"
+  exit 0
+fi
+
+restart() {
+  K3S_UNIT="$K3S_UNIT" NODE_NAME="$NODE_NAME" READY_TIMEOUT="$READY_TIMEOUT" bash "$restart_script"
+}
+
+# Atomic: a temp file in the same folder, renamed over the target.
+mkdir -p -- "$DIR"
+tmp=$(mktemp -- "$DIR/.gpuhub-install.XXXXXX")
+err=$(mktemp)
+trap 'rm -f -- "$tmp" "$err"' EXIT
+cat -- "$TEMPLATE_SRC" > "$tmp"
+chmod 0644 -- "$tmp"
+had_old=false
+if [ -f "$TARGET" ]; then
+  had_old=true
+  cp -p -- "$TARGET" "$BACKUP"
+  echo "backup $BACKUP"
+fi
+mv -f -- "$tmp" "$TARGET"
+
+reason=""
+if ! restart_out=$(restart 2>"$err"); then
+  reason="K3s did not restart with the new template: $(tail -n 22 -- "$err")"
+elif ! systemctl is-active --quiet "$K3S_UNIT"; then
+  reason="$K3S_UNIT is not active after its restart: $(journalctl -u "$K3S_UNIT" -n 20 --no-pager 2>&1)"
+elif ! grep -qF -- "$WANTED" "$GENERATED" 2>/dev/null; then
+  reason="K3s's generated $GENERATED lacks '$WANTED'"
+fi
+[ -z "$restart_out" ] || echo "$restart_out"
+if [ -z "$reason" ]; then
+  echo "changed $TARGET"
+  exit 0
+fi
+
+# ------------------------------------------------------------------ roll back
+if [ "$had_old" = true ]; then
+  tmp=$(mktemp -- "$DIR/.gpuhub-install.XXXXXX")
+  cat -- "$BACKUP" > "$tmp"
+  chmod 0644 -- "$tmp"
+  mv -f -- "$tmp" "$TARGET"
+else
+  rm -f -- "$TARGET"
+fi
+echo "restored $TARGET"
+echo "$me: $reason" >&2
+echo "$me: rolled back $TARGET and restarting $K3S_UNIT with the previous one" >&2
+if ! restart >/dev/null; then
+  echo "$me: $K3S_UNIT did not come back after the rollback either" >&2
+fi
+exit 1

@@ -1,0 +1,231 @@
+"""`fab provision` from bare simulated hosts, through the airgap path, as users run it.
+
+gpu1: server, 1 GPU time-sliced x4; gpu2: agent, 2 whole GPUs; gpu3: agent, 1 GPU x4.
+The tests run in order and share the hosts' state: plan on bare hosts, converge, converge again
+(nothing changes, nothing restarts), re-plan after inventory edits, template rollback, reset.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.build_bundle import build_bundle
+from test_simulation import BARE_HOST
+from testdata import ROOT
+
+pytestmark = pytest.mark.integration
+
+HOSTS = ("gpu1", "gpu2", "gpu3")
+GPUS = {"gpu1": 1, "gpu2": 2, "gpu3": 1}
+BIN = Path(sys.executable).parent
+UNITS = {"gpu1": "k3s", "gpu2": "k3s-agent", "gpu3": "k3s-agent"}
+
+
+def inventory(bundle, **changes):
+    data = {
+        "cluster": {"k3s_version": "v1.33.5+k3s1"},
+        "gpu": {"replicas": 4},
+        "hub": {"hostname": "hub.lab.test", "letsencrypt_email": "admin@lab.test",
+                "github": {"organizations": ["lab"]}, "admin_users": ["alice"]},
+        "hosts": {"gpu1": {"role": "server", "address": "10.250.0.11", "gpus": 1},
+                  "gpu2": {"role": "agent", "gpus": 2, "sharing": "none"},
+                  "gpu3": {"role": "agent", "gpus": 1}},
+        "airgap": {"k3s_binary": str(bundle["k3s"]), "k3s_install_script": str(bundle["install_script"]),
+                   "k3s_images": str(bundle["images"]), "helm_binary": str(bundle["helm"]),
+                   "plugin_chart": str(bundle["plugin_chart"]), "hub_chart": str(bundle["hub_chart_4.4.0"]),
+                   "toolkit_packages": [str(bundle["toolkit"])]},
+    }
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return data
+
+
+class Site:
+    def __init__(self, hosts, bundle, folder):
+        self.hosts, self.bundle, self.folder = hosts, bundle, folder
+
+    def write_inventory(self, **changes) -> Path:
+        path = self.folder / "hosts.yaml"
+        path.write_text(yaml.safe_dump(inventory(self.bundle, **changes)))
+        return path
+
+    def fab(self, *args, hosts=HOSTS, inventory_file=None, cwd=ROOT):
+        env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", GPUHUB_SECRETS="/nonexistent/secrets.yaml",
+                   GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret")
+        command = [str(BIN / "fab"), "-S", str(self.hosts.ssh_config), "-H", ",".join(hosts), *args,
+                   "--inventory", str(inventory_file or self.write_inventory())]
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+    def plan(self, inventory_file=None, hosts=HOSTS):
+        result = self.fab("plan", "--json", hosts=hosts, inventory_file=inventory_file)
+        assert result.returncode == 0, result.stderr
+        return {name: {s["id"]: s for s in host["steps"]} for name, host in json.loads(result.stdout)["hosts"].items()}
+
+    def sh(self, host, command, check=True):
+        return self.hosts.run(host, command, check=check)
+
+    def start_times(self):
+        return {h: self.sh(h, f"systemctl show -p ExecMainStartTimestampMonotonic {UNITS[h]}").stdout.strip()
+                for h in HOSTS}
+
+    def snapshot(self, host):
+        """What provisioning would touch, to prove a plan touched nothing."""
+        return self.sh(host, "ls -la /etc/rancher /var/lib/rancher /usr/local/bin /var/lib/gpuhub 2>&1; "
+                             "systemctl list-units --all 'k3s*' --no-legend; dpkg -l 'nvidia*' 2>&1 | tail -n +6").stdout
+
+
+@pytest.fixture(scope="module")
+def site(testhosts, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("site")
+    bundle = build_bundle(folder / "sim")
+    for host in HOSTS:
+        testhosts.run(host, BARE_HOST)
+        # The host's NVIDIA driver is the one thing gpuhub expects to find, never installs.
+        testhosts.put(host, bundle["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
+        testhosts.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+    yield Site(testhosts, bundle, folder)
+    for host in HOSTS:
+        testhosts.run(host, BARE_HOST, check=False)
+
+
+def test_plan_on_bare_hosts_lists_every_change_and_touches_nothing(site):
+    before = {h: site.snapshot(h) for h in HOSTS}
+    plan = site.plan()
+    assert plan["gpu1"]["k3s.install"]["status"] == "change"
+    assert "install K3s v1.33.5+k3s1 (airgap)" in plan["gpu1"]["k3s.install"]["summary"]
+    assert "install helm (airgap)" in plan["gpu1"]["k3s.install"]["summary"]
+    assert "copy the node token from gpu1" in plan["gpu2"]["k3s.install"]["summary"]
+    for host in HOSTS:
+        assert plan[host]["gpu.runtime"]["status"] == "change"
+        assert "install NVIDIA container toolkit" in plan[host]["gpu.runtime"]["summary"]
+        assert plan[host]["k3s.install"]["restarts"] is False  # nothing runs yet: nothing to kill
+    assert plan["gpu1"]["gpu.plugin"]["status"] == "pending"
+    assert plan["gpu1"]["hub.launch"]["status"] == "pending"
+    assert plan["gpu1"]["gpu.test"]["status"] == "verify"
+    assert "gpu.plugin" not in plan["gpu2"]
+    assert {h: site.snapshot(h) for h in HOSTS} == before
+    check = site.fab("plan", "--check")
+    assert check.returncode == 2
+
+
+def test_provision_converges(site):
+    result = site.fab("provision")
+    assert result.returncode == 0, result.stderr
+    assert "gpu2: gpu.test: passed on GPU 0: NVIDIA" in result.stderr
+    assert "JupyterHub is up: https://hub.lab.test/" in result.stderr
+    assert "sim-client-secret" not in result.stdout + result.stderr
+    recap = result.stderr[result.stderr.index("RECAP"):]
+    assert all(f"{h}" in recap and "changed" in recap for h in HOSTS)
+    nodes = json.loads(site.sh("gpu1", "k3s kubectl get nodes -o json").stdout)["items"]
+    allocatable = {n["metadata"]["name"]: n["status"]["allocatable"] for n in nodes}
+    assert allocatable["gpu1"]["nvidia.com/gpu.shared"] == "4"
+    assert allocatable["gpu2"]["nvidia.com/gpu"] == "2"
+    assert allocatable["gpu3"]["nvidia.com/gpu.shared"] == "4"
+    assert site.sh("gpu2", "stat -c %a /etc/rancher/k3s/gpuhub-node-token").stdout.strip() == "600"
+    # The hub's values (they hold the OAuth secret) were removed after helm used them.
+    assert site.sh("gpu1", "ls /var/lib/gpuhub/work/").stdout.count("values") == 0
+
+
+def test_second_run_changes_nothing_and_restarts_nothing(site):
+    started = site.start_times()
+    result = site.fab("provision")
+    assert result.returncode == 0, result.stderr
+    recap = result.stderr[result.stderr.index("RECAP"):]
+    assert "changed" not in recap
+    plan = site.plan()
+    for host, steps in plan.items():
+        for step in steps.values():
+            assert step["status"] in ("ok", "verify"), (host, step)
+    assert site.start_times() == started
+    assert site.fab("plan", "--check").returncode == 0
+
+
+def test_replicas_change_plans_exactly_the_plugin_change(site):
+    plan = site.plan(site.write_inventory(gpu__replicas=8))
+    changed = {(h, s) for h, steps in plan.items() for s, step in steps.items() if step["status"] == "change"}
+    assert changed == {("gpu1", "gpu.plugin")}
+    assert "timeslice-8" in plan["gpu1"]["gpu.plugin"]["summary"]
+    assert plan["gpu1"]["gpu.plugin"]["restarts"] is False
+
+
+def test_k3s_version_bump_plans_an_upgrade(site):
+    plan = site.plan(site.write_inventory(cluster__k3s_version="v1.34.1+k3s1"))
+    for host in HOSTS:
+        step = plan[host]["k3s.install"]
+        assert "upgrade K3s v1.33.5+k3s1 -> v1.34.1+k3s1" in step["summary"]
+        assert step["restarts"] is True
+
+
+def test_runtime_mode_switch_plans_a_restarting_change(site):
+    plan = site.plan(site.write_inventory(gpu__runtime="template"))
+    for host in HOSTS:
+        step = plan[host]["gpu.runtime"]
+        assert step["status"] == "change" and "containerd template" in step["summary"]
+        assert step["restarts"] is True
+    plan = site.plan(site.write_inventory(gpu__runtime="default-runtime"))
+    assert plan["gpu2"]["k3s.install"]["restarts"] is True
+    assert "update /etc/rancher/k3s/config.yaml" in plan["gpu2"]["k3s.install"]["summary"]
+
+
+def test_broken_template_is_rolled_back(site, tmp_path):
+    # A checkout whose template re-declares a table K3s's base already has (k3s-io/docs#566).
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "build", "__pycache__"))
+    template = checkout / "templates" / "containerd" / "config-v3.toml.tmpl"
+    template.write_text(template.read_text() + "\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]\n")
+    started = site.start_times()
+    result = site.fab("provision", hosts=("gpu3",), cwd=checkout,
+                      inventory_file=site.write_inventory(gpu__runtime="template"))
+    assert result.returncode == 1
+    assert "restored" in result.stderr and "gpu3" in result.stderr
+    assert site.sh("gpu3", "systemctl is-active k3s-agent").stdout.strip() == "active"
+    assert site.sh("gpu3", "test -e /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl",
+                   check=False).returncode != 0
+    assert site.start_times()["gpu1"] == started["gpu1"]
+
+
+def test_unknown_and_unreachable_hosts(site):
+    unknown = site.fab("plan", hosts=("gpu1", "gpu9"))
+    assert unknown.returncode == 1 and "not in the inventory" in unknown.stderr and "gpu9" in unknown.stderr
+    site.sh("gpu3", "systemctl stop ssh.socket ssh.service", check=False)
+    try:
+        result = site.fab("provision", inventory_file=site.write_inventory())
+        assert result.returncode == 1
+        recap = result.stderr[result.stderr.index("RECAP"):]
+        assert "gpu3" in recap and "unreachable" in recap
+        assert "gpu1" in recap and "gpu2" in recap
+    finally:
+        restart_ssh(site)
+
+
+def restart_ssh(site):
+    """sshd is down on gpu3: start it again from the machine side of the host (nsenter)."""
+    pid = (site.hosts.state / "gpu3" / "pid").read_text().strip()
+    leader = subprocess.run(["bash", "-c", f"cat /proc/{pid}/task/*/children | awk '{{print $1; exit}}'"],
+                            capture_output=True, text=True).stdout.strip()
+    subprocess.run(["nsenter", "-t", leader, "-a", "systemctl", "start", "ssh.service"], check=True,
+                   capture_output=True)
+
+
+def test_reset_keeps_users_data_and_a_second_reset_does_nothing(site):
+    site.sh("gpu3", "mkdir -p /var/lib/rancher/k3s/storage/pvc-alice && echo notebook > "
+                    "/var/lib/rancher/k3s/storage/pvc-alice/work.ipynb")
+    refused = site.fab("reset", hosts=("gpu3",))
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert site.sh("gpu3", "systemctl is-active k3s-agent").stdout.strip() == "active"
+    result = site.fab("reset", "--yes", hosts=("gpu3",))
+    assert result.returncode == 0, result.stderr
+    assert site.sh("gpu3", "cat /var/backups/gpuhub/*/storage/pvc-alice/work.ipynb").stdout == "notebook\n"
+    assert site.sh("gpu3", "test -e /usr/local/bin/k3s", check=False).returncode != 0
+    again = site.fab("reset", "--yes", hosts=("gpu3",))
+    assert again.returncode == 0
+    assert "K3s is not installed" in again.stderr

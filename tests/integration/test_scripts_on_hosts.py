@@ -1,0 +1,437 @@
+"""The shell steps in scripts/, run for real on the SSH test hosts with the simulated toolchain.
+
+The scripts are uploaded to /var/lib/gpuhub/scripts/ (where the product runs them from) and
+given the simulated airgap bundle (tests/sim/) as their inputs: K3s binary + install script +
+images, the toolkit .deb, the helm binary, chart archives. gpu1 is the server (1 GPU, time-sliced
+x4, so it offers nvidia.com/gpu.shared), gpu2 an agent (2 whole GPUs: nvidia.com/gpu).
+
+The tests run in file order and build on each other (install, join, charts, jobs, template,
+reset), as a provisioning run does. The hosts are shared by the whole pytest session: the module
+resets them first and leaves them bare (no K3s, toolkit, helm or simulation settings) at its end.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.build_bundle import K3S_VERSION, build_bundle
+from test_simulation import PLUGIN_VALUES
+
+pytestmark = pytest.mark.integration
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "containerd" / "config-v3.toml.tmpl"
+REMOTE = "/var/lib/gpuhub/scripts"
+BUNDLE = "/root/bundle"
+HOSTS = ("gpu1", "gpu2", "gpu3")
+USED = ("gpu1", "gpu2")
+GPUS = {"gpu1": 1, "gpu2": 2}
+SHARING = {"gpu1": "timeslice-4", "gpu2": "exclusive"}
+ROLE = {"gpu1": "server", "gpu2": "agent"}
+UNIT = {"gpu1": "k3s", "gpu2": "k3s-agent"}
+TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
+CONTAINERD = "/var/lib/rancher/k3s/agent/etc/containerd"
+TARGET = f"{CONTAINERD}/config-v3.toml.tmpl"
+PLUGIN_NS = "nvidia-device-plugin"
+BACKUPS = "/var/backups/gpuhub"
+
+
+class Hosts:
+    """The session's test hosts plus helpers to run the uploaded scripts."""
+
+    def __init__(self, testhosts, paths):
+        self.t, self.paths = testhosts, paths
+
+    def sh(self, host, command, check=True, timeout=120):
+        return self.t.run(host, command, check=check, timeout=timeout)
+
+    def script(self, host, name, timeout=180, **env):
+        """Run scripts/NAME on `host` with `env` as its inputs; returns the CompletedProcess."""
+        assignments = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
+        return self.t.run(host, f"{assignments} {REMOTE}/{name}", check=False, timeout=timeout)
+
+    def ok(self, host, name, **env):
+        result = self.script(host, name, **env)
+        assert result.returncode == 0, f"{name} on {host} exited {result.returncode}:\n" \
+                                       f"{result.stdout}\n{result.stderr}"
+        return result
+
+    def kubectl_json(self, *args):
+        return json.loads(self.sh("gpu1", "k3s kubectl " + shlex.join(args) + " -o json").stdout)
+
+    def exists(self, host, path):
+        return self.sh(host, f"test -e {shlex.quote(path)}", check=False).returncode == 0
+
+    def started_at(self, host):
+        return self.sh(host, f"systemctl show -p ExecMainStartTimestampMonotonic --value {UNIT[host]}").stdout.strip()
+
+    def active(self, host, unit=None):
+        return self.sh(host, f"systemctl is-active {unit or UNIT[host]}", check=False).stdout.strip()
+
+    def upload_scripts(self, host):
+        for path in sorted(SCRIPTS.glob("*.sh")):
+            self.t.put(host, path, f"{REMOTE}/{path.name}", 0o755)
+
+    def make_bare(self, host):
+        """No K3s, toolkit, helm, simulation settings, bundle or backups on `host`."""
+        self.upload_scripts(host)
+        for role in ("server", "agent"):  # whichever was installed; the second finds nothing
+            reset = self.script(host, "k3s-reset.sh", K3S_ROLE=role, DESTROY_USER_DATA="true")
+            assert reset.returncode == 0, reset.stderr
+        self.sh(host, "umount /mnt/small 2>/dev/null; dpkg --purge nvidia-container-toolkit >/dev/null 2>&1; "
+                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi {BUNDLE} {BACKUPS} "
+                      "/mnt/small /etc/rancher/k3s /var/lib/rancher/k3s /root/*.yaml /root/*.tmpl; true")
+
+
+@pytest.fixture(scope="module")
+def h(testhosts, tmp_path_factory):
+    hosts = Hosts(testhosts, build_bundle(tmp_path_factory.mktemp("sim")))
+    for host in HOSTS:  # other modules share these hosts: start from bare ones
+        hosts.make_bare(host)
+    try:
+        yield hosts
+    finally:
+        for host in HOSTS:
+            hosts.make_bare(host)
+        for host in HOSTS:
+            hosts.sh(host, "rm -rf /var/lib/gpuhub", check=False)
+
+
+def stage_bundle(h, host):
+    """What the caller uploads before the steps run: driver stand-in and airgap files."""
+    p = h.paths
+    h.t.put(host, p["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
+    h.t.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+    h.sh(host, "mkdir -p /etc/gpuhub-sim/faults")
+    h.t.put(host, p["toolkit"], f"{BUNDLE}/{p['toolkit'].name}", 0o644)
+    h.t.put(host, p["k3s"], f"{BUNDLE}/k3s", 0o755)
+    h.t.put(host, p["install_script"], f"{BUNDLE}/install.sh", 0o755)
+    h.t.put(host, p["images"], f"{BUNDLE}/{p['images'].name}", 0o644)
+    if ROLE[host] == "server":
+        h.t.put(host, p["helm"], f"{BUNDLE}/helm", 0o755)
+        h.t.put(host, p["plugin_chart"], f"{BUNDLE}/nvidia-device-plugin.tgz", 0o644)
+        h.t.put(host, p["hub_chart_4.4.0"], f"{BUNDLE}/jupyterhub.tgz", 0o644)
+
+
+def write_config(h, host):
+    labels = ["nvidia.com/gpu.present=true", f"nvidia.com/device-plugin.config={SHARING[host]}"]
+    config = {"node-name": host, "node-label": labels}
+    if ROLE[host] == "server":
+        config.update({"write-kubeconfig-mode": "0600", "disable": ["traefik"]})
+    else:
+        config.update({"server": f"https://{h.t.address('gpu1')}:6443", "token-file": TOKEN_FILE})
+    h.t.put(host, yaml.safe_dump(config).encode(), "/etc/rancher/k3s/config.yaml", 0o600)
+
+
+def install_env(h, host):
+    env = {"K3S_ROLE": ROLE[host], "K3S_VERSION": K3S_VERSION, "K3S_INSTALL_SCRIPT": f"{BUNDLE}/install.sh",
+           "K3S_BINARY": f"{BUNDLE}/k3s", "K3S_IMAGES": f"{BUNDLE}/{h.paths['images'].name}"}
+    if ROLE[host] == "agent":
+        env.update(K3S_URL=f"https://{h.t.address('gpu1')}:6443", K3S_TOKEN_FILE=TOKEN_FILE)
+    return env
+
+
+def job(name, resource, node, runtime_class="nvidia"):
+    spec = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
+            "containers": [{"name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0",
+                            "resources": {"limits": {resource: 1}}}]}
+    if runtime_class:
+        spec["runtimeClassName"] = runtime_class
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"backoffLimit": 0, "template": {"spec": spec}}}
+
+
+# ------------------------------------------------------------------------------ input checks
+
+def test_bad_input_exits_2_and_changes_nothing(h):
+    stage_bundle(h, "gpu2")
+    env = dict(install_env(h, "gpu2"), K3S_VERSION="v1.33.5")
+    result = h.script("gpu2", "k3s-install.sh", **env)
+    assert result.returncode == 2 and "K3S_VERSION" in result.stderr
+    no_url = {k: v for k, v in install_env(h, "gpu2").items() if k != "K3S_URL"}
+    result = h.script("gpu2", "k3s-install.sh", **no_url)
+    assert result.returncode == 2 and "K3S_URL" in result.stderr
+    wrong_binary = dict(install_env(h, "gpu2"), K3S_VERSION="v1.34.1+k3s1")
+    result = h.script("gpu2", "k3s-install.sh", **wrong_binary)
+    assert result.returncode == 2 and "K3S_BINARY" in result.stderr and "v1.33.5+k3s1" in result.stderr
+    assert not h.exists("gpu2", "/usr/local/bin/k3s")
+    assert not h.exists("gpu2", "/var/lib/rancher/k3s/agent/images")
+    result = h.script("gpu2", "k3s-restart.sh", K3S_UNIT="k3s-server")
+    assert result.returncode == 2 and "K3S_UNIT" in result.stderr
+    result = h.script("gpu2", "toolkit-install.sh", TOOLKIT_PACKAGES="/nope/toolkit.deb")
+    assert result.returncode == 2 and "TOOLKIT_PACKAGES" in result.stderr
+    assert h.exists("gpu2", f"{BUNDLE}/install.sh")
+
+
+# ------------------------------------------------------------------------------ toolkit, K3s
+
+def test_toolkit_install_from_package_then_unchanged(h):
+    for host in USED:
+        stage_bundle(h, host)
+        deb = f"{BUNDLE}/{h.paths['toolkit'].name}"
+        first = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=deb)
+        assert first.stdout == "changed nvidia-container-toolkit 1.17.8-1\n"
+        assert h.sh(host, "nvidia-container-runtime --version").stdout.startswith("NVIDIA Container Runtime")
+        again = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=deb)
+        assert again.stdout == "unchanged nvidia-container-toolkit\n"
+
+
+def test_server_fresh_install_does_not_start_then_restart_makes_it_ready(h):
+    write_config(h, "gpu1")
+    result = h.ok("gpu1", "k3s-install.sh", **install_env(h, "gpu1"))
+    lines = result.stdout.splitlines()
+    assert f"changed /var/lib/rancher/k3s/agent/images/{h.paths['images'].name}" in lines
+    assert f"changed k3s {K3S_VERSION}" in lines
+    assert "changed /etc/systemd/system/k3s.service" in lines
+    assert h.active("gpu1") != "active"  # never started by the install
+    assert h.sh("gpu1", "systemctl is-enabled k3s").stdout.strip() == "enabled"
+    restart = h.ok("gpu1", "k3s-restart.sh", K3S_UNIT="k3s", NODE_NAME="gpu1", READY_TIMEOUT=60)
+    assert restart.stdout == "restarted k3s\nready node/gpu1\n"
+    assert h.active("gpu1") == "active"
+    assert h.sh("gpu1", "stat -c %a /etc/rancher/k3s/k3s.yaml").stdout.strip() == "600"
+
+
+def test_agent_joins_with_token_file(h):
+    # The node token travels over SSH into a 0600 file: never argv, never printed.
+    token = h.sh("gpu1", "cat /var/lib/rancher/k3s/server/node-token").stdout.strip()
+    h.t.put("gpu2", token.encode() + b"\n", TOKEN_FILE, 0o600)
+    write_config(h, "gpu2")
+    result = h.ok("gpu2", "k3s-install.sh", **install_env(h, "gpu2"))
+    assert f"changed k3s {K3S_VERSION}" in result.stdout.splitlines()
+    assert token not in result.stdout + result.stderr
+    assert h.active("gpu2") != "active"
+    env_file = h.sh("gpu2", "cat /etc/systemd/system/k3s-agent.service.env").stdout
+    assert f"K3S_TOKEN_FILE={TOKEN_FILE}" in env_file and token not in env_file
+    assert "K3S_ROLE" not in env_file and "K3S_VERSION" not in env_file  # the script's own inputs
+    restart = h.ok("gpu2", "k3s-restart.sh", K3S_UNIT="k3s-agent", NODE_NAME="gpu2")
+    assert restart.stdout == "restarted k3s-agent\n"
+    h.sh("gpu1", "k3s kubectl wait --for=condition=Ready node/gpu2 --timeout=30s")
+    assert token not in h.sh("gpu2", "cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' '").stdout
+
+
+def test_reinstall_is_unchanged_and_restarts_nothing(h):
+    for host in USED:
+        before = h.started_at(host)
+        assert before not in ("", "0")
+        result = h.ok(host, "k3s-install.sh", **install_env(h, host))
+        assert result.stdout == (f"unchanged /var/lib/rancher/k3s/agent/images/{h.paths['images'].name}\n"
+                                 f"unchanged k3s {K3S_VERSION}\n")
+        assert h.started_at(host) == before
+        assert h.active(host) == "active"
+
+
+def test_restart_failure_shows_the_journal(h):
+    h.t.put("gpu2", b"", "/etc/gpuhub-sim/faults/k3s-fail-start", 0o644)
+    try:
+        result = h.script("gpu2", "k3s-restart.sh", K3S_UNIT="k3s-agent")
+        assert result.returncode == 1
+        assert "restart k3s-agent failed" in result.stderr and "fault k3s-fail-start" in result.stderr
+    finally:
+        h.sh("gpu2", "rm -f /etc/gpuhub-sim/faults/k3s-fail-start")
+    h.ok("gpu2", "k3s-restart.sh", K3S_UNIT="k3s-agent")
+    assert h.active("gpu2") == "active"
+
+
+# ------------------------------------------------------------------------------ helm
+
+def test_helm_install_airgap_then_unchanged(h):
+    first = h.ok("gpu1", "helm-install.sh", HELM_BINARY=f"{BUNDLE}/helm")
+    assert first.stdout == "changed /usr/local/bin/helm\n"
+    assert h.sh("gpu1", "stat -c %a /usr/local/bin/helm").stdout.strip() == "755"
+    assert "v3.17.3" in h.sh("gpu1", "helm version").stdout
+    again = h.ok("gpu1", "helm-install.sh", HELM_BINARY=f"{BUNDLE}/helm")
+    assert again.stdout == "unchanged /usr/local/bin/helm\n"
+
+
+def test_helm_release_device_plugin_removes_its_values_file(h):
+    values = "/root/plugin-values.yaml"
+    h.t.put("gpu1", yaml.safe_dump(PLUGIN_VALUES).encode(), values, 0o600)
+    result = h.ok("gpu1", "helm-release.sh", RELEASE="nvdp", NAMESPACE=PLUGIN_NS,
+                  CHART=f"{BUNDLE}/nvidia-device-plugin.tgz", CHART_VERSION="0.20.0", VALUES_FILE=values)
+    assert result.stdout == f"changed release {PLUGIN_NS}/nvdp\n"
+    assert not h.exists("gpu1", values)
+    stored = json.loads(h.sh("gpu1", f"KUBECONFIG=/etc/rancher/k3s/k3s.yaml helm get values nvdp -n {PLUGIN_NS} "
+                                     "-o json").stdout)
+    assert stored == PLUGIN_VALUES
+    deadline = time.monotonic() + 30
+    while True:
+        nodes = {n["metadata"]["name"]: n for n in h.kubectl_json("get", "nodes")["items"]}
+        offered = (nodes["gpu1"]["status"]["allocatable"].get("nvidia.com/gpu.shared"),
+                   nodes.get("gpu2", {}).get("status", {}).get("allocatable", {}).get("nvidia.com/gpu"))
+        if offered == ("4", "2"):
+            break
+        assert time.monotonic() < deadline, f"GPUs not offered: {offered}"
+        time.sleep(0.5)
+
+
+def test_helm_release_failure_still_removes_values_and_bad_input_too(h):
+    values = "/root/hub-values.yaml"
+    h.t.put("gpu1", b"hub:\n  config:\n    GitHubOAuthenticator:\n      client_secret: s3cret\n", values, 0o600)
+    h.t.put("gpu1", b"", "/etc/gpuhub-sim/faults/helm-fail", 0o644)
+    try:
+        result = h.script("gpu1", "helm-release.sh", RELEASE="jhub", NAMESPACE="jhub",
+                          CHART=f"{BUNDLE}/jupyterhub.tgz", CHART_VERSION="4.4.0", VALUES_FILE=values)
+    finally:
+        h.sh("gpu1", "rm -f /etc/gpuhub-sim/faults/helm-fail")
+    assert result.returncode == 1 and "helm failed" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert not h.exists("gpu1", values)
+    h.t.put("gpu1", b"a: 1\n", values, 0o644)
+    result = h.script("gpu1", "helm-release.sh", RELEASE="Bad_Name", NAMESPACE="jhub",
+                      CHART=f"{BUNDLE}/jupyterhub.tgz", CHART_VERSION="4.4.0", VALUES_FILE=values)
+    assert result.returncode == 2 and "RELEASE" in result.stderr
+    assert not h.exists("gpu1", values)
+
+
+def test_wait_ready_for_the_hub_and_its_timeout(h):
+    values = "/root/hub-values.yaml"
+    try:
+        h.t.put("gpu1", b"{}\n", values, 0o600)
+        h.ok("gpu1", "helm-release.sh", RELEASE="jhub", NAMESPACE="jhub", CHART=f"{BUNDLE}/jupyterhub.tgz",
+             CHART_VERSION="4.4.0", VALUES_FILE=values)
+        ready = h.ok("gpu1", "wait-ready.sh", NAMESPACE="jhub", SELECTOR="component=hub", TIMEOUT=30)
+        assert ready.stdout == "ready jhub/component=hub\n"
+        missing = h.script("gpu1", "wait-ready.sh", NAMESPACE="jhub", SELECTOR="component=nothing", TIMEOUT=3)
+        assert missing.returncode == 1
+        h.t.put("gpu1", b"", "/etc/gpuhub-sim/faults/hub-never-ready", 0o644)
+        started = time.monotonic()
+        stuck = h.script("gpu1", "wait-ready.sh", NAMESPACE="jhub", SELECTOR="component=hub", TIMEOUT=4)
+        assert stuck.returncode == 1 and time.monotonic() - started < 30
+        assert "not Ready after 4s" in stuck.stderr and "hub-" in stuck.stderr
+    finally:
+        h.sh("gpu1", "rm -f /etc/gpuhub-sim/faults/hub-never-ready; "
+                     "KUBECONFIG=/etc/rancher/k3s/k3s.yaml helm uninstall jhub -n jhub", check=False)
+
+
+# ------------------------------------------------------------------------------ GPU test jobs
+
+def test_gpu_test_succeeds_and_prints_the_log(h):
+    h.t.put("gpu1", yaml.safe_dump(job("gpu-test-gpu2", "nvidia.com/gpu", "gpu2")).encode(),
+            "/root/gpu-test-gpu2.yaml", 0o644)
+    result = h.ok("gpu1", "gpu-test.sh", JOB_FILE="/root/gpu-test-gpu2.yaml", JOB_NAME="gpu-test-gpu2",
+                  TIMEOUT=30)
+    assert result.stdout.startswith("GPU 0: NVIDIA") and "Test PASSED" in result.stdout
+    assert result.stdout.endswith("succeeded job/gpu-test-gpu2\n")
+    assert h.kubectl_json("get", "jobs")["items"] == []
+    again = h.ok("gpu1", "gpu-test.sh", JOB_FILE="/root/gpu-test-gpu2.yaml", JOB_NAME="gpu-test-gpu2",
+                 TIMEOUT=30)
+    assert "Test PASSED" in again.stdout
+
+
+def test_gpu_test_pending_prints_the_schedulers_reason(h):
+    # gpu1 offers only nvidia.com/gpu.shared (time-sliced): a whole GPU cannot be scheduled there.
+    h.t.put("gpu1", yaml.safe_dump(job("stuck", "nvidia.com/gpu", "gpu1")).encode(), "/root/stuck.yaml", 0o644)
+    started = time.monotonic()
+    result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/stuck.yaml", JOB_NAME="stuck", TIMEOUT=4)
+    assert result.returncode == 1 and time.monotonic() - started < 60
+    assert "Pending" in result.stderr and "Insufficient nvidia.com/gpu" in result.stderr
+    assert h.kubectl_json("get", "jobs")["items"] == []
+
+
+def test_gpu_test_failed_job_prints_its_log(h):
+    # Without runtimeClassName the pod runs under runc (nvidia is not the default): CUDA fails.
+    h.t.put("gpu1", yaml.safe_dump(job("no-runtime", "nvidia.com/gpu", "gpu2", runtime_class=None)).encode(),
+            "/root/no-runtime.yaml", 0o644)
+    started = time.monotonic()
+    result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-runtime.yaml", JOB_NAME="no-runtime", TIMEOUT=60)
+    assert result.returncode == 1 and time.monotonic() - started < 30  # reported at once, not at TIMEOUT
+    assert "failed" in result.stderr and "CUDA error" in result.stderr
+    assert h.kubectl_json("get", "jobs")["items"] == []
+
+
+# ------------------------------------------------------------------------------ containerd template
+
+BASE_LINE = '{{ template "base" . }}\n'
+REDECLARED = BASE_LINE + "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]\n"
+
+
+def test_containerd_template_rollback_when_there_was_none(h):
+    h.t.put("gpu2", REDECLARED.encode(), "/root/bad.tmpl", 0o644)
+    result = h.script("gpu2", "containerd-template.sh", TEMPLATE_SRC="/root/bad.tmpl", K3S_UNIT="k3s-agent")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == f"restored {TARGET}"
+    assert "did not restart" in result.stderr and "twice" in result.stderr
+    assert not h.exists("gpu2", TARGET)
+    assert h.active("gpu2") == "active"
+    assert "default_runtime_name" not in h.sh("gpu2", f"cat {CONTAINERD}/config.toml").stdout
+
+
+def test_containerd_template_makes_nvidia_the_default_then_unchanged(h):
+    for host in USED:
+        h.t.put(host, TEMPLATE, "/root/config-v3.toml.tmpl", 0o644)
+        result = h.ok(host, "containerd-template.sh", TEMPLATE_SRC="/root/config-v3.toml.tmpl",
+                      K3S_UNIT=UNIT[host], NODE_NAME=host, READY_TIMEOUT=60)
+        assert result.stdout.splitlines()[0] == f"restarted {UNIT[host]}"
+        assert result.stdout.splitlines()[-1] == f"changed {TARGET}"
+        assert h.sh(host, f"cmp {TARGET} /root/config-v3.toml.tmpl && stat -c %a {TARGET}").stdout.strip() == "644"
+        assert 'default_runtime_name = "nvidia"' in h.sh(host, f"cat {CONTAINERD}/config.toml").stdout
+        before = h.started_at(host)
+        again = h.ok(host, "containerd-template.sh", TEMPLATE_SRC="/root/config-v3.toml.tmpl", K3S_UNIT=UNIT[host])
+        assert again.stdout == f"unchanged {TARGET}\n"
+        assert h.started_at(host) == before
+
+
+def test_containerd_template_rollback_restores_the_old_one(h):
+    h.t.put("gpu2", REDECLARED.encode(), "/root/bad.tmpl", 0o644)
+    result = h.script("gpu2", "containerd-template.sh", TEMPLATE_SRC="/root/bad.tmpl", K3S_UNIT="k3s-agent")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"backup {TARGET}.gpuhub-backup" and lines[-1] == f"restored {TARGET}"
+    assert "twice" in result.stderr
+    h.sh("gpu2", f"cmp {TARGET} /root/config-v3.toml.tmpl")
+    assert h.active("gpu2") == "active"
+    assert 'default_runtime_name = "nvidia"' in h.sh("gpu2", f"cat {CONTAINERD}/config.toml").stdout
+    h.sh("gpu1", "k3s kubectl wait --for=condition=Ready node/gpu2 --timeout=30s")
+
+
+# ------------------------------------------------------------------------------ reset
+
+def test_reset_refuses_when_the_backup_does_not_fit(h):
+    mount = h.sh("gpu1", "mkdir -p /mnt/small && mount -t tmpfs -o size=1m none /mnt/small", check=False)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs inside the nspawn host: {mount.stderr.strip()}")
+    try:
+        h.sh("gpu1", "mkdir -p /var/lib/rancher/k3s/storage/pvc-big && "
+                     "head -c 2097152 /dev/urandom > /var/lib/rancher/k3s/storage/pvc-big/data")
+        result = h.script("gpu1", "k3s-reset.sh", K3S_ROLE="server", BACKUP_ROOT="/mnt/small/backups")
+        assert result.returncode == 1
+        assert "refusing" in result.stderr and "DESTROY_USER_DATA" in result.stderr
+        assert result.stdout == ""
+        assert not h.exists("gpu1", "/mnt/small/backups")
+        assert h.exists("gpu1", "/usr/local/bin/k3s") and h.active("gpu1") == "active"
+        assert h.exists("gpu1", "/var/lib/rancher/k3s/storage/pvc-big/data")
+    finally:
+        h.sh("gpu1", "umount /mnt/small; rm -rf /var/lib/rancher/k3s/storage/pvc-big", check=False)
+
+
+def test_reset_backs_up_users_volumes_then_second_reset_does_nothing(h):
+    h.sh("gpu2", "mkdir -p /var/lib/rancher/k3s/storage/pvc-1_jhub_claim-alice && "
+                 "echo 'notebook of alice' > /var/lib/rancher/k3s/storage/pvc-1_jhub_claim-alice/work.ipynb")
+    result = h.ok("gpu2", "k3s-reset.sh", K3S_ROLE="agent")
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "removed k3s" and lines[0].startswith("backed up ")
+    backup = lines[0].split(" to ", 1)[1]
+    assert backup.startswith(f"{BACKUPS}/") and backup.endswith("Z")
+    assert h.sh("gpu2", f"cat {backup}/storage/pvc-1_jhub_claim-alice/work.ipynb").stdout == "notebook of alice\n"
+    assert h.sh("gpu2", f"stat -c %a {backup}").stdout.strip() == "700"
+    for gone in ("/usr/local/bin/k3s", "/var/lib/rancher/k3s", "/usr/local/bin/k3s-agent-uninstall.sh",
+                 "/etc/systemd/system/k3s-agent.service"):
+        assert not h.exists("gpu2", gone), gone
+    assert h.active("gpu2") != "active"
+    second = h.ok("gpu2", "k3s-reset.sh", K3S_ROLE="agent")
+    assert second.stdout == "unchanged k3s (not installed)\n"
+
+
+def test_reset_server_destroying_user_data(h):
+    h.sh("gpu1", "mkdir -p /var/lib/rancher/k3s/storage/pvc-2 && echo x > /var/lib/rancher/k3s/storage/pvc-2/f")
+    result = h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server", DESTROY_USER_DATA="true")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("skipped backup of ") and lines[-1] == "removed k3s"
+    assert not h.exists("gpu1", BACKUPS)
+    assert not h.exists("gpu1", "/usr/local/bin/k3s-uninstall.sh")
+    assert h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server").stdout == "unchanged k3s (not installed)\n"

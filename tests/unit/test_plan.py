@@ -1,0 +1,213 @@
+"""Steps from given facts to expected changes, and `--plan` proven to run nothing but probes."""
+import hashlib
+import re
+
+import pytest
+import yaml
+from invoke import Exit, MockContext, Result
+
+from gpuhub import cli, facts, inventory, plan, render
+from gpuhub.steps import Context, cluster, k3s, runtime
+from testdata import DATA, load_inventory
+
+SMI_OK = {"ok": True, "error": "", "gpus": [{"index": 0, "name": "NVIDIA H200", "uuid": "GPU-1", "driver": "570.1",
+                                            "memory_mib": 143771}]}
+
+
+def load(name="seed", **changes):
+    return load_inventory(name, **changes)
+
+
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def bare(**over):
+    values = {"uid": "0", "systemd": "yes", "os_id": "debian", "k3s_version": None,
+              "unit_k3s": {"active": False, "enabled": False}, "unit_k3s_agent": {"active": False, "enabled": False},
+              "k3s_config_sha": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
+              "toolkit": None, "containerd": None, "template_sha": None, "helm_sha": None, "helm_version": None,
+              "storage_kib": 0, "nodes": None, "releases": None, "plugin_values": None, "hub_values": None}
+    values.update(over)
+    return facts.Facts(values=values)
+
+
+def converged(inv, host, secrets=None):
+    nodes = {h.name: {"ready": True, "labels": {cluster.SHARING_LABEL: h.plugin_config},
+                      "capacity": {h.gpu_resource: str(h.allocatable)},
+                      "allocatable": {h.gpu_resource: str(h.allocatable)}} for h in inv.gpu_hosts}
+    releases = {cluster.PLUGIN_RELEASE: {"chart": "nvidia-device-plugin", "version": "0.20.0", "status": "deployed"},
+                cluster.hub_release(inv): {"chart": "jupyterhub", "version": "4.4.0", "status": "deployed"}}
+    import json
+    return bare(k3s_version=inv.cluster["k3s_version"], unit_k3s={"active": True, "enabled": True},
+                k3s_config_sha=sha(render.dump(render.k3s_config(inv, host))), toolkit="/usr/bin/nvidia-container-runtime",
+                containerd={"runtimes": ["nvidia", "runc"], "default_runtime": "runc"},
+                helm_version=inv.cluster["helm_version"], nodes=nodes, releases=releases,
+                plugin_values=json.loads(json.dumps(render.device_plugin_values(inv))),
+                hub_values=json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))) if secrets else None)
+
+
+def ctx_for(inv, host_name, fx, secrets=None, server_facts=None, earlier=None):
+    host = inv.hosts[host_name]
+    return Context(inv=inv, host=host, facts=fx, target=None, server_facts=server_facts or fx, secrets=secrets,
+                   earlier=earlier or {})
+
+
+class TestK3sInstall:
+    def test_bare_server(self):
+        inv = load()
+        p = k3s.plan_install(ctx_for(inv, "workstation", bare()))
+        assert p.status == "change"
+        assert [c.summary for c in p.changes] == [
+            "write /etc/rancher/k3s/config.yaml", f"install K3s {inv.cluster['k3s_version']}",
+            f"install helm {inv.cluster['helm_version']}"]
+        assert not p.restarts  # nothing running: nothing to kill
+
+    def test_no_systemd_is_blocked(self):
+        p = k3s.plan_install(ctx_for(load(), "workstation", bare(systemd=None)))
+        assert p.status == "blocked" and "systemd" in p.reason
+
+    def test_converged_is_ok(self):
+        inv = load()
+        p = k3s.plan_install(ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"])))
+        assert p.status == "ok" and p.changes == []
+
+    def test_upgrade_restarts(self):
+        inv = load()
+        fx = converged(inv, inv.hosts["workstation"])
+        fx.values["k3s_version"] = "v1.33.5+k3s1"
+        p = k3s.plan_install(ctx_for(inv, "workstation", fx))
+        assert [c.summary for c in p.changes] == [f"upgrade K3s v1.33.5+k3s1 -> {inv.cluster['k3s_version']}"]
+        assert p.restarts
+
+    def test_agent_needs_the_servers_token(self):
+        inv = load("multi-node")
+        server = bare(server_token_sha="a" * 64)
+        p = k3s.plan_install(ctx_for(inv, "rtx1", bare(agent_token_sha="b" * 64), server_facts=server))
+        assert any("copy the node token from head" in c.summary for c in p.changes)
+        p = k3s.plan_install(ctx_for(inv, "rtx1", bare(agent_token_sha="a" * 64), server_facts=server))
+        assert not any("token" in c.summary for c in p.changes)
+
+
+class TestRuntime:
+    def test_no_driver_blocks_with_advice(self):
+        fx = bare(nvidia_smi={"ok": False, "error": "nvidia-smi not found (no NVIDIA driver installed)", "gpus": []})
+        p = runtime.plan_runtime(ctx_for(load(), "workstation", fx))
+        assert p.status == "blocked" and "never installs" in p.reason
+
+    def test_gpu_count_mismatch_blocks(self):
+        inv = load(hosts={"workstation": {"role": "server", "gpus": 2}})
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", bare()))
+        assert p.status == "blocked" and "expects 2 GPU(s), nvidia-smi lists 1" in p.reason
+
+    def test_toolkit_missing_then_restart_for_detection(self):
+        inv = load()
+        fx = converged(inv, inv.hosts["workstation"])
+        fx.values["toolkit"] = None
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", fx))
+        assert "install NVIDIA container toolkit" in p.changes[0].summary and p.restarts
+        fx.values["toolkit"] = "/usr/bin/nvidia-container-runtime"
+        fx.values["containerd"] = {"runtimes": ["runc"], "default_runtime": "runc"}
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", fx))
+        assert p.changes[0].summary == "restart K3s: its containerd config has no nvidia runtime"
+
+    def test_template_mode_installs_template_with_restart(self):
+        inv = load(gpu={"runtime": "template"}, cluster={"k3s_version": "v1.33.5+k3s1"})
+        fx = converged(inv, inv.hosts["workstation"])
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", fx))
+        assert "containerd template" in p.changes[0].summary and p.restarts
+        assert p.changes[0].satisfies == ("restart-k3s",)
+
+
+class TestClusterSteps:
+    def test_pending_until_k3s_runs(self, secrets):
+        inv = load()
+        earlier = {"k3s.install": k3s.plan_install(ctx_for(inv, "workstation", bare()))}
+        ctx = ctx_for(inv, "workstation", bare(), secrets=secrets, earlier=earlier)
+        assert cluster.plan_plugin(ctx).status == "pending"
+        assert cluster.plan_hub(ctx).status == "pending"
+        assert cluster.plan_gpu_test(ctx).status == "verify"
+
+    def test_converged_cluster_is_ok_and_test_is_verify(self, secrets):
+        inv = load()
+        ctx = ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"], secrets), secrets=secrets)
+        assert cluster.plan_plugin(ctx).status == "ok"
+        assert cluster.plan_hub(ctx).status == "ok"
+        assert cluster.plan_gpu_test(ctx).status == "verify"
+
+    def test_replicas_change_is_a_plugin_change_only(self, secrets):
+        inv = load()
+        fx = converged(inv, inv.hosts["workstation"], secrets)
+        changed = load(hosts={"workstation": {"role": "server", "gpus": 1, "replicas": 4, "local": True}})
+        ctx = ctx_for(changed, "workstation", fx, secrets=secrets)
+        p = cluster.plan_plugin(ctx)
+        assert p.status == "change"
+        assert any("config" in c.summary for c in p.changes)
+        assert any("timeslice-4" in c.summary for c in p.changes)
+        assert cluster.plan_hub(ctx).status == "ok"
+
+    def test_unhealthy_after_restart_plans_the_heal(self, secrets):
+        inv = load()
+        fx = converged(inv, inv.hosts["workstation"], secrets)
+        fx.values["nodes"]["workstation"]["allocatable"] = {"nvidia.com/gpu.shared": "0"}
+        p = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets=secrets))
+        assert p.status == "change" and "#426" in p.summary
+
+    def test_hub_blocked_without_secrets(self, monkeypatch):
+        monkeypatch.delenv("GPUHUB_GITHUB_CLIENT_ID", raising=False)
+        monkeypatch.delenv("GPUHUB_GITHUB_CLIENT_SECRET", raising=False)
+        monkeypatch.setenv("GPUHUB_SECRETS", "/nonexistent")
+        inv = load()
+        p = cluster.plan_hub(ctx_for(inv, "workstation", bare(), secrets=inventory.load_secrets()))
+        assert p.status == "blocked" and "GPUHUB_GITHUB_CLIENT_SECRET" in p.reason
+
+    def test_hub_values_change_names_keys_not_values(self, secrets):
+        inv = load()
+        fx = converged(inv, inv.hosts["workstation"], secrets)
+        fx.values["hub_values"]["hub"]["config"]["GitHubOAuthenticator"]["client_secret"] = "old-secret"
+        p = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets=secrets))
+        assert p.status == "change" and "values (hub)" in p.summary
+        assert "secret" not in p.summary
+
+
+def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
+    """`inv plan` on a bare machine: one probe script, no action (MockContext refuses the rest)."""
+    monkeypatch.setattr(facts.secrets, "token_hex", lambda n: "fixed")
+    marker = "@@gpuhub-fixed"
+    outputs = {"uid": "0\n", "systemd": "yes\n", "nvidia_smi": "0, NVIDIA H200, GPU-1, 570.1, 143771\n"}
+    probes = list(facts.host_probes()) + list(facts.cluster_probes("a/b", "c/d"))
+    body = "".join(f"{marker} begin {p}\n{outputs.get(p, '')}{marker} end {p} {0 if p in outputs else 1}\n"
+                   for p in probes)
+    ctx = MockContext(run={
+        "id -u": Result("0\n"),
+        "nvidia-smi -L": Result("GPU 0: NVIDIA H200 (UUID: GPU-1)\n"),
+        re.compile(r"^echo '@@gpuhub-fixed begin uid'"): Result(body),
+    }, repeat=True)
+    run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
+    results = run.plan()
+    # No host is marked local: this machine is a single-node server expecting what nvidia-smi lists.
+    assert list(results) == ["localhost"]
+    steps = {s.id: s for s in results["localhost"].steps}
+    assert steps["k3s.install"].status == "change"
+    assert steps["gpu.runtime"].status == "change"
+    assert steps["gpu.plugin"].status == "pending"
+    assert steps["gpu.test"].status == "verify"
+    # MockContext raises on any command not registered above: reaching here proves no action ran.
+
+
+def test_plan_exit_codes():
+    ok_run = plan.HostRun("a", "server", steps=[plan.StepPlan("x", "ok")])
+    change_run = plan.HostRun("b", "agent", steps=[plan.StepPlan("x", "change")])
+    assert plan.check_exit_code({"a": ok_run}) == 0
+    assert plan.check_exit_code({"a": ok_run, "b": change_run}) == 2
+    assert plan.check_exit_code({"c": plan.HostRun("c", "agent", unreachable=True, error="x")}) == 1
+
+
+def test_destructive_needs_yes(secrets):
+    inv = load()
+    run = plan.Run(inv, {}, secrets)
+    run.results = {"workstation": plan.HostRun("workstation", "server", steps=[
+        k3s.plan_reset(ctx_for(inv, "workstation", bare(k3s_version="v1.33.5+k3s1", storage_kib=10)))])}
+    with pytest.raises(plan.Refused, match="--yes"):
+        run.refuse_unconfirmed(yes=False)
+    run.refuse_unconfirmed(yes=True)
