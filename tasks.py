@@ -48,7 +48,7 @@ def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False)
 @task(help=INVENTORY_HELP)
 def k3s_status(c, inventory=None):
     """Show K3s's unit, version and nodes on this machine."""
-    cli.not_yet("k3s.status")
+    cli.show_status(cli.local_run(c, inventory, ("k3s.install", "gpu.runtime")), "k3s")
 
 
 @task(help=PLAN_HELP)
@@ -84,7 +84,7 @@ def hub_check(c, inventory=None, values=None):
 @task(help=INVENTORY_HELP)
 def hub_status(c, inventory=None):
     """Show the JupyterHub release, its pods and URL."""
-    cli.not_yet("hub.status")
+    cli.show_status(cli.local_run(c, inventory, ("hub.launch",)), "hub")
 
 
 def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False):

@@ -133,3 +133,22 @@ def apply(run, yes=False) -> None:
     say(plan.format_recap(results))
     if run.failed():
         raise Exit(code=1)
+
+
+def show_status(run, what: str) -> None:
+    """The plan of the given steps, then what the cluster reports (nodes, or the hub's pods)."""
+    from . import plan
+    results = run.plan()
+    print(plan.format_plan(results))
+    server = run.facts.get(run.inv.server.name)
+    if server is None:
+        return
+    if what == "k3s":
+        for name, node in sorted((server["nodes"] or {}).items()):
+            gpus = {k: v for k, v in node["allocatable"].items() if k.startswith("nvidia.com/")}
+            print(f"  node {name:<16} {'Ready' if node['ready'] else 'NotReady':<9} {node['version'] or ''} "
+                  + " ".join(f"{k}={v}" for k, v in sorted(gpus.items())))
+    else:
+        for pod in server["hub_pods"] or []:
+            print(f"  pod {pod['name']:<28} {pod['phase'] or '':<10} {'Ready' if pod['ready'] else 'not Ready'}")
+        print(f"  url https://{run.inv.hub['hostname']}/")

@@ -149,6 +149,25 @@ def test_second_run_changes_nothing_and_restarts_nothing(site):
     assert site.fab("plan", "--check").returncode == 0
 
 
+def test_gpus_unhealthy_after_a_restart_are_healed_once(site):
+    """NVIDIA/k8s-device-plugin#426, with the simulation's fault switch on gpu3."""
+    site.hosts.put("gpu3", b"", "/etc/gpuhub-sim/faults/plugin-unhealthy-after-restart", 0o644)
+    try:
+        site.sh("gpu3", "systemctl restart k3s-agent")
+        plan = None
+        for _ in range(20):
+            plan = site.plan()
+            if plan["gpu1"]["gpu.plugin"]["status"] == "change":
+                break
+        assert "restart the device plugin pod on gpu3" in plan["gpu1"]["gpu.plugin"]["summary"]
+        result = site.fab("provision")
+        assert result.returncode == 0, result.stderr
+        assert "restarting nvdp-gpu3" in result.stderr
+        assert site.plan()["gpu1"]["gpu.plugin"]["status"] == "ok"
+    finally:
+        site.sh("gpu3", "rm -f /etc/gpuhub-sim/faults/plugin-unhealthy-after-restart")
+
+
 def test_replicas_change_plans_exactly_the_plugin_change(site):
     plan = site.plan(site.write_inventory(gpu__replicas=8))
     changed = {(h, s) for h, steps in plan.items() for s, step in steps.items() if step["status"] == "change"}
