@@ -67,10 +67,21 @@ def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False):
     _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data)
 
 
-@task(help=INVENTORY_HELP)
-def audit(c, inventory=None):
-    """Audit the -H hosts with testinfra."""
-    cli.not_yet("audit")
+@task
+def _audit_all(c):
+    o = _options
+    cli.audit([f"ssh://{name}" for name in _hosts], o["inventory"], o["ssh_config"], o["workload"], o["json"],
+              o["junit"], o["ca_file"], o["hub_address"])
+
+
+@task(post=[_audit_all], help=dict(INVENTORY_HELP, workload="also run the GPU test Job (creates pods)",
+                                   json="write every finding to this JSON file", junit="write JUnit XML here",
+                                   ca_file="CA bundle that signs the hub's certificate",
+                                   hub_address="reach the hub at this address"))
+def audit(c, inventory=None, workload=False, json=None, junit=None, ca_file=None, hub_address=None):
+    """Audit the -H hosts with testinfra: driver, runtime, K3s, GPUs, hub over HTTPS."""
+    _collect(c, inventory=inventory, workload=workload, json=json, junit=junit, ca_file=ca_file,
+             hub_address=hub_address, ssh_config=getattr(c.config, "_runtime_ssh_path", None))
 
 
 # Only the user-facing tasks are listed; the post tasks run through `post=`.

@@ -26,10 +26,19 @@ def provision(c, inventory=None, plan=False, yes=False):
     _plan_or_apply(c, inventory, PROVISION, plan, yes)
 
 
-@task(help=dict(INVENTORY_HELP, hosts="comma-separated testinfra URLs (local:// audits this machine)"))
-def audit(c, inventory=None, hosts=None):
+AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated (default: the inventory's hosts over "
+                  "SSH; local:// audits this machine)", workload="also run the GPU test Job (creates pods)",
+                  json="write every finding to this JSON file", junit="write JUnit XML here",
+                  ca_file="CA bundle that signs the hub's certificate", hub_address="reach the hub at this address",
+                  ssh_config="SSH config file for the hosts")
+
+
+@task(help=AUDIT_HELP)
+def audit(c, inventory=None, hosts=None, workload=False, json=None, junit=None, ca_file=None, hub_address=None,
+          ssh_config=None):
     """Audit hosts with testinfra: driver, runtime, K3s, GPUs allocatable, hub over HTTPS."""
-    cli.not_yet("audit")
+    cli.audit([h for h in (hosts or "").split(",") if h], inventory, ssh_config, workload, json, junit,
+              ca_file, hub_address)
 
 
 @task(help=PLAN_HELP)

@@ -21,11 +21,6 @@ def errors_as_exit():
         raise Exit(f"gpuhub: {e}", code=1) from None
 
 
-def not_yet(task: str):
-    raise Exit(f"gpuhub: {task} is not implemented yet in this version (the provisioning steps come next); "
-               "nothing was changed", code=1)
-
-
 def say(line: str):
     """Progress and notes go to stderr, so stdout stays for machine-readable output."""
     print(line, file=sys.stderr)
@@ -152,3 +147,26 @@ def show_status(run, what: str) -> None:
         for pod in server["hub_pods"] or []:
             print(f"  pod {pod['name']:<28} {pod['phase'] or '':<10} {'Ready' if pod['ready'] else 'not Ready'}")
         print(f"  url https://{run.inv.hub['hostname']}/")
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+AUDIT_SUITE = Path(__file__).resolve().parent.parent / "tests" / "audit"
+
+
+def audit(hosts, inventory_file=None, ssh_config=None, workload=False, json_file=None, junit_file=None,
+          ca_file=None, hub_address=None) -> None:
+    """Run the testinfra audit (tests/audit) in plain pytest; exit 0 all good, 1 otherwise."""
+    import subprocess
+    if not AUDIT_SUITE.is_dir():
+        raise Exit(f"gpuhub: the audit suite is missing ({AUDIT_SUITE}): run from a gpuhub checkout", code=1)
+    args = [sys.executable, "-m", "pytest", str(AUDIT_SUITE), "-p", "no:cacheprovider", "-q", "-rfE"]
+    options = {"--hosts": ",".join(hosts) if hosts else None, "--ssh-config": ssh_config,
+               "--inventory": inventory_file, "--audit-json": json_file, "--junitxml": junit_file,
+               "--ca-file": ca_file, "--hub-address": hub_address}
+    args += [f"{k}={v}" for k, v in options.items() if v]
+    if workload:
+        args.append("--workload")
+    code = subprocess.call(args, cwd=AUDIT_SUITE.parent.parent)
+    if code != 0:
+        raise Exit(code=1)

@@ -180,6 +180,7 @@ def host_probes() -> dict:
         "helm_sha": Probe("sha256sum /usr/local/bin/helm", parse_sha256),
         "helm_version": Probe("/usr/local/bin/helm version 2>/dev/null", parse_helm_version),
         "storage_kib": Probe(f"du -sk {STORAGE}", parse_kib),
+        "kubeconfig_mode": Probe(f"stat -c %a {KUBECONFIG}", parse_text),
     }
 
 
@@ -197,6 +198,7 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
         "plugin_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(plugin_ns)} "
                              "-l app.kubernetes.io/name=nvidia-device-plugin -o json", parse_pods),
         "hub_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(hub_ns)} -o json", parse_pods),
+        "traefik_pods": Probe(f"{KUBECTL} get pods -A -l app.kubernetes.io/name=traefik -o json", parse_pods),
     }
 
 

@@ -50,6 +50,11 @@ class Target:
     def for_local(cls, context) -> "Target":
         return cls("localhost", context, remote=False)
 
+    @classmethod
+    def for_testinfra(cls, name: str, host) -> "Target":
+        """testinfra's `host` (audits): read-only use, so only `run` is adapted."""
+        return cls(name, _TestinfraRunner(host), remote=True)
+
     def _as_root(self, command: str) -> str:
         if self._root is None:
             self._root = self._raw("id -u").stdout.strip() == "0"
@@ -108,3 +113,14 @@ class Target:
     def put_file(self, local: Path, path: str, mode: int = 0o644) -> None:
         """Copy a local file (a binary, a package, a chart) to `path` on the host."""
         self._place(self._stage(local=Path(local)), path, mode, f"install {local} as {path}")
+
+
+class _TestinfraRunner:
+    """Gives testinfra's host.run the (stdout, stderr, exited) face of invoke's runners."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def run(self, command, **_ignored):
+        r = self.host.run(command)
+        return Result(r.stdout, r.stderr, r.rc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
+from .. import facts as f
 from .. import render
 from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok, pending
 
@@ -32,6 +33,11 @@ def plan_runtime(ctx: Context) -> StepPlan:
         if fx["template_sha"] != hashlib.sha256(template.encode()).hexdigest():
             items.append(Change("install the containerd template (nvidia as default runtime), with rollback",
                                 lambda c: install_template(c, template), restarts=True, satisfies=(RESTART_K3S,)))
+    elif fx["template_sha"] is not None:
+        # Left from template mode: it would keep nvidia the default runtime behind the inventory's back.
+        items.append(Change(f"remove the containerd template (gpu.runtime is {inv.gpu['runtime']})",
+                            lambda c: c.target.check(f"rm -f {f.TEMPLATE}", RUNTIME), restarts=True,
+                            notify=(RESTART_K3S,)))
     if items:
         return changes(RUNTIME, items)
     containerd = fx["containerd"]

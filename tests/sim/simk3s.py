@@ -29,6 +29,7 @@ import threading
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import yaml
@@ -401,6 +402,47 @@ class Api(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"{}")
 
 
+class HubProxy(http.server.BaseHTTPRequestHandler):
+    """The JupyterHub release's proxy as users meet it: HTTPS on 443 with the certificate the
+    test laid in /etc/gpuhub-sim/tls (standing in for Let's Encrypt), login -> GitHub."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        with cluster() as state:
+            release = next((r for r in state["releases"].values() if r["chart"] == "jupyterhub"), None)
+        if release is None:
+            return self.reply(404, "no JupyterHub release")
+        if fault("hub-never-ready") is not None:
+            return self.reply(503, "Service Unavailable: the hub is not ready")
+        github = ((release["values"].get("hub") or {}).get("config") or {}).get("GitHubOAuthenticator") or {}
+        if self.path.startswith("/hub/oauth_login") and github:
+            query = urllib.parse.urlencode({"client_id": github.get("client_id", ""), "response_type": "code",
+                                            "redirect_uri": github.get("oauth_callback_url", "")})
+            return self.reply(302, location=f"https://github.com/login/oauth/authorize?{query}")
+        return self.reply(302, location="/hub/")
+
+    def reply(self, code, text="", location=None):
+        self.send_response(code)
+        if location:
+            self.send_header("Location", location)
+        self.end_headers()
+        self.wfile.write(text.encode())
+
+
+def serve_hub_proxy():
+    cert, key = f"{SIM_ETC}/tls/cert.pem", f"{SIM_ETC}/tls/key.pem"
+    if not (os.path.exists(cert) and os.path.exists(key)):
+        return
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 443), HubProxy)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 def slow_start():
     delay = fault("slow-start")
     if delay is not None:
@@ -433,6 +475,7 @@ def run_server(argv):
     bind = config.get("bind-address") or host_address()
     server = http.server.ThreadingHTTPServer((bind, 6443), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_hub_proxy()
     log(f"k3s server (SIMULATION) {VERSION} listening on {bind}:6443")
     sd_notify("READY=1")
     stop = threading.Event()

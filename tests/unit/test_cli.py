@@ -45,11 +45,10 @@ def test_every_task_has_help_and_inventory_option(task):
     assert "Docstring: none" not in result.stdout
 
 
-@pytest.mark.parametrize("task", ["audit"])
-def test_unimplemented_tasks_say_so_and_exit_1(task):
-    result = run("inv", task)
+def test_audit_with_a_host_not_in_the_inventory_fails_clearly():
+    result = run("inv", "audit", "--hosts", "ssh://nosuch")
     assert result.returncode == 1
-    assert "not implemented yet" in result.stderr and "Traceback" not in result.stderr
+    assert "nosuch is not in the inventory" in result.stdout + result.stderr
 
 
 def test_render_writes_the_artifacts(tmp_path):

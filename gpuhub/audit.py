@@ -1,0 +1,270 @@
+"""Host audits: what is wrong, the evidence, and the fix, from the same facts the steps use.
+
+Each check is a pure function of (inventory, host, its facts, the server's facts) returning a
+Finding or None (not applicable to this host). tests/audit runs them through pytest-testinfra;
+they are unit-tested here from given facts.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from . import render
+from .steps import CHANGE, PENDING, BLOCKED, ERROR, Context
+from .steps import cluster as cluster_steps
+
+FIX_RUNTIME = "run `fab -H {host} provision` (or `inv gpu.runtime` on the host)"
+FIX_K3S = "run `fab -H {host} provision` (or `inv k3s.install` on the host)"
+FIX_PLUGIN = "run `fab -H {server} provision` (gpu.plugin)"
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    message: str
+    evidence: str = ""
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.evidence:
+            text += f"\n  evidence: {self.evidence}"
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fix(template: str, inv, host) -> str:
+    return template.format(host=host.name, server=inv.server.name)
+
+
+# --- driver and runtime ----------------------------------------------------------------------
+
+def check_driver(inv, host, fx, server):
+    if not host.gpus:
+        return None
+    smi = fx["nvidia_smi"]
+    if not smi["ok"]:
+        return Finding("driver", False, "nvidia-smi does not work", smi["error"],
+                       "install or repair the NVIDIA driver (gpuhub never installs one), reboot if it was upgraded")
+    found = len(smi["gpus"])
+    driver = smi["gpus"][0]["driver"]
+    if found != host.gpus:
+        return Finding("driver", False, f"nvidia-smi lists {found} GPU(s), the inventory expects {host.gpus}",
+                       ", ".join(g["name"] for g in smi["gpus"]), f"check the hardware, or set hosts.{host.name}.gpus")
+    return Finding("driver", True, f"driver {driver}, {found} x {smi['gpus'][0]['name']}")
+
+
+def check_toolkit(inv, host, fx, server):
+    if not host.gpus:
+        return None
+    if not fx["toolkit"]:
+        return Finding("toolkit", False, "nvidia-container-runtime is not installed", "command -v found nothing",
+                       _fix(FIX_RUNTIME, inv, host))
+    return Finding("toolkit", True, f"nvidia-container-runtime at {fx['toolkit']}")
+
+
+def check_containerd(inv, host, fx, server):
+    if not host.gpus:
+        return None
+    config = fx["containerd"]
+    if config is None:
+        return Finding("containerd", False, "K3s has not generated its containerd config",
+                       "/var/lib/rancher/k3s/agent/etc/containerd/config.toml is missing", _fix(FIX_K3S, inv, host))
+    if "nvidia" not in config["runtimes"]:
+        return Finding("containerd", False, "K3s's containerd config has no nvidia runtime",
+                       f"runtimes: {', '.join(config['runtimes'])}",
+                       "restart K3s after installing the toolkit: " + _fix(FIX_RUNTIME, inv, host))
+    if inv.nvidia_is_default and config["default_runtime"] != "nvidia":
+        return Finding("containerd", False, f"nvidia is not containerd's default runtime ({inv.gpu['runtime']} mode)",
+                       f"default_runtime_name = {config['default_runtime']}", _fix(FIX_RUNTIME, inv, host))
+    return Finding("containerd", True, f"runtimes {', '.join(config['runtimes'])}, default {config['default_runtime']}")
+
+
+def check_template(inv, host, fx, server):
+    if not host.gpus or inv.gpu["runtime"] != "template":
+        return None
+    if fx["template_sha"] is None:
+        return Finding("template", False, "the containerd template is missing", "config-v3.toml.tmpl not found",
+                       _fix(FIX_RUNTIME, inv, host))
+    if fx["template_sha"] != _sha(render.containerd_template()):
+        return Finding("template", False, "the containerd template differs from gpuhub's", f"sha256 {fx['template_sha']}",
+                       _fix(FIX_RUNTIME, inv, host))
+    return Finding("template", True, "containerd template as rendered")
+
+
+def check_runtimeclass(inv, host, fx, server):
+    if host.role != "server":
+        return None
+    classes = fx["runtimeclasses"]
+    if classes is None or "nvidia" not in classes:
+        return Finding("runtimeclass", False, "RuntimeClass nvidia does not exist", f"runtime classes: {classes}",
+                       "K3s >= v1.28.5 creates it at start: restart K3s on the server")
+    return Finding("runtimeclass", True, "RuntimeClass nvidia exists")
+
+
+# --- K3s ---------------------------------------------------------------------------------------
+
+def check_k3s_unit(inv, host, fx, server):
+    unit = "k3s" if host.role == "server" else "k3s-agent"
+    state = fx["unit_k3s"] if host.role == "server" else fx["unit_k3s_agent"]
+    if not (state["active"] and state["enabled"]):
+        return Finding("k3s_unit", False, f"{unit} is not active and enabled",
+                       f"active={state['active']} enabled={state['enabled']}",
+                       f"journalctl -u {unit} -n 50 on {host.name}; then " + _fix(FIX_K3S, inv, host))
+    return Finding("k3s_unit", True, f"{unit} active and enabled")
+
+
+def check_k3s_version(inv, host, fx, server):
+    wanted, found = inv.cluster["k3s_version"], fx["k3s_version"]
+    if found != wanted:
+        return Finding("k3s_version", False, f"K3s {found} is installed, {wanted} is pinned", "", _fix(FIX_K3S, inv, host))
+    return Finding("k3s_version", True, f"K3s {found}")
+
+
+def check_node(inv, host, fx, server):
+    nodes = server["nodes"] if server else None
+    if nodes is None:
+        return Finding("node", False, "the cluster does not answer on the server", "kubectl get nodes failed",
+                       f"check k3s on {inv.server.name}")
+    node = nodes.get(host.name)
+    if node is None:
+        return Finding("node", False, f"node {host.name} is not registered with the server",
+                       "nodes: " + ", ".join(sorted(nodes)), _fix(FIX_K3S, inv, host))
+    if not node["ready"]:
+        return Finding("node", False, f"node {host.name} is not Ready", "", f"journalctl -u k3s* on {host.name}")
+    return Finding("node", True, f"node {host.name} Ready ({node['version']})")
+
+
+def check_k3s_config(inv, host, fx, server):
+    if fx["k3s_config_sha"] != _sha(render.dump(render.k3s_config(inv, host))):
+        return Finding("k3s_config", False, "/etc/rancher/k3s/config.yaml differs from what gpuhub renders",
+                       f"sha256 {fx['k3s_config_sha']}", "see `inv render`; " + _fix(FIX_K3S, inv, host))
+    return Finding("k3s_config", True, "config.yaml as rendered")
+
+
+def check_kubeconfig(inv, host, fx, server):
+    if host.role != "server":
+        return None
+    mode = fx["kubeconfig_mode"]
+    if mode is None or int(mode, 8) & 0o007:
+        return Finding("kubeconfig", False, "the kubeconfig is readable by every user (cluster admin for all)",
+                       f"/etc/rancher/k3s/k3s.yaml mode {mode}", "chmod 600 /etc/rancher/k3s/k3s.yaml "
+                       "(write-kubeconfig-mode: \"0600\" in config.yaml keeps it so)")
+    return Finding("kubeconfig", True, f"kubeconfig mode {mode}")
+
+
+def check_traefik(inv, host, fx, server):
+    if host.role != "server":
+        return None
+    pods = fx["traefik_pods"]
+    if pods:
+        return Finding("traefik", False, "Traefik runs and holds ports 80/443 that the hub's HTTPS proxy needs",
+                       ", ".join(p["name"] for p in pods), "disable: [traefik] in config.yaml: " + _fix(FIX_K3S, inv, host))
+    return Finding("traefik", True, "Traefik absent")
+
+
+# --- GPUs schedulable ----------------------------------------------------------------------------
+
+def check_plugin_pod(inv, host, fx, server):
+    if not host.gpus:
+        return None
+    pods = [p for p in (server["plugin_pods"] or []) if p["node"] == host.name] if server else []
+    if not pods:
+        return Finding("plugin_pod", False, f"no device plugin pod on {host.name}",
+                       "is the node labelled nvidia.com/gpu.present=true? (NVIDIA/k8s-device-plugin#1213)",
+                       _fix(FIX_PLUGIN, inv, host))
+    bad = [p for p in pods if not p["ready"] or p["phase"] != "Running"]
+    if bad:
+        return Finding("plugin_pod", False, f"the device plugin pod on {host.name} is not Running",
+                       "; ".join(f"{p['name']}: {p['reason'] or p['phase']}" for p in bad),
+                       "runtimeClassName: nvidia is needed unless nvidia is the default runtime "
+                       "(NVIDIA/k8s-device-plugin#477): " + _fix(FIX_PLUGIN, inv, host))
+    return Finding("plugin_pod", True, f"{pods[0]['name']} Running")
+
+
+def check_allocatable(inv, host, fx, server):
+    if not host.gpus:
+        return None
+    node = ((server["nodes"] or {}) if server else {}).get(host.name)
+    if node is None:
+        return Finding("allocatable", False, f"node {host.name} not found", "", _fix(FIX_K3S, inv, host))
+    resource, wanted = host.gpu_resource, host.allocatable
+    capacity = int(node["capacity"].get(resource, 0))
+    allocatable = int(node["allocatable"].get(resource, 0))
+    evidence = f"{resource}: capacity {capacity}, allocatable {allocatable}, expected {wanted} ({host.gpus} x {host.replicas})"
+    if allocatable == wanted and capacity == wanted:
+        return Finding("allocatable", True, evidence)
+    if allocatable == 0 and capacity == wanted:
+        return Finding("allocatable", False, f"the device plugin marked {host.name}'s GPUs unhealthy after a restart",
+                       evidence + " (NVIDIA/k8s-device-plugin#426)",
+                       f"restart the plugin pod: `k3s kubectl delete pod -n nvidia-device-plugin <pod on {host.name}>`, "
+                       "or " + _fix(FIX_PLUGIN, inv, host))
+    return Finding("allocatable", False, f"{host.name} does not offer the GPUs it should", evidence,
+                   _fix(FIX_PLUGIN, inv, host))
+
+
+def check_sharing_labels(inv, host, fx, server):
+    if not host.gpus:
+        return None
+    node = ((server["nodes"] or {}) if server else {}).get(host.name, {"labels": {}})
+    labels = node["labels"]
+    wanted = {cluster_steps.SHARING_LABEL: host.plugin_config, "nvidia.com/gpu.replicas": str(host.replicas)}
+    wrong = {k: labels.get(k) for k, v in wanted.items() if labels.get(k) != v}
+    if wrong:
+        return Finding("sharing_labels", False, f"{host.name}'s sharing labels differ from the inventory",
+                       f"found {wrong}, expected {wanted}", _fix(FIX_PLUGIN, inv, host))
+    return Finding("sharing_labels", True, ", ".join(f"{k}={v}" for k, v in wanted.items()))
+
+
+# --- hub ---------------------------------------------------------------------------------------
+
+def check_hub_ready(inv, host, fx, server):
+    if host.role != "server":
+        return None
+    release = (fx["releases"] or {}).get(cluster_steps.hub_release(inv))
+    if release is None:
+        return Finding("hub_ready", False, "JupyterHub is not installed", f"no release {cluster_steps.hub_release(inv)}",
+                       f"run `fab -H {host.name} provision` (hub.launch)")
+    if release["version"] != inv.hub["chart_version"]:
+        return Finding("hub_ready", False, f"JupyterHub chart {release['version']} is deployed, "
+                       f"{inv.hub['chart_version']} is pinned", "", f"run `fab -H {host.name} provision` (hub.launch)")
+    pods = fx["hub_pods"] or []
+    for component in ("hub", "proxy"):
+        mine = [p for p in pods if p["labels"].get("component") == component]
+        if not mine or not all(p["ready"] for p in mine):
+            return Finding("hub_ready", False, f"the {component} pod is not Ready",
+                           "; ".join(f"{p['name']}: {p['phase']}" for p in mine) or "no pod",
+                           f"k3s kubectl -n {inv.hub['namespace']} describe pod -l component={component}; "
+                           f"k3s kubectl -n {inv.hub['namespace']} logs -l component={component}")
+    return Finding("hub_ready", True, f"hub and proxy Ready, chart {release['version']}")
+
+
+def check_drift(inv, host, fx, server_facts, secrets=None):
+    """Every step of the provisioner reports nothing to change: the steps' own code on these facts."""
+    from .plan import CLUSTER_STEPS
+    from .steps import k3s, runtime
+    ctx = Context(inv=inv, host=host, facts=fx, target=None, server_facts=server_facts, secrets=secrets)
+    steps = [("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_runtime)]
+    if host.role == "server":
+        steps += list(CLUSTER_STEPS)
+    drifted = []
+    for step_id, plan in steps:
+        result = plan(ctx)
+        ctx.earlier[step_id] = result
+        if result.status in (CHANGE, PENDING, ERROR) or (result.status == BLOCKED and step_id != "hub.launch"):
+            drifted.append(f"{step_id}: {result.summary or result.reason}")
+    if drifted:
+        return Finding("drift", False, f"{host.name} differs from the inventory", "; ".join(drifted),
+                       f"review `fab -H {host.name} plan`, then provision")
+    return Finding("drift", True, "every step reports nothing to change")
+
+
+HOST_CHECKS = (check_driver, check_toolkit, check_containerd, check_template, check_runtimeclass,
+               check_k3s_unit, check_k3s_version, check_node, check_k3s_config, check_kubeconfig,
+               check_traefik, check_plugin_pod, check_allocatable, check_sharing_labels, check_hub_ready)

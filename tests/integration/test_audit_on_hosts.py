@@ -1,0 +1,127 @@
+"""The host audit (tests/audit, through `fab audit`) on a cluster of 3 provisioned simulated hosts:
+all checks pass; then each fault makes exactly the expected checks fail, with their messages,
+and the rest still pass."""
+import json
+import time
+
+import pytest
+
+from sim.build_bundle import build_bundle
+from test_provision import GPUS, HOSTS, Site
+from test_simulation import BARE_HOST
+from tlscerts import ca_pem, make_ca, make_server_cert
+
+pytestmark = pytest.mark.integration
+
+FAULTS = "/etc/gpuhub-sim/faults"
+
+
+class Audit(Site):
+    def audit(self, name):
+        report = self.folder / f"{name}.json"
+        result = self.fab("audit", "--json", str(report), "--ca-file", str(self.folder / "ca.pem"),
+                          "--hub-address", self.hosts.address("gpu1"), inventory_file=self.folder / "hosts.yaml")
+        found = json.loads(report.read_text())["hosts"] if report.exists() else {}
+        failed = {(host, check) for host, checks in found.items() for check, f in checks.items() if not f["ok"]}
+        return result, failed, found
+
+    def audit_until(self, name, expected, timeout=30):
+        """Facts change within a few heartbeats: audit until the failures are the expected ones."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result, failed, found = self.audit(name)
+            if failed == expected or time.monotonic() > deadline:
+                return result, failed, found
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def cluster(testhosts, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audit")
+    site = Audit(testhosts, build_bundle(folder / "sim"), folder)
+    ca = make_ca()
+    (folder / "ca.pem").write_bytes(ca_pem(ca))
+    cert, key = make_server_cert("hub.lab.test", ca)
+    for host in HOSTS:
+        testhosts.run(host, BARE_HOST)
+        testhosts.put(host, site.bundle["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
+        testhosts.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+        testhosts.run(host, f"mkdir -p {FAULTS}")
+    # Stands in for the certificate Let's Encrypt would issue to the chart's proxy.
+    testhosts.put("gpu1", cert, "/etc/gpuhub-sim/tls/cert.pem", 0o644)
+    testhosts.put("gpu1", key, "/etc/gpuhub-sim/tls/key.pem", 0o600)
+    provisioned = site.fab("provision")
+    assert provisioned.returncode == 0, provisioned.stderr
+    yield site
+    for host in HOSTS:
+        testhosts.run(host, BARE_HOST, check=False)
+
+
+def test_provisioned_cluster_passes_every_check(cluster):
+    result, failed, found = cluster.audit("healthy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert failed == set()
+    assert {"driver", "allocatable", "hub_https", "hub_login", "drift"} <= set(found["gpu1"])
+    assert "hub_https" not in found["gpu2"]  # the hub is checked on the server
+    assert "gpu1" in result.stdout and "ok, 0 failed" in result.stdout
+
+
+FAULT_CASES = {
+    # name: (host, set up, [(host, clean up)], expected failures)
+    "no-driver": ("gpu3", f"touch {FAULTS}/no-driver", [("gpu3", f"rm -f {FAULTS}/no-driver")],
+                  {("gpu3", "driver"), ("gpu3", "plugin_pod"), ("gpu3", "allocatable"), ("gpu3", "sharing_labels"),
+                   ("gpu3", "drift"), ("gpu1", "drift")}),
+    "nvml-failing": ("gpu2", f"touch {FAULTS}/nvml-failing", [("gpu2", f"rm -f {FAULTS}/nvml-failing")],
+                     {("gpu2", "driver"), ("gpu2", "plugin_pod"), ("gpu2", "allocatable"),
+                      ("gpu2", "sharing_labels"), ("gpu2", "drift"), ("gpu1", "drift")}),
+    "toolkit-missing": ("gpu3", "dpkg -r nvidia-container-toolkit >/dev/null && systemctl restart k3s-agent",
+                        [("gpu3", "dpkg -i /var/lib/gpuhub/work/nvidia-container-toolkit_*.deb >/dev/null && "
+                                  "systemctl restart k3s-agent")],
+                        {("gpu3", "toolkit"), ("gpu3", "containerd"), ("gpu3", "plugin_pod"), ("gpu3", "allocatable"),
+                         ("gpu3", "sharing_labels"), ("gpu3", "drift"), ("gpu1", "drift")}),
+    "k3s-stopped": ("gpu3", "systemctl stop k3s-agent", [("gpu3", "systemctl start k3s-agent")],
+                    {("gpu3", "k3s_unit"), ("gpu3", "node"), ("gpu3", "drift")}),
+    "gpus-unhealthy": ("gpu3", f"touch {FAULTS}/plugin-unhealthy-after-restart && systemctl restart k3s-agent",
+                       [("gpu3", f"rm -f {FAULTS}/plugin-unhealthy-after-restart"),
+                        ("gpu1", "k3s kubectl delete pod nvdp-gpu3 -n nvidia-device-plugin >/dev/null")],
+                       {("gpu3", "allocatable"), ("gpu1", "drift")}),
+    "hub-not-ready": ("gpu1", f"touch {FAULTS}/hub-never-ready", [("gpu1", f"rm -f {FAULTS}/hub-never-ready")],
+                      {("gpu1", "hub_ready"), ("gpu1", "hub_login")}),
+    "config-drifted": ("gpu2", "cp -p /etc/rancher/k3s/config.yaml /root/config.yaml.keep && "
+                               "echo 'node-label: [drift=yes]' >> /etc/rancher/k3s/config.yaml",
+                       [("gpu2", "mv -f /root/config.yaml.keep /etc/rancher/k3s/config.yaml")],
+                       {("gpu2", "k3s_config"), ("gpu2", "drift")}),
+}
+
+
+@pytest.mark.parametrize("case", list(FAULT_CASES))
+def test_fault_fails_exactly_the_expected_checks(cluster, case):
+    host, setup, cleanup, expected = FAULT_CASES[case]
+    cluster.sh(host, setup)
+    try:
+        result, failed, found = cluster.audit_until(case, expected)
+        assert failed == expected, (failed, result.stdout[-3000:])
+        assert result.returncode == 1
+        for failed_host, check in expected:
+            finding = found[failed_host][check]
+            assert finding["message"] and finding["fix"], finding
+    finally:
+        for where, command in cleanup:
+            cluster.sh(where, command)
+    _, failed, _ = cluster.audit_until(f"{case}-after", set())
+    assert failed == set(), f"the cluster did not recover after {case}: {failed}"
+
+
+def test_template_removed(cluster):
+    converted = cluster.fab("provision", inventory_file=cluster.write_inventory(gpu__runtime="template"))
+    assert converted.returncode == 0, converted.stderr
+    try:
+        _, failed, _ = cluster.audit_until("template-ok", set())
+        assert failed == set()
+        cluster.sh("gpu2", "rm /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl")
+        result, failed, found = cluster.audit_until("template-removed", {("gpu2", "template"), ("gpu2", "drift")})
+        assert failed == {("gpu2", "template"), ("gpu2", "drift")}
+        assert "missing" in found["gpu2"]["template"]["message"]
+    finally:
+        back = cluster.fab("provision", inventory_file=cluster.write_inventory())
+        assert back.returncode == 0, back.stderr
