@@ -268,3 +268,101 @@ def check_drift(inv, host, fx, server_facts, secrets=None):
 HOST_CHECKS = (check_driver, check_toolkit, check_containerd, check_template, check_runtimeclass,
                check_k3s_unit, check_k3s_version, check_node, check_k3s_config, check_kubeconfig,
                check_traefik, check_plugin_pod, check_allocatable, check_sharing_labels, check_hub_ready)
+
+
+# --- workload (only with --workload: these create and delete pods) ---------------------------------
+
+def profile_job(inv, slug: str, host) -> dict:
+    """A Job with the settings KubeSpawner would give a server of profile `slug`, pinned to
+    `host`, that lists the GPUs it can see."""
+    profiles = {p["slug"]: p for p in render.profile_list(inv, render.Notes())}
+    if slug not in profiles:
+        return None
+    override = profiles[slug]["kubespawner_override"]
+    container = {"name": "probe", "image": override["image"],
+                 "command": ["sh", "-c", "nvidia-smi -L 2>/dev/null || echo 'No devices were found'"],
+                 "env": [{"name": k, "value": v} for k, v in (override.get("environment") or {}).items()]}
+    if override.get("extra_resource_limits"):
+        container["resources"] = {"limits": dict(override["extra_resource_limits"])}
+    pod = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": host.name},
+           "containers": [container], **(override.get("extra_pod_config") or {})}
+    name = f"gpuhub-audit-{slug}-{host.name}"
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 300, "template": {"spec": pod}}}
+
+
+def run_job(target, job: dict, timeout: float = 300):
+    """Apply `job` through the server's kubectl, wait, return (phase, logs, reason); delete it."""
+    import json
+    import time
+    name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
+    kubectl = "/usr/local/bin/k3s kubectl"
+    target.run(f"{kubectl} delete job {name} -n {ns} --ignore-not-found")
+    applied = target.run(f"{kubectl} apply -n {ns} -f - <<'GPUHUB_JOB'\n{render.dump(job)}GPUHUB_JOB")
+    if not applied.ok:
+        return "Failed", "", applied.stderr.strip()
+    phase, reason, deadline = "Pending", "", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            status = json.loads(target.run(f"{kubectl} get job {name} -n {ns} -o json").stdout or "{}").get("status", {})
+            if status.get("succeeded") or status.get("failed"):
+                phase = "Succeeded" if status.get("succeeded") else "Failed"
+                break
+            time.sleep(2)
+        logs = target.run(f"{kubectl} logs job/{name} -n {ns}").stdout
+        if phase == "Pending":
+            pods = json.loads(target.run(f"{kubectl} get pods -n {ns} -l job-name={name} -o json").stdout or "{}")
+            reason = "; ".join(p.get("status", {}).get("reason", "") for p in pods.get("items", []))
+        return phase, logs, reason
+    finally:
+        target.run(f"{kubectl} delete job {name} -n {ns} --ignore-not-found")
+
+
+def _gpu_lines(logs: str) -> list:
+    return [line for line in logs.splitlines() if line.startswith("GPU ")]
+
+
+def check_gpu_job(inv, host, server_target):
+    if not host.gpus:
+        return None
+    phase, logs, reason = run_job(server_target, render.gpu_test_job(inv, host))
+    if phase != "Succeeded" or "Test PASSED" not in logs:
+        return Finding("workload_gpu_job", False, f"the GPU test Job did not pass on {host.name}",
+                       f"{phase}: {reason or logs.strip()[-300:]}", f"`fab -H {inv.server.name} provision`; "
+                       "check the device plugin and the node's runtime")
+    return Finding("workload_gpu_job", True, f"GPU test passed on {(_gpu_lines(logs) or ['?'])[0]}")
+
+
+def check_cpu_profile(inv, host, server_target):
+    job = profile_job(inv, "cpu", host) if host.gpus else None
+    if job is None:
+        return None
+    phase, logs, reason = run_job(server_target, job)
+    seen = _gpu_lines(logs)
+    if phase != "Succeeded":
+        return Finding("workload_cpu_profile", False, f"a CPU-profile pod did not run on {host.name}",
+                       f"{phase}: {reason}", "check the node and the CPU profile's image")
+    if seen:
+        return Finding("workload_cpu_profile", False, f"a CPU-profile pod on {host.name} sees GPUs it was not given",
+                       "; ".join(seen), "the CPU profile must set NVIDIA_VISIBLE_DEVICES=void (gpuhub renders it): "
+                       "run hub.launch (NVIDIA/k8s-device-plugin#87)")
+    return Finding("workload_cpu_profile", True, f"a CPU-profile pod on {host.name} sees no GPU")
+
+
+def check_gpu_profile(inv, host, server_target):
+    if not host.gpus:
+        return None
+    slug = "shared-gpu" if host.shares else "whole-gpu"
+    job = profile_job(inv, slug, host)
+    if job is None:
+        return None
+    phase, logs, reason = run_job(server_target, job)
+    seen = _gpu_lines(logs)
+    if phase != "Succeeded" or len(seen) != 1:
+        return Finding("workload_gpu_profile", False, f"a {slug} pod on {host.name} does not see exactly one GPU",
+                       f"{phase}: {reason or '; '.join(seen) or logs.strip()[-200:]}",
+                       f"`fab -H {inv.server.name} provision` (gpu.plugin, hub.launch)")
+    return Finding("workload_gpu_profile", True, f"a {slug} pod on {host.name} sees {seen[0]}")
+
+
+WORKLOAD_CHECKS = (check_gpu_job, check_cpu_profile, check_gpu_profile)

@@ -17,9 +17,9 @@ FAULTS = "/etc/gpuhub-sim/faults"
 
 
 class Audit(Site):
-    def audit(self, name):
+    def audit(self, name, *extra):
         report = self.folder / f"{name}.json"
-        result = self.fab("audit", "--json", str(report), "--ca-file", str(self.folder / "ca.pem"),
+        result = self.fab("audit", *extra, "--json", str(report), "--ca-file", str(self.folder / "ca.pem"),
                           "--hub-address", self.hosts.address("gpu1"), inventory_file=self.folder / "hosts.yaml")
         found = json.loads(report.read_text())["hosts"] if report.exists() else {}
         failed = {(host, check) for host, checks in found.items() for check, f in checks.items() if not f["ok"]}
@@ -64,6 +64,36 @@ def test_provisioned_cluster_passes_every_check(cluster):
     assert {"driver", "allocatable", "hub_https", "hub_login", "drift"} <= set(found["gpu1"])
     assert "hub_https" not in found["gpu2"]  # the hub is checked on the server
     assert "gpu1" in result.stdout and "ok, 0 failed" in result.stdout
+
+
+def test_workload_checks_run_pods_only_when_asked(cluster):
+    result, failed, found = cluster.audit("workload", "--workload")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert failed == set()
+    for host in HOSTS:
+        assert {"workload_gpu_job", "workload_cpu_profile", "workload_gpu_profile"} <= set(found[host])
+    assert "sees no GPU" in found["gpu2"]["workload_cpu_profile"]["message"]
+    jobs = cluster.sh("gpu1", "k3s kubectl get jobs -A -o name").stdout
+    assert jobs.strip() == ""  # every probe pod was deleted
+    _, _, read_only = cluster.audit("read-only")
+    assert "workload_gpu_job" not in read_only["gpu1"]
+
+
+def test_cpu_profile_that_sees_gpus_is_caught(cluster, monkeypatch):
+    """Without NVIDIA_VISIBLE_DEVICES=void under the nvidia runtime, a CPU pod sees every GPU
+    (NVIDIA/k8s-device-plugin#87): the workload check says so."""
+    from gpuhub import audit
+    from gpuhub import inventory as inventory_module
+    from gpuhub.target import Target
+    inv = inventory_module.load(str(cluster.write_inventory()))
+    leaky = audit.profile_job(inv, "cpu", inv.hosts["gpu2"])
+    leaky["spec"]["template"]["spec"]["containers"][0]["env"] = []
+    leaky["spec"]["template"]["spec"]["runtimeClassName"] = "nvidia"  # as a default nvidia runtime would
+    monkeypatch.setattr(audit, "profile_job", lambda *args: leaky)
+    server = Target.for_connection("gpu1", cluster.hosts.connection("gpu1"))
+    finding = audit.check_cpu_profile(inv, inv.hosts["gpu2"], server)
+    assert not finding.ok and "sees GPUs it was not given" in finding.message
+    assert finding.evidence.count("GPU ") == 2 and "#87" in finding.fix
 
 
 FAULT_CASES = {

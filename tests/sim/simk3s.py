@@ -690,10 +690,22 @@ def schedule(state, job):
     uses_nvidia = (runtime_class == "nvidia") or raw["containerd"]["default_runtime"] == "nvidia"
     if wanted and (not uses_nvidia or "nvidia" not in raw["containerd"]["runtimes"]):
         return "Failed", node["metadata"]["name"], "", "CUDA error: no CUDA-capable device is detected\nTest FAILED\n"
-    lines = [f"GPU {i}: {raw['model']} (UUID: {uuid})" for i, uuid in enumerate(raw.get("uuids", [])[:1])]
-    lines += ["[Vector addition of 50000 elements]", "Copy input data from the host memory to the CUDA device",
-              "CUDA kernel launch with 196 blocks of 256 threads", "Copy output data from the CUDA device to the host memory",
-              "Test PASSED", "Done"]
+    # What the container sees (NVIDIA container runtime): the allocated GPU when it asked for one;
+    # none under runc or with NVIDIA_VISIBLE_DEVICES=void; ALL of them under the nvidia runtime
+    # when it asked for none and the image says "all" (NVIDIA/k8s-device-plugin#87, #1596).
+    env = {e.get("name"): e.get("value") for c in spec.get("containers", []) for e in c.get("env") or []}
+    uuids = raw.get("uuids", [])
+    if not uses_nvidia or "nvidia" not in raw["containerd"]["runtimes"] or env.get("NVIDIA_VISIBLE_DEVICES") == "void":
+        visible = []
+    else:
+        visible = uuids[:1] if wanted else uuids
+    lines = [f"GPU {i}: {raw['model']} (UUID: {uuid})" for i, uuid in enumerate(visible)]
+    if wanted:
+        lines += ["[Vector addition of 50000 elements]", "Copy input data from the host memory to the CUDA device",
+                  "CUDA kernel launch with 196 blocks of 256 threads",
+                  "Copy output data from the CUDA device to the host memory", "Test PASSED", "Done"]
+    elif not visible:
+        lines.append("No devices were found")
     return "Succeeded", node["metadata"]["name"], "", "\n".join(lines) + "\n"
 
 

@@ -53,3 +53,14 @@ def test_drift_reports_the_steps_that_would_change(secrets):
     fx.values["toolkit"] = None
     finding = audit.check_drift(inv, inv.hosts["workstation"], fx, fx, secrets)
     assert not finding.ok and "gpu.runtime" in finding.evidence
+
+
+def test_profile_jobs_carry_the_profiles_settings():
+    inv = load("multi-node")
+    cpu = audit.profile_job(inv, "cpu", inv.hosts["rtx1"])["spec"]["template"]["spec"]
+    assert cpu["containers"][0]["env"] == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
+    assert "resources" not in cpu["containers"][0] and cpu["nodeSelector"] == {"kubernetes.io/hostname": "rtx1"}
+    shared = audit.profile_job(inv, "shared-gpu", inv.hosts["rtx1"])["spec"]["template"]["spec"]
+    assert shared["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu.shared": "1"}}
+    assert shared["runtimeClassName"] == "nvidia"
+    assert audit.profile_job(load(), "whole-gpu", load().hosts["workstation"]) is None  # not offered
