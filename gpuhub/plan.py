@@ -161,7 +161,11 @@ class Run:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda h: self._apply_hosts([h], host_ids), agents))
         cluster_ids = {s for s, _ in CLUSTER_STEPS} & set(self.only)
-        if cluster_ids and server in self.hosts and not self.failed():
+        if cluster_ids and server in self.hosts and self.failed():
+            lost = ", ".join(r.name for r in self.results.values() if r.error)
+            self.log(f"cluster steps ({', '.join(sorted(cluster_ids))}) skipped: {lost} failed; "
+                     "fix that and run provision again")
+        elif cluster_ids and server in self.hosts:
             # The cluster steps were planned before the hosts changed: plan them again now.
             self.gather(server)
             run = self.results[server.name]

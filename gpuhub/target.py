@@ -6,6 +6,7 @@ user is root, else through `sudo -n` (never a password prompt in the middle of a
 """
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ class Target:
     def __init__(self, name: str, runner, remote: bool):
         self.name, self.runner, self.remote = name, runner, remote
         self._root = None
+        # A host that dies mid-run must not hang the whole run: every command has a deadline
+        # (longer than any step waits for itself), after which the host is reported lost.
+        self.timeout = int(os.environ.get("GPUHUB_COMMAND_TIMEOUT", "900"))
 
     @classmethod
     def for_connection(cls, name: str, connection) -> "Target":
@@ -60,10 +64,20 @@ class Target:
             self._root = self._raw("id -u").stdout.strip() == "0"
         return command if self._root else f"sudo -n sh -c {shlex.quote(command)}"
 
+    def _bound_channels(self):
+        """paramiko waits an hour for a channel to open on a dead link: bound it too."""
+        if self.remote and hasattr(self.runner, "open"):
+            self.runner.open()
+            transport = getattr(self.runner, "transport", None)
+            if transport is not None and getattr(transport, "channel_timeout", None) != self.timeout:
+                transport.channel_timeout = self.timeout
+                transport.set_keepalive(15)
+
     def _raw(self, command: str) -> Result:
         # in_stream=False: never read the user's terminal. (Uploads go over SFTP, not stdin:
         # fabric does not send EOF when an in_stream ends, so `cat > file` would wait forever.)
-        r = self.runner.run(command, hide=True, warn=True, pty=False, in_stream=False)
+        self._bound_channels()
+        r = self.runner.run(command, hide=True, warn=True, pty=False, in_stream=False, timeout=self.timeout)
         return Result(r.stdout, r.stderr, r.exited)
 
     def run(self, command: str) -> Result:

@@ -226,6 +226,39 @@ def test_unknown_and_unreachable_hosts(site):
         restart_ssh(site)
 
 
+def test_host_lost_mid_run_is_reported_while_the_others_finish(site):
+    """gpu3 goes off the network while K3s restarts there (slowly); gpu2 has work too."""
+    site.sh("gpu2", "echo '# drifted' >> /etc/rancher/k3s/config.yaml")
+    site.sh("gpu3", "echo '# drifted' >> /etc/rancher/k3s/config.yaml && "
+                    "echo 20 > /etc/gpuhub-sim/faults/slow-start")
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", GPUHUB_SECRETS="/nonexistent/secrets.yaml",
+               GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret",
+               GPUHUB_COMMAND_TIMEOUT="12")
+    command = [str(BIN / "fab"), "-S", str(site.hosts.ssh_config), "-H", ",".join(HOSTS), "provision",
+               "--inventory", str(site.write_inventory())]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, cut = [], False
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if not cut and line.startswith("gpu3: restart-k3s"):
+                subprocess.run(["ip", "link", "set", "th-gpu3", "down"], check=True)
+                cut = True
+        process.wait(timeout=120)
+    finally:
+        subprocess.run(["ip", "link", "set", "th-gpu3", "up"], check=False)
+    stderr = "".join(lines)
+    assert cut, stderr
+    assert process.returncode == 1
+    recap = stderr[stderr.index("RECAP"):]
+    assert "gpu2             changed" in recap
+    assert "gpu3             unreachable" in recap
+    assert "cluster steps" in stderr and "skipped" in stderr
+    site.sh("gpu3", "rm -f /etc/gpuhub-sim/faults/slow-start")
+    again = site.fab("provision")  # gpu3 back: the run converges
+    assert again.returncode == 0, again.stderr
+
+
 def restart_ssh(site):
     """sshd is down on gpu3: start it again from the machine side of the host (nsenter)."""
     pid = (site.hosts.state / "gpu3" / "pid").read_text().strip()
