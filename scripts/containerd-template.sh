@@ -39,18 +39,11 @@ READY_TIMEOUT="${READY_TIMEOUT:-120}"
 
 [ -n "$TEMPLATE_SRC" ] || bad "set TEMPLATE_SRC to the new template's path"
 [ -f "$TEMPLATE_SRC" ] || bad "TEMPLATE_SRC '$TEMPLATE_SRC' is not a file"
-case "$K3S_UNIT" in
-  k3s | k3s-agent) ;;
-  *) bad "K3S_UNIT must be 'k3s' or 'k3s-agent', not '$K3S_UNIT'" ;;
-esac
-if [ -n "$NODE_NAME" ]; then
-  [[ "$NODE_NAME" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] \
-    || bad "NODE_NAME must be a Kubernetes node name (lower-case DNS name), not '$NODE_NAME'"
-fi
-[[ "$READY_TIMEOUT" =~ ^[1-9][0-9]{0,5}$ ]] \
-  || bad "READY_TIMEOUT must be a positive number of seconds, not '$READY_TIMEOUT'"
 restart_script="$(dirname -- "$0")/k3s-restart.sh"
 [ -f "$restart_script" ] || { echo "$me: $restart_script is missing (upload it beside this script)" >&2; exit 1; }
+# The restart's inputs are checked by the restart script itself, before anything changes here.
+K3S_UNIT="$K3S_UNIT" NODE_NAME="$NODE_NAME" READY_TIMEOUT="$READY_TIMEOUT" CHECK_ONLY=true \
+  bash "$restart_script" || exit $?
 
 if [ -f "$TARGET" ] && cmp -s -- "$TEMPLATE_SRC" "$TARGET"; then
   echo "unchanged $TARGET"

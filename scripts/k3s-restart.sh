@@ -7,6 +7,7 @@
 #   NODE_NAME      optional; with K3S_UNIT=k3s, wait for this node to be Ready (agents have no
 #                  kubeconfig: their caller waits on the server)
 #   READY_TIMEOUT  seconds to wait for Ready (default 120)
+#   CHECK_ONLY     true: validate the inputs and exit (containerd-template.sh checks them first)
 # Output: "restarted UNIT" (stdout), then "ready node/NODE_NAME" when it waited for the node.
 # Exit status: 0 restarted (and Ready); 1 the restart or the wait failed (the unit's last 20
 #   journal lines on stderr); 2 bad input (nothing changed).
@@ -32,6 +33,7 @@ if [ -n "$NODE_NAME" ]; then
 fi
 [[ "$READY_TIMEOUT" =~ ^[1-9][0-9]{0,5}$ ]] \
   || bad "READY_TIMEOUT must be a positive number of seconds, not '$READY_TIMEOUT'"
+[ "${CHECK_ONLY:-false}" = true ] && exit 0
 
 journal_tail() {
   echo "--- last 20 journal lines of $K3S_UNIT ---" >&2

@@ -58,8 +58,10 @@ def cluster(testhosts, tmp_path_factory):
 
 
 def test_provisioned_cluster_passes_every_check(cluster):
-    result, failed, found = cluster.audit("healthy")
+    junit = cluster.folder / "audit.xml"
+    result, failed, found = cluster.audit("healthy", "--junit", str(junit))
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "<testsuite" in junit.read_text() and 'failures="0"' in junit.read_text()
     assert failed == set()
     assert {"driver", "allocatable", "hub_https", "hub_login", "drift"} <= set(found["gpu1"])
     assert "hub_https" not in found["gpu2"]  # the hub is checked on the server
