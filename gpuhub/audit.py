@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from . import render
-from .steps import CHANGE, PENDING, BLOCKED, ERROR, Context
+from .steps import BLOCKED, CHANGE, ERROR, PENDING, Context
 from .steps import cluster as cluster_steps
 
 FIX_RUNTIME = "run `fab -H {host} provision` (or `inv gpu.runtime` on the host)"
@@ -247,18 +247,10 @@ def check_hub_ready(inv, host, fx, server):
 
 def check_drift(inv, host, fx, server_facts, secrets=None):
     """Every step of the provisioner reports nothing to change: the steps' own code on these facts."""
-    from .plan import CLUSTER_STEPS
-    from .steps import k3s, runtime
+    from .plan import plan_steps, steps_for
     ctx = Context(inv=inv, host=host, facts=fx, target=None, server_facts=server_facts, secrets=secrets)
-    steps = [("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_runtime)]
-    if host.role == "server":
-        steps += list(CLUSTER_STEPS)
-    drifted = []
-    for step_id, plan in steps:
-        result = plan(ctx)
-        ctx.earlier[step_id] = result
-        if result.status in (CHANGE, PENDING, ERROR) or (result.status == BLOCKED and step_id != "hub.launch"):
-            drifted.append(f"{step_id}: {result.summary or result.reason}")
+    drifted = [f"{p.id}: {p.summary or p.reason}" for p in plan_steps(ctx, steps_for(host, inv.server.name))
+               if p.status in (CHANGE, PENDING, ERROR) or (p.status == BLOCKED and p.id != "hub.launch")]
     if drifted:
         return Finding("drift", False, f"{host.name} differs from the inventory", "; ".join(drifted),
                        f"review `fab -H {host.name} plan`, then provision")

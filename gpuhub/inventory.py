@@ -20,7 +20,6 @@ from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value
 K3S_VERSION = "v1.37.1+k3s1"
 DEVICE_PLUGIN_CHART = "0.20.0"
 HUB_CHART = "4.4.0"
-HUB_CHARTS_TESTED = ("3.2.1", "4.4.0")
 HELM_VERSION = "v3.17.3"
 TOOLKIT_VERSION = "1.17.8-1"
 PLUGIN_CHART_REPO = "https://nvidia.github.io/k8s-device-plugin"

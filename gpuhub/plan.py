@@ -25,6 +25,26 @@ PROVISION = ("k3s.install", "gpu.runtime") + tuple(s for s, _ in CLUSTER_STEPS)
 HANDLERS = {RESTART_K3S: k3s.restart_k3s}
 
 
+def steps_for(host, server_name: str) -> tuple:
+    """The steps a host plans: its own, and on the server the cluster's too."""
+    return HOST_STEPS + (CLUSTER_STEPS if host.name == server_name else ())
+
+
+def plan_steps(ctx: Context, steps, only=PROVISION) -> list:
+    """Plan `steps` (those in `only`) in order, each seeing the ones before it."""
+    plans = []
+    for step_id, plan in steps:
+        if step_id not in only:
+            continue
+        try:
+            result = plan(ctx)
+        except Exception as e:  # a parser met output it did not expect: say so, do not guess
+            result = StepPlan(step_id, ERROR, reason=f"{type(e).__name__}: {e}")
+        plans.append(result)
+        ctx.earlier[step_id] = result
+    return plans
+
+
 class Refused(Exception):
     """The run stopped before changing anything (destructive without --yes...)."""
 
@@ -96,19 +116,7 @@ class Run:
     def plan_host(self, host) -> list:
         if host.name not in self.facts:
             return []
-        ctx = self.context(host)
-        plans = []
-        steps = HOST_STEPS + (CLUSTER_STEPS if host.name == self.inv.server.name else ())
-        for step_id, plan in steps:
-            if step_id not in self.only:
-                continue
-            try:
-                result = plan(ctx)
-            except Exception as e:  # a parser met output it did not expect: say so, do not guess
-                result = StepPlan(step_id, ERROR, reason=f"{type(e).__name__}: {e}")
-            plans.append(result)
-            ctx.earlier[step_id] = result
-        return plans
+        return plan_steps(self.context(host), steps_for(host, self.inv.server.name), self.only)
 
     def plan(self):
         self.gather_all()
@@ -169,13 +177,8 @@ class Run:
             # The cluster steps were planned before the hosts changed: plan them again now.
             self.gather(server)
             run = self.results[server.name]
-            ctx = self.context(server, earlier={})
-            run.steps = [s for s in run.steps if s.id not in cluster_ids]
-            for step_id, plan in CLUSTER_STEPS:
-                if step_id in cluster_ids:
-                    result = plan(ctx)
-                    run.steps.append(result)
-                    ctx.earlier[step_id] = result
+            run.steps = ([s for s in run.steps if s.id not in cluster_ids]
+                         + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
             self._apply_hosts([server], cluster_ids)
         if not self.failed():
             self.recheck()

@@ -6,7 +6,7 @@ import time
 
 from .. import facts as f
 from .. import render
-from . import (BLOCKED, RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok)
+from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok
 
 INSTALL, RESET = "k3s.install", "k3s.reset"
 
@@ -128,5 +128,3 @@ def plan_reset(ctx: Context) -> StepPlan:
     return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({ctx.host.role}); {data}", apply,
                                                      restarts=True, destructive=True)])
 
-
-__all__ = ["plan_install", "plan_reset", "restart_k3s", "BLOCKED"]

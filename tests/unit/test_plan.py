@@ -3,8 +3,7 @@ import hashlib
 import re
 
 import pytest
-import yaml
-from invoke import Exit, MockContext, Result
+from invoke import MockContext, Result
 
 from gpuhub import cli, facts, inventory, plan, render
 from gpuhub.steps import Context, cluster, k3s, runtime

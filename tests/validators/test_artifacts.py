@@ -2,7 +2,6 @@
 the device plugin's config model, TOML as containerd reads it, shellcheck)."""
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
