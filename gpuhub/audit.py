@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from . import render
 from .steps import BLOCKED, CHANGE, ERROR, PENDING, Context
 from .steps import cluster as cluster_steps
+from .steps.runtime import driver_preflight
 
 FIX_RUNTIME = "run `fab -H {host} provision` (or `inv gpu.runtime` on the host)"
 FIX_K3S = "run `fab -H {host} provision` (or `inv k3s.install` on the host)"
@@ -46,18 +47,20 @@ def _fix(template: str, inv, host) -> str:
 # --- driver and runtime ----------------------------------------------------------------------
 
 def check_driver(inv, host, fx, server):
-    if not host.gpus:
+    pci = fx["pci_gpus"] or []
+    if not host.gpus and not pci:
         return None
     smi = fx["nvidia_smi"]
-    if not smi["ok"]:
-        return Finding("driver", False, "nvidia-smi does not work", smi["error"],
-                       "install or repair the NVIDIA driver (gpuhub never installs one), reboot if it was upgraded")
-    found = len(smi["gpus"])
-    driver = smi["gpus"][0]["driver"]
-    if found != host.gpus:
-        return Finding("driver", False, f"nvidia-smi lists {found} GPU(s), the inventory expects {host.gpus}",
-                       ", ".join(g["name"] for g in smi["gpus"]), f"check the hardware, or set hosts.{host.name}.gpus")
-    return Finding("driver", True, f"driver {driver}, {found} x {smi['gpus'][0]['name']}")
+    preflight = driver_preflight(host, fx)
+    note = preflight.note
+    evidence = (f"PCI bus: {len(pci)} NVIDIA GPU(s) ({', '.join(g['slot'] for g in pci) or 'none'}); nvidia-smi: "
+                + (", ".join(g["name"] for g in smi["gpus"]) if smi["ok"] else smi["error"]))
+    if preflight.problem:
+        return Finding("driver", False, preflight.problem, evidence, preflight.fix)
+    if not host.gpus:
+        return Finding("driver", True, f"no GPUs given to gpuhub ({note})", evidence)
+    return Finding("driver", True, f"driver {smi['gpus'][0]['driver']}, {len(smi['gpus'])} x {smi['gpus'][0]['name']}"
+                   + (f"; {note}" if note else ""), evidence)
 
 
 def check_toolkit(inv, host, fx, server):

@@ -70,14 +70,13 @@ def _load(inventory_file):
 
 def local_run(context, inventory_file, only, destroy_user_data=False):
     """`inv`: this machine is the host (DESIGN.md, "Which host is which")."""
+    from .facts import pci_gpu_count
     from .plan import Run
     from .target import Target
     inv, secrets = _load(inventory_file)
     target = Target.for_local(context)
     if inv.local_host is None:
-        listed = target.run("nvidia-smi -L")
-        gpus = sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU ")) if listed.ok else 0
-        inv = inv.local_view(gpus)
+        inv = inv.local_view(pci_gpu_count(target))
     local = inv.local_host
     if local.role != "server":
         raise Exit(f"gpuhub: {local.name} is an agent: run `fab -H {inv.server.name},{local.name} ...` "

@@ -49,12 +49,18 @@ def parse_unit(out: str, rc: int) -> dict:
             "enabled": len(lines) > 1 and lines[1] in ("enabled", "enabled-runtime")}
 
 
+NVIDIA_SMI_TIMEOUT_S = 10
+
+
 def parse_nvidia_smi(out: str, rc: int) -> dict:
-    """`nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total --format=csv,noheader,nounits`."""
+    """`nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total --format=csv,noheader,nounits`,
+    run under `timeout` (exit 124 when a wedged driver keeps it from answering)."""
     if rc != 0:
         first = next((line.strip() for line in out.splitlines() if line.strip()), f"exit code {rc}")
         if rc == 127 or "not found" in first:
             first = "nvidia-smi not found (no NVIDIA driver installed)"
+        elif rc in (124, 137):
+            first = f"nvidia-smi did not answer within {NVIDIA_SMI_TIMEOUT_S} s (a hung driver or GPU)"
         return {"ok": False, "error": first, "gpus": []}
     gpus = []
     for line in out.splitlines():
@@ -65,6 +71,28 @@ def parse_nvidia_smi(out: str, rc: int) -> dict:
     if not gpus:
         return {"ok": False, "error": "nvidia-smi listed no GPUs", "gpus": []}
     return {"ok": True, "error": "", "gpus": gpus}
+
+
+NVIDIA_VENDOR = "0x10de"
+
+
+def parse_pci_gpus(out: str, rc: int) -> list:
+    """`SLOT VENDOR DEVICE CLASS` per PCI function, read from sysfs -> the NVIDIA GPUs' slots.
+
+    The kernel prints vendor and device as `0x%04x` and class as `0x%06x` (linux
+    drivers/pci/pci-sysfs.c, vendor_show/device_show/class_show). A GPU is a display controller:
+    base class 0x03 (0x0300 VGA, 0x0302 3D controller, as data-centre GPUs report). NVIDIA's
+    HDMI audio function (class 0x0403) on the same card is not a GPU. No driver is needed.
+    """
+    gpus = []
+    for line in out.splitlines():
+        cells = line.split()
+        if len(cells) != 4:
+            continue
+        slot, vendor, device, klass = (c.lower() for c in cells)
+        if vendor == NVIDIA_VENDOR and re.fullmatch(r"0x03[0-9a-f]{4}", klass):
+            gpus.append({"slot": slot, "device": device, "class": klass})
+    return sorted(gpus, key=lambda g: g["slot"])
 
 
 def parse_containerd(out: str, rc: int):
@@ -160,6 +188,10 @@ class Probe:
     parse: object
 
 
+PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] && "
+               "echo \"${d##*/} $(cat \"$d/vendor\") $(cat \"$d/device\") $(cat \"$d/class\")\"; done; true")
+
+
 def host_probes() -> dict:
     return {
         "uid": Probe("id -u", parse_text),
@@ -171,8 +203,11 @@ def host_probes() -> dict:
         "k3s_config_sha": Probe(f"sha256sum {K3S_CONFIG}", parse_sha256),
         "agent_token_sha": Probe(f"test -f {AGENT_TOKEN} && tr -d '\\n' < {AGENT_TOKEN} | sha256sum", parse_sha256),
         "server_token_sha": Probe(f"test -f {SERVER_TOKEN} && tr -d '\\n' < {SERVER_TOKEN} | sha256sum", parse_sha256),
-        "nvidia_smi": Probe("nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total "
+        "nvidia_smi": Probe(f"timeout -k 2 {NVIDIA_SMI_TIMEOUT_S} nvidia-smi "
+                            "--query-gpu=index,name,uuid,driver_version,memory.total "
                             "--format=csv,noheader,nounits 2>&1", parse_nvidia_smi),
+        # What the hardware has, driver or not: a broken driver must never read as "no GPUs".
+        "pci_gpus": Probe(PCI_LISTING, parse_pci_gpus),
         "toolkit": Probe("command -v nvidia-container-runtime || ls /usr/local/nvidia/toolkit/nvidia-container-runtime",
                          parse_text),
         "containerd": Probe(f"cat {CONTAINERD_DIR}/config.toml", parse_containerd),
@@ -237,6 +272,12 @@ def split(output: str, marker: str) -> dict:
         elif current is not None:
             lines.append(line)
     return found
+
+
+def pci_gpu_count(target) -> int:
+    """The NVIDIA GPUs on the target's PCI bus, driver or not: what the implicit `localhost`
+    expects, so that a broken driver is reported instead of read as a CPU-only host."""
+    return len(gather(target, {"pci_gpus": host_probes()["pci_gpus"]})["pci_gpus"])
 
 
 def gather(target, probes: dict) -> Facts:

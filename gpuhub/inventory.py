@@ -79,7 +79,7 @@ HOST = Section({
     "role": Value(str, REQUIRED, choices=ROLES),
     "address": Value(str, None, test=names.address,
                      hint="optional: SSH details come from ~/.ssh/config; the server's address is what agents join"),
-    "gpus": Value(int, REQUIRED, test=_gpus, hint="how many GPUs `nvidia-smi -L` lists on this host"),
+    "gpus": Value(int, REQUIRED, test=_gpus, hint="the NVIDIA GPUs gpuhub gives to K3s on this host (at most those on its PCI bus)"),
     "sharing": Value(str, "timeslice", choices=SHARING),
     "replicas": Value(int, None, test=_replicas, hint="defaults to gpu.replicas"),
     "local": Value(bool, False, hint="true for the machine `inv` runs on"),
@@ -210,15 +210,16 @@ class Inventory:
     def airgap_files(self, key: str) -> list:
         return [self.base / v for v in self.airgap[key]]
 
-    def local_view(self, detected_gpus: int) -> "Inventory":
+    def local_view(self, pci_gpus: int) -> "Inventory":
         """The cluster `inv` acts on: the host marked local: true, else this machine alone as a
-        single-node server named localhost, expecting the GPUs nvidia-smi lists."""
+        single-node server named localhost, expecting the NVIDIA GPUs on its PCI bus (which
+        needs no driver: a broken driver is then found, never taken for a CPU-only host)."""
         marked = [h for h in self.hosts.values() if h.local]
         if marked:
             return self
         data = copy.deepcopy(self.data)
         data["cluster"]["server"] = None
-        data["hosts"] = {"localhost": {"role": "server", "address": None, "gpus": detected_gpus,
+        data["hosts"] = {"localhost": {"role": "server", "address": None, "gpus": pci_gpus,
                                        "sharing": "timeslice", "replicas": None, "local": True}}
         return Inventory(data, self.source)
 

@@ -151,6 +151,18 @@ class Run:
             self.log(f"{host.name}: {handler}")
             HANDLERS[handler](ctx)
 
+    def refuse_blocked(self):
+        """Before the first change: every selected step on every reachable selected host is
+        planned; one blocked or in error anywhere, and nothing changes anywhere."""
+        unreachable = [r for r in self.results.values() if r.unreachable]
+        if unreachable and self.fail_fast:
+            raise Refused("--fail-fast and unreachable: " + "; ".join(f"{r.name} ({r.error})" for r in unreachable))
+        blockers = [f"{r.name}: {s.id}: {s.reason}" for r in self.results.values() if not r.unreachable
+                    for s in r.steps if s.status in (BLOCKED, ERROR)]
+        if blockers:
+            raise Refused(f"{len(blockers)} step(s) cannot run, so no host was changed:\n"
+                          + "\n".join("  " + b for b in blockers))
+
     def refuse_unconfirmed(self, yes: bool):
         destructive = [f"{r.name}: {s.id}: {s.summary}" for r in self.results.values() for s in r.steps
                        if s.status == CHANGE and s.destructive]
@@ -159,6 +171,7 @@ class Run:
 
     def apply(self, yes: bool = False):
         self.plan()
+        self.refuse_blocked()
         self.refuse_unconfirmed(yes)
         server = self.inv.server
         host_ids = {s for s, _ in HOST_STEPS}

@@ -1,7 +1,50 @@
-"""Shared fixtures. Tests never audit or change the machine they run on."""
+"""Shared fixtures. Tests never audit or change the machine they run on: the test guard
+(tests/guard/gpuhub_test_guard.py) turns the local machine into a recording target for this
+process and for every Python process the tests start, and fails any test during which gpuhub
+tried to run a command here that is not a read-only probe."""
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from testdata import DATA
+
+GUARD_DIR = Path(__file__).resolve().parent / "guard"
+DEFAULT_SCENARIO = DATA / "scenarios" / "no-systemd.yaml"
+
+
+def pytest_configure(config):
+    os.environ["GPUHUB_TEST_GUARD"] = tempfile.mkdtemp(prefix="gpuhub-test-guard-")
+    os.environ.setdefault("GPUHUB_TEST_SCENARIO", str(DEFAULT_SCENARIO))
+    paths = [str(GUARD_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    import gpuhub_test_guard
+    gpuhub_test_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def local_machine_guard(request):
+    """Fails the test when gpuhub tried to change or audit this machine, even if it caught the error."""
+    import gpuhub_test_guard as guard
+    guard.clear()
+    yield guard
+    violations = guard.read("violations")
+    guard.clear()
+    if violations and not request.node.get_closest_marker("guard_violation_expected"):
+        pytest.fail("gpuhub tried to change or audit the machine the tests run on:\n"
+                    + "\n".join(f"  {v['what']}: {v['command'][:200]}" for v in violations), pytrace=False)
+
+
+@pytest.fixture
+def scenario(monkeypatch):
+    """Choose the recorded machine the local recording target answers for: scenario('workstation')."""
+    def use(name):
+        path = DATA / "scenarios" / f"{name}.yaml"
+        assert path.is_file(), path
+        monkeypatch.setenv("GPUHUB_TEST_SCENARIO", str(path))
+        return path
+    return use
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Paths and data shared by the tests (a plain module: `conftest` names clash across folders)."""
+import os
 from pathlib import Path
 
 import yaml
@@ -23,3 +24,11 @@ def load_inventory(name="seed", **changes):
             node = node.setdefault(key, {})
         node[last] = value
     return inventory.parse(data)
+
+
+def on_this_machine(argv: list) -> list:
+    """argv to run in this machine's own mount namespace. Inside the CI sandbox
+    (tests/sandbox/run.sh: overlays, a private /run) the test-host harness still makes its
+    namespaces, mounts and bridge on the real machine: it is test infrastructure, not gpuhub."""
+    outer = os.environ.get("GPUHUB_SANDBOX_OUTER_MNT")
+    return ["nsenter", f"--mount={outer}", "--", *argv] if outer else list(argv)

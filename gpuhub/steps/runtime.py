@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from .. import facts as f
 from .. import render
@@ -10,17 +11,56 @@ from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes
 RUNTIME = "gpu.runtime"
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """What the driver preflight found: a problem (with its fix) or none, and a note."""
+    problem: str = ""
+    fix: str = ""
+    note: str = ""
+
+    @property
+    def reason(self) -> str:
+        return f"{self.problem}: {self.fix}" if self.problem else ""
+
+
+def driver_preflight(host, fx) -> Preflight:
+    """The GPUs `host` gives to K3s, judged against its PCI bus, which shows NVIDIA GPUs with or
+    without a driver: a broken driver is a problem, never read as "no GPUs"."""
+    pci = len(fx["pci_gpus"] or [])
+    smi = fx["nvidia_smi"]
+    on_bus = f"{pci} NVIDIA GPU(s) on the PCI bus"
+    if host.gpus > pci:
+        return Preflight(f"the inventory gives gpuhub {host.gpus} GPU(s), but there are {on_bus}",
+                         f"fix hosts.{host.name}.gpus, or check that the card is seated and powered")
+    note = (f"{pci - host.gpus} of the {on_bus} not given to gpuhub (hosts.{host.name}.gpus is {host.gpus}: "
+            "a GPU kept for the display or passed through to a VM)") if pci > host.gpus else ""
+    if not host.gpus:
+        return Preflight(note=note)
+    if not smi["ok"]:
+        return Preflight(f"{on_bus}, but nvidia-smi: {smi['error']}",
+                         "install the driver, or reboot after the kernel update (gpuhub checks the driver, "
+                         "never installs it)", note)
+    listed = len(smi["gpus"])
+    if listed < host.gpus:
+        return Preflight(f"{on_bus}, but nvidia-smi lists only {listed}",
+                         f"a GPU the driver lost (see `dmesg` for Xid errors): reboot, or lower hosts.{host.name}.gpus",
+                         note)
+    if listed > host.gpus:
+        return Preflight(f"nvidia-smi lists {listed} GPU(s) but hosts.{host.name}.gpus is {host.gpus}",
+                         f"the device plugin offers every GPU the driver sees: set hosts.{host.name}.gpus: {listed}",
+                         note)
+    return Preflight(note=note)
+
+
 def plan_runtime(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
+    preflight = driver_preflight(host, fx)
+    note = preflight.note
+    if preflight.problem:
+        return blocked(RUNTIME, preflight.reason)
     if not host.gpus:
-        return ok(RUNTIME, "no GPUs on this host")
+        return ok(RUNTIME, "no GPUs given to gpuhub on this host" + (f" ({note})" if note else ""))
     smi = fx["nvidia_smi"]
-    if not smi["ok"]:
-        return blocked(RUNTIME, f"NVIDIA driver not working: {smi['error']}; install the driver "
-                                "(gpuhub checks it, never installs it)")
-    if len(smi["gpus"]) != host.gpus:
-        return blocked(RUNTIME, f"the inventory expects {host.gpus} GPU(s), nvidia-smi lists {len(smi['gpus'])}; "
-                                f"fix hosts.{host.name}.gpus or the hardware")
     installed = fx["k3s_version"] is not None
     k3s_pending = ctx.changed_before("k3s.install")
     items = []
@@ -55,7 +95,8 @@ def plan_runtime(ctx: Context) -> StepPlan:
                                         restarts=True, notify=(RESTART_K3S,))])
     mode = {"runtimeclass": "RuntimeClass nvidia", "default-runtime": "nvidia default runtime",
             "template": "nvidia default runtime (template)"}[inv.gpu["runtime"]]
-    return ok(RUNTIME, f"driver {smi['gpus'][0]['driver']}, {len(smi['gpus'])} GPU(s), toolkit present, {mode}")
+    return ok(RUNTIME, f"driver {smi['gpus'][0]['driver']}, {len(smi['gpus'])} GPU(s) (nvidia-smi) of "
+                       f"{len(fx['pci_gpus'] or [])} on the PCI bus, toolkit present, {mode}" + (f"; {note}" if note else ""))
 
 
 def install_toolkit(ctx: Context):

@@ -72,9 +72,7 @@ class AuditSession:
     def local_inventory(self):
         if not hasattr(self, "_local"):
             target = Target.for_testinfra("local", self.testinfra_host("local://"))
-            listed = target.run("nvidia-smi -L")
-            gpus = sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU ")) if listed.ok else 0
-            self._local = self.inv.local_view(gpus)
+            self._local = self.inv.local_view(f.pci_gpu_count(target))
         return self._local
 
     def inventory_for(self, key):

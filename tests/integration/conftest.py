@@ -24,6 +24,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from testdata import on_this_machine
+
 HOSTS_DIR = Path(__file__).resolve().parent.parent / "hosts"
 UP = HOSTS_DIR / "up.sh"
 DOWN = HOSTS_DIR / "down.sh"
@@ -94,7 +96,7 @@ def harness_env(state: Path, impl: str, **settings: str) -> dict[str, str]:
 def run_harness(script: Path, *args: str, env: dict[str, str], check: bool = True,
                 timeout: float = 900) -> subprocess.CompletedProcess:
     """Run tests/hosts/up.sh or down.sh; on failure raise with its whole output."""
-    res = subprocess.run(["bash", str(script), *args], env=env, stdin=subprocess.DEVNULL,
+    res = subprocess.run(on_this_machine(["bash", str(script), *args]), env=env, stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(args)} exited {res.returncode}:\n"

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from sim.build_bundle import build_bundle
+from sim.hardware import give_gpus
 from test_provision import GPUS, HOSTS, Site
 from test_simulation import BARE_HOST
 from tlscerts import ca_pem, make_ca, make_server_cert
@@ -44,8 +45,7 @@ def cluster(testhosts, tmp_path_factory):
     cert, key = make_server_cert("hub.lab.test", ca)
     for host in HOSTS:
         testhosts.run(host, BARE_HOST)
-        testhosts.put(host, site.bundle["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
-        testhosts.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+        give_gpus(testhosts, host, site.bundle, GPUS[host])
         testhosts.run(host, f"mkdir -p {FAULTS}")
     # Stands in for the certificate Let's Encrypt would issue to the chart's proxy.
     testhosts.put("gpu1", cert, "/etc/gpuhub-sim/tls/cert.pem", 0o644)

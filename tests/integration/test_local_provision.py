@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from sim.build_bundle import build_bundle
+from sim.hardware import give_gpus
 from test_simulation import BARE_HOST
 from testdata import ROOT
 
@@ -45,8 +46,7 @@ def local_site(testhosts, wheels, tmp_path_factory):
     folder = tmp_path_factory.mktemp("local")
     bundle = build_bundle(folder / "sim")
     testhosts.run(HOST, BARE_HOST)
-    testhosts.put(HOST, bundle["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
-    testhosts.put(HOST, b"1", "/etc/gpuhub-sim/gpus", 0o644)
+    give_gpus(testhosts, HOST, bundle, 1)
     archive = folder / "gpuhub.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for name in checkout_files():

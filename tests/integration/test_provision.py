@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from sim.build_bundle import build_bundle
+from sim.hardware import give_gpus
 from test_simulation import BARE_HOST
 from testdata import ROOT
 
@@ -90,8 +91,7 @@ def site(testhosts, tmp_path_factory):
     for host in HOSTS:
         testhosts.run(host, BARE_HOST)
         # The host's NVIDIA driver is the one thing gpuhub expects to find, never installs.
-        testhosts.put(host, bundle["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
-        testhosts.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+        give_gpus(testhosts, host, bundle, GPUS[host])
     yield Site(testhosts, bundle, folder)
     for host in HOSTS:
         testhosts.run(host, BARE_HOST, check=False)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from sim.build_bundle import K3S_VERSION, build_bundle
+from sim.hardware import give_gpus
 from test_simulation import PLUGIN_VALUES
 
 pytestmark = pytest.mark.integration
@@ -105,8 +106,7 @@ def h(testhosts, tmp_path_factory):
 def stage_bundle(h, host):
     """What the caller uploads before the steps run: driver stand-in and airgap files."""
     p = h.paths
-    h.t.put(host, p["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
-    h.t.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+    give_gpus(h.t, host, p, GPUS[host])
     h.sh(host, "mkdir -p /etc/gpuhub-sim/faults")
     h.t.put(host, p["toolkit"], f"{BUNDLE}/{p['toolkit'].name}", 0o644)
     h.t.put(host, p["k3s"], f"{BUNDLE}/k3s", 0o755)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from sim.build_bundle import build_bundle
+from sim.hardware import give_gpus
 
 pytestmark = pytest.mark.integration
 
@@ -110,8 +111,7 @@ class Cluster:
 def install_host(c, host, role, server_address):
     """What the provisioning steps will do, done by hand: driver stand-in, toolkit, K3s."""
     hosts, p = c.hosts, c.paths
-    hosts.put(host, p["nvidia_smi"], "/usr/bin/nvidia-smi", 0o755)
-    hosts.put(host, str(GPUS[host]).encode(), "/etc/gpuhub-sim/gpus", 0o644)
+    give_gpus(hosts, host, p, GPUS[host])
     c.sh(host, "mkdir -p /etc/gpuhub-sim/faults /var/lib/rancher/k3s/agent/images /etc/rancher/k3s /root/bundle")
     hosts.put(host, p["toolkit"], "/root/bundle/toolkit.deb", 0o644)
     c.sh(host, "dpkg -i /root/bundle/toolkit.deb >/dev/null")

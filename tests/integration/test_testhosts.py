@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from testdata import on_this_machine
+
 pytestmark = pytest.mark.integration
 
 PROBE_UNIT = """\
@@ -122,7 +124,7 @@ ISOLATED = {
 
 
 def _netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(on_this_machine(["ip", "netns", "list"]), capture_output=True, text=True, check=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 

@@ -9,6 +9,7 @@
       charts/jupyterhub-4.4.0.tgz, jupyterhub-3.2.1.tgz
       toolkit/nvidia-container-toolkit_<v>_all.deb   a real .deb installing simulated binaries
     driver/nvidia-smi                          NOT part of the bundle: stands for the host's driver
+    driver/pci-view                            NOT part of the bundle: lays the host's PCI bus in sysfs
 
 Run: python3 tests/sim/build_bundle.py DEST [--k3s-version v1.33.5+k3s1]
 """
@@ -86,12 +87,13 @@ def build_bundle(dest: Path, k3s_version: str = K3S_VERSION, toolkit_version: st
     paths = {"k3s": bundle / "k3s" / "k3s", "helm": bundle / "helm" / "helm",
              "install_script": bundle / "k3s" / "install.sh",
              "images": bundle / "k3s" / "k3s-airgap-images-amd64.tar.zst",
-             "nvidia_smi": driver / "nvidia-smi"}
+             "nvidia_smi": driver / "nvidia-smi", "pci_view": driver / "pci-view"}
     paths["k3s"].write_text(program)
     paths["helm"].write_text(program)
     shutil.copyfile(HERE / "install.sh", paths["install_script"])
     shutil.copyfile(HERE / "nvidia-smi", paths["nvidia_smi"])
-    for key in ("k3s", "helm", "install_script", "nvidia_smi"):
+    shutil.copyfile(HERE / "pci-view", paths["pci_view"])
+    for key in ("k3s", "helm", "install_script", "nvidia_smi", "pci_view"):
         paths[key].chmod(0o755)
     paths["images"].write_bytes(b"SIMULATION: no container images\n")
     paths["plugin_chart"] = _chart(bundle / "charts", "nvidia-device-plugin", PLUGIN_CHART)

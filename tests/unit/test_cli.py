@@ -13,11 +13,24 @@ from testdata import DATA, ROOT
 BIN = Path(sys.executable).parent
 
 
-def run(tool, *args, env=None, cwd=ROOT):
+def run(tool, *args, env=None, cwd=ROOT, scenario="no-systemd"):
+    """`tool args` as a user types it, with the test guard on: `inv` tasks meet a recording
+    target answering for the recorded machine `scenario` (tests/data/scenarios), never this one."""
     full_env = {"PATH": f"{BIN}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"),
-                "GPUHUB_SECRETS": "/nonexistent/secrets.yaml"}
+                "GPUHUB_SECRETS": "/nonexistent/secrets.yaml",
+                "GPUHUB_TEST_GUARD": os.environ["GPUHUB_TEST_GUARD"], "PYTHONPATH": os.environ["PYTHONPATH"],
+                "GPUHUB_TEST_SCENARIO": str(DATA / "scenarios" / f"{scenario}.yaml")}
     full_env.update(env or {})
     return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=full_env, capture_output=True, text=True)
+
+
+def local_commands(guard):
+    """What gpuhub ran on the (recording) local machine: only read-only fact scripts may appear."""
+    return [c["command"] for c in guard.read("local")]
+
+
+def only_probes(commands):
+    return bool(commands) and all(c.startswith("echo '@@gpuhub-") or c == "id -u" for c in commands)
 
 
 SECRETS = {"GPUHUB_GITHUB_CLIENT_ID": "cli-id", "GPUHUB_GITHUB_CLIENT_SECRET": "cli-secret-value"}
@@ -103,8 +116,8 @@ def test_hub_check_fails_on_a_bad_values_file(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_plan_on_this_machine_exits_0_and_says_why_steps_are_blocked():
-    """No GPU, no K3s, no systemd, no secrets here: a plan all the same, changing nothing."""
+def test_plan_on_a_machine_without_systemd_says_why_steps_are_blocked(local_machine_guard):
+    """No GPU, no K3s, no systemd, no secrets (recorded): a plan all the same, changing nothing."""
     result = run("inv", "plan")
     assert result.returncode == 0, result.stderr
     assert "localhost (server)" in result.stdout
@@ -115,13 +128,67 @@ def test_plan_on_this_machine_exits_0_and_says_why_steps_are_blocked():
     steps = {s["id"]: s for s in data["hosts"]["localhost"]["steps"]}
     assert set(steps) == {"k3s.install", "gpu.runtime", "gpu.plugin", "hub.launch", "gpu.test"}
     assert set(steps["k3s.install"]) == {"id", "status", "summary", "restarts", "destructive", "reason"}
+    assert only_probes(local_commands(local_machine_guard))
 
 
-def test_provision_on_this_machine_refuses_blocked_steps():
+def test_plan_on_a_workstation_with_systemd_and_a_gpu(local_machine_guard):
+    """A developer's machine (recorded): systemd and a working driver, so K3s and the toolkit
+    would be installed; the plan only reads."""
+    result = run("inv", "plan", scenario="workstation")
+    assert result.returncode == 0, result.stderr
+    assert "write /etc/rancher/k3s/config.yaml; install K3s" in result.stdout
+    assert "install NVIDIA container toolkit" in result.stdout
+    assert only_probes(local_commands(local_machine_guard))
+
+
+def test_provision_changes_nothing_while_any_step_is_blocked(local_machine_guard):
+    """K3s could be installed here, but the hub's secrets are unset: every blocker is listed
+    and no command but the probes ran (no half-provisioned machine)."""
+    result = run("inv", "provision", scenario="workstation")
+    assert result.returncode == 1
+    assert "no host was changed" in result.stderr
+    assert "localhost: hub.launch: secrets: missing github_client_id, github_client_secret" in result.stderr
+    assert "GPUHUB_GITHUB_CLIENT_ID and GPUHUB_GITHUB_CLIENT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert only_probes(local_commands(local_machine_guard))
+
+
+def test_provision_lists_every_blocker(local_machine_guard):
     result = run("inv", "provision")
     assert result.returncode == 1
-    assert "not changed: k3s.install: no systemd" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "localhost: k3s.install: no systemd on this host" in result.stderr
+    assert "localhost: hub.launch: secrets: missing" in result.stderr
+    assert only_probes(local_commands(local_machine_guard))
+
+
+def test_a_single_step_needs_only_its_own_preconditions(local_machine_guard):
+    """`inv k3s.install` with the hub's secrets unset: the hub is not its business."""
+    result = run("inv", "k3s.install", "--plan", scenario="workstation")
+    assert result.returncode == 0, result.stderr
+    assert "k3s.install  change" in result.stdout and "hub.launch" not in result.stdout
+
+
+def test_a_broken_driver_is_found_not_taken_for_a_cpu_host(local_machine_guard):
+    """Two GPUs on the PCI bus, nvidia-smi cannot reach the driver (recorded): blocked, with the fix."""
+    result = run("inv", "plan", "--json", scenario="broken-driver", env=SECRETS)
+    steps = {s["id"]: s for s in json.loads(result.stdout)["hosts"]["localhost"]["steps"]}
+    assert steps["gpu.runtime"]["status"] == "blocked"
+    assert steps["gpu.runtime"]["reason"].startswith(
+        "2 NVIDIA GPU(s) on the PCI bus, but nvidia-smi: NVIDIA-SMI has failed because it couldn't communicate")
+    assert "install the driver, or reboot after the kernel update" in steps["gpu.runtime"]["reason"]
+    provision = run("inv", "provision", scenario="broken-driver", env=SECRETS)
+    assert provision.returncode == 1 and "no host was changed" in provision.stderr
+
+
+@pytest.mark.guard_violation_expected
+def test_the_guard_refuses_a_change_to_this_machine(local_machine_guard):
+    """The guard itself: nothing blocks `inv k3s.install` on the recorded workstation, so gpuhub
+    tries to lay down config.yaml, and the recording target refuses and records it."""
+    result = run("inv", "k3s.install", scenario="workstation")
+    assert result.returncode != 0
+    violations = local_machine_guard.read("violations")
+    assert violations and violations[0]["what"] == "run a command on"
+    assert "TEST GUARD" in result.stderr
 
 
 def test_fab_with_a_host_not_in_the_inventory():
@@ -131,7 +198,8 @@ def test_fab_with_a_host_not_in_the_inventory():
 
 
 @pytest.mark.parametrize("task", ["k3s.status", "hub.status"])
-def test_status_tasks_show_state_and_change_nothing(task):
-    result = run("inv", task)
+def test_status_tasks_show_state_and_change_nothing(task, local_machine_guard):
+    result = run("inv", task, scenario="workstation")
     assert result.returncode == 0, result.stderr
     assert "localhost (server)" in result.stdout
+    assert only_probes(local_commands(local_machine_guard))

@@ -9,6 +9,7 @@ from gpuhub import cli, facts, inventory, plan, render
 from gpuhub.steps import Context, cluster, k3s, runtime
 from testdata import DATA, load_inventory
 
+PCI_ONE = [{"slot": "0000:18:00.0", "device": "0x2335", "class": "0x030200"}]
 SMI_OK = {"ok": True, "error": "", "gpus": [{"index": 0, "name": "NVIDIA H200", "uuid": "GPU-1", "driver": "570.1",
                                             "memory_mib": 143771}]}
 
@@ -25,13 +26,14 @@ def bare(**over):
     values = {"uid": "0", "systemd": "yes", "os_id": "debian", "k3s_version": None,
               "unit_k3s": {"active": False, "enabled": False}, "unit_k3s_agent": {"active": False, "enabled": False},
               "k3s_config_sha": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
+              "pci_gpus": PCI_ONE,
               "toolkit": None, "containerd": None, "template_sha": None, "helm_sha": None, "helm_version": None,
               "storage_kib": 0, "nodes": None, "releases": None, "plugin_values": None, "hub_values": None}
     values.update(over)
     return facts.Facts(values=values)
 
 
-def converged(inv, host, secrets=None):
+def converged(inv, host, secrets=None, **over):
     nodes = {h.name: {"ready": True, "labels": {cluster.SHARING_LABEL: h.plugin_config},
                       "capacity": {h.gpu_resource: str(h.allocatable)},
                       "allocatable": {h.gpu_resource: str(h.allocatable)}} for h in inv.gpu_hosts}
@@ -43,7 +45,8 @@ def converged(inv, host, secrets=None):
                 containerd={"runtimes": ["nvidia", "runc"], "default_runtime": "runc"},
                 helm_version=inv.cluster["helm_version"], nodes=nodes, releases=releases,
                 plugin_values=json.loads(json.dumps(render.device_plugin_values(inv))),
-                hub_values=json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))) if secrets else None)
+                hub_values=json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))) if secrets else None,
+                **over)
 
 
 def ctx_for(inv, host_name, fx, secrets=None, server_facts=None, earlier=None):
@@ -94,10 +97,36 @@ class TestRuntime:
         p = runtime.plan_runtime(ctx_for(load(), "workstation", fx))
         assert p.status == "blocked" and "never installs" in p.reason
 
-    def test_gpu_count_mismatch_blocks(self):
+    def test_more_gpus_than_the_pci_bus_shows_blocks(self):
         inv = load(hosts={"workstation": {"role": "server", "gpus": 2}})
         p = runtime.plan_runtime(ctx_for(inv, "workstation", bare()))
-        assert p.status == "blocked" and "expects 2 GPU(s), nvidia-smi lists 1" in p.reason
+        assert p.status == "blocked"
+        assert "gives gpuhub 2 GPU(s), but there are 1 NVIDIA GPU(s) on the PCI bus" in p.reason
+
+    def test_fewer_gpus_than_the_pci_bus_is_a_note(self):
+        inv = load()
+        two = PCI_ONE + [{"slot": "0000:2a:00.0", "device": "0x2335", "class": "0x030200"}]
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"], pci_gpus=two)))
+        assert p.status == "ok" and "1 of the 2 NVIDIA GPU(s) on the PCI bus not given to gpuhub" in p.note
+
+    def test_a_broken_driver_blocks_with_the_pci_count_and_the_fix(self):
+        fx = bare(nvidia_smi={"ok": False, "error": "NVIDIA-SMI has failed because it couldn't communicate with "
+                                                    "the NVIDIA driver.", "gpus": []})
+        p = runtime.plan_runtime(ctx_for(load(), "workstation", fx))
+        assert p.status == "blocked"
+        assert p.reason.startswith("1 NVIDIA GPU(s) on the PCI bus, but nvidia-smi: NVIDIA-SMI has failed")
+        assert "install the driver, or reboot after the kernel update" in p.reason
+
+    def test_a_gpu_the_driver_lost_blocks(self):
+        inv = load(hosts={"workstation": {"role": "server", "gpus": 2}})
+        two = PCI_ONE + [{"slot": "0000:2a:00.0", "device": "0x2335", "class": "0x030200"}]
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", bare(pci_gpus=two)))
+        assert p.status == "blocked" and "nvidia-smi lists only 1" in p.reason
+
+    def test_a_host_without_gpus_in_the_inventory_but_on_the_bus_is_ok(self):
+        inv = load(hosts={"workstation": {"role": "server", "gpus": 0}})
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", bare(nvidia_smi={"ok": False, "error": "x", "gpus": []})))
+        assert p.status == "ok" and "not given to gpuhub" in p.note
 
     def test_toolkit_missing_then_restart_for_detection(self):
         inv = load()
@@ -173,18 +202,20 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
     """`inv plan` on a bare machine: one probe script, no action (MockContext refuses the rest)."""
     monkeypatch.setattr(facts.secrets, "token_hex", lambda n: "fixed")
     marker = "@@gpuhub-fixed"
-    outputs = {"uid": "0\n", "systemd": "yes\n", "nvidia_smi": "0, NVIDIA H200, GPU-1, 570.1, 143771\n"}
+    outputs = {"uid": "0\n", "systemd": "yes\n", "nvidia_smi": "0, NVIDIA H200, GPU-1, 570.1, 143771\n",
+               "pci_gpus": "0000:18:00.0 0x10de 0x2335 0x030200\n"}
     probes = list(facts.host_probes()) + list(facts.cluster_probes("a/b", "c/d"))
     body = "".join(f"{marker} begin {p}\n{outputs.get(p, '')}{marker} end {p} {0 if p in outputs else 1}\n"
                    for p in probes)
+    pci = f"{marker} begin pci_gpus\n0000:18:00.0 0x10de 0x2335 0x030200\n{marker} end pci_gpus 0\n"
     ctx = MockContext(run={
         "id -u": Result("0\n"),
-        "nvidia-smi -L": Result("GPU 0: NVIDIA H200 (UUID: GPU-1)\n"),
+        re.compile(r"^echo '@@gpuhub-fixed begin pci_gpus'"): Result(pci),
         re.compile(r"^echo '@@gpuhub-fixed begin uid'"): Result(body),
     }, repeat=True)
     run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
     results = run.plan()
-    # No host is marked local: this machine is a single-node server expecting what nvidia-smi lists.
+    # No host is marked local: this machine is a single-node server expecting the GPUs on its PCI bus.
     assert list(results) == ["localhost"]
     steps = {s.id: s for s in results["localhost"].steps}
     assert steps["k3s.install"].status == "change"
