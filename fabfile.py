@@ -11,6 +11,7 @@ from gpuhub import cli
 from gpuhub.plan import PROVISION
 
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
+WAIT_HELP = "wait for another gpuhub run on these hosts to finish instead of refusing"
 _hosts = {}      # original -H name -> Connection, in the order given
 _options = {}
 
@@ -32,7 +33,7 @@ def _provision_all(c):
     if _options["plan"]:
         cli.show_plan(run)
     else:
-        cli.apply(run, yes=_options["yes"])
+        cli.apply(run, yes=_options["yes"], wait=_options["wait"])
 
 
 @task
@@ -42,15 +43,15 @@ def _reset_all(c):
     if _options["plan"]:
         cli.show_plan(run)
     else:
-        cli.apply(run, yes=_options["yes"])
+        cli.apply(run, yes=_options["yes"], wait=_options["wait"])
 
 
 @task(post=[_provision_all], help=dict(INVENTORY_HELP, plan="show what would change and change nothing",
                                        yes="allow destructive changes",
-                                       fail_fast="stop at the first failing host"))
-def provision(c, inventory=None, plan=False, yes=False, fail_fast=False):
+                                       fail_fast="stop at the first failing host", wait=WAIT_HELP))
+def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False):
     """Provision the -H hosts: servers first, then agents; then device plugin, hub and GPU test."""
-    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast)
+    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait)
 
 
 @task(post=[_plan_all], help=dict(INVENTORY_HELP, check="exit 2 when anything would change",
@@ -61,10 +62,10 @@ def plan(c, inventory=None, check=False, json=False):
 
 
 @task(post=[_reset_all], help=dict(INVENTORY_HELP, yes="confirm the uninstall", plan="show the plan only",
-                                   destroy_user_data="do not back up users' volumes first"))
-def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False):
+                                   destroy_user_data="do not back up users' volumes first", wait=WAIT_HELP))
+def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wait=False):
     """Uninstall K3s from the -H hosts, backing up users' volumes first. Needs --yes."""
-    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data)
+    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data, wait=wait)
 
 
 @task

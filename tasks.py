@@ -5,7 +5,8 @@ from gpuhub import cli
 from gpuhub.plan import PROVISION
 
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
-PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing")
+PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing",
+                 wait="wait for another gpuhub run on this machine to finish instead of refusing")
 
 
 @task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: build)"))
@@ -21,9 +22,9 @@ def plan(c, inventory=None, check=False, json=False):
 
 
 @task(help=dict(PLAN_HELP, yes="allow destructive changes"))
-def provision(c, inventory=None, plan=False, yes=False):
+def provision(c, inventory=None, plan=False, yes=False, wait=False):
     """Run every step on this machine: K3s, GPU runtime, device plugin, hub, GPU test."""
-    _plan_or_apply(c, inventory, PROVISION, plan, yes)
+    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait)
 
 
 AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated (default: the inventory's hosts over "
@@ -42,16 +43,16 @@ def audit(c, inventory=None, hosts=None, workload=False, json=None, junit=None, 
 
 
 @task(help=PLAN_HELP)
-def k3s_install(c, inventory=None, plan=False):
+def k3s_install(c, inventory=None, plan=False, wait=False):
     """Install or upgrade the pinned K3s with gpuhub's config.yaml; wait for the node Ready."""
-    _plan_or_apply(c, inventory, ("k3s.install",), plan)
+    _plan_or_apply(c, inventory, ("k3s.install",), plan, wait=wait)
 
 
 @task(help=dict(PLAN_HELP, yes="confirm the uninstall",
                 destroy_user_data="do not back up users' volumes first"))
-def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False):
+def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False, wait=False):
     """Uninstall K3s, backing up users' volumes first. Destructive: needs --yes."""
-    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data)
+    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data, wait=wait)
 
 
 @task(help=INVENTORY_HELP)
@@ -61,27 +62,27 @@ def k3s_status(c, inventory=None):
 
 
 @task(help=PLAN_HELP)
-def gpu_runtime(c, inventory=None, plan=False):
+def gpu_runtime(c, inventory=None, plan=False, wait=False):
     """Check the driver, install the NVIDIA container toolkit, make containerd use it."""
-    _plan_or_apply(c, inventory, ("gpu.runtime",), plan)
+    _plan_or_apply(c, inventory, ("gpu.runtime",), plan, wait=wait)
 
 
 @task(help=PLAN_HELP)
-def gpu_plugin(c, inventory=None, plan=False):
+def gpu_plugin(c, inventory=None, plan=False, wait=False):
     """Install the NVIDIA device plugin with GPU feature discovery and time-slicing."""
-    _plan_or_apply(c, inventory, ("gpu.plugin",), plan)
+    _plan_or_apply(c, inventory, ("gpu.plugin",), plan, wait=wait)
 
 
-@task(help=INVENTORY_HELP)
-def gpu_test(c, inventory=None):
+@task(help=dict(INVENTORY_HELP, wait=PLAN_HELP["wait"]))
+def gpu_test(c, inventory=None, wait=False):
     """Run a GPU test Job on every GPU node; on Pending, print the scheduler's reason."""
-    _plan_or_apply(c, inventory, ("gpu.test",), False)
+    _plan_or_apply(c, inventory, ("gpu.test",), False, wait=wait)
 
 
 @task(help=PLAN_HELP)
-def hub_launch(c, inventory=None, plan=False):
+def hub_launch(c, inventory=None, plan=False, wait=False):
     """Install or upgrade JupyterHub with the rendered values; print its URL."""
-    _plan_or_apply(c, inventory, ("hub.launch",), plan)
+    _plan_or_apply(c, inventory, ("hub.launch",), plan, wait=wait)
 
 
 @task(help=dict(INVENTORY_HELP, values="a rendered jupyterhub-values.yaml (default: render it now)"))
@@ -96,12 +97,12 @@ def hub_status(c, inventory=None):
     cli.show_status(cli.local_run(c, inventory, ("hub.launch",)), "hub")
 
 
-def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False):
+def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False):
     run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data)
     if plan:
         cli.show_plan(run)
     else:
-        cli.apply(run, yes=yes)
+        cli.apply(run, yes=yes, wait=wait)
 
 
 def _namespace(name, *tasks):

@@ -9,6 +9,7 @@ import yaml
 from invoke import Exit
 
 from . import inventory, render
+from .secret import mask
 
 
 @contextlib.contextmanager
@@ -16,14 +17,19 @@ def errors_as_exit():
     try:
         yield
     except inventory.InventoryError as e:
-        raise Exit(f"gpuhub: {e}", code=1) from None
+        raise Exit(f"gpuhub: {mask(str(e))}", code=1) from None
     except (OSError, ValueError) as e:
-        raise Exit(f"gpuhub: {e}", code=1) from None
+        raise Exit(f"gpuhub: {mask(str(e))}", code=1) from None
 
 
 def say(line: str):
     """Progress and notes go to stderr, so stdout stays for machine-readable output."""
-    print(line, file=sys.stderr)
+    print(mask(line), file=sys.stderr)
+
+
+def show(text: str):
+    """Results on stdout (plans, JSON), secrets masked."""
+    print(mask(text))
 
 
 def render_to(inventory_file, out) -> None:
@@ -108,23 +114,26 @@ def remote_run(connections: dict, inventory_file, only, destroy_user_data=False,
 def show_plan(run, as_json=False, check=False) -> None:
     from . import plan
     results = run.plan()
-    if as_json:
-        print(plan.as_json(results))
-    else:
-        print(plan.format_plan(results))
+    show(plan.as_json(results) if as_json else plan.format_plan(results))
     code = plan.check_exit_code(results)
     if code == 1 or (check and code == 2):
         raise Exit(code=code)
 
 
-def apply(run, yes=False) -> None:
+def apply(run, yes=False, wait=False) -> None:
     from . import plan
+    from .lock import LockHeld
     try:
-        results = run.apply(yes=yes)
-    except plan.Refused as e:
-        raise Exit(f"gpuhub: nothing changed: {e}", code=1) from None
+        results = run.apply(yes=yes, wait=wait)
+    except (plan.Refused, LockHeld) as e:
+        raise Exit(f"gpuhub: nothing changed: {mask(str(e))}", code=1) from None
+    except KeyboardInterrupt:
+        say(plan.format_recap(run.results, interrupted=True))
+        raise Exit("gpuhub: stopped at once (second Ctrl-C); run it again to finish", code=1) from None
     say(plan.format_plan(results))
-    say(plan.format_recap(results))
+    say(plan.format_recap(results, interrupted=run.interrupted.is_set()))
+    if run.interrupted.is_set():
+        raise Exit("gpuhub: interrupted: the change in progress was finished, the rest was not done", code=1)
     if run.failed():
         raise Exit(code=1)
 
@@ -133,7 +142,7 @@ def show_status(run, what: str) -> None:
     """The plan of the given steps, then what the cluster reports (nodes, or the hub's pods)."""
     from . import plan
     results = run.plan()
-    print(plan.format_plan(results))
+    show(plan.format_plan(results))
     server = run.facts.get(run.inv.server.name)
     if server is None:
         return

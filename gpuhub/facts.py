@@ -13,6 +13,8 @@ import shlex
 import tomllib
 from dataclasses import dataclass, field
 
+from .secret import digested
+
 K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 SERVER_TOKEN = "/var/lib/rancher/k3s/server/node-token"
@@ -130,6 +132,12 @@ def parse_json(out: str, rc: int):
         return None
 
 
+def parse_release_values(out: str, rc: int):
+    """`helm get values -o json` with each secret gpuhub put there replaced by its digest: the
+    facts compare values, they never keep a copy of the OAuth secret."""
+    return digested(parse_json(out, rc))
+
+
 def parse_nodes(out: str, rc: int):
     """`kubectl get nodes -o json` -> {name: {ready, labels, capacity, allocatable, version}}."""
     data = parse_json(out, rc)
@@ -229,7 +237,8 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
         "releases": Probe(f"{HELM} list -A -o json", parse_releases),
         "plugin_values": Probe(f"{HELM} get values {shlex.quote(plugin_name)} -n {shlex.quote(plugin_ns)} -o json",
                                parse_json),
-        "hub_values": Probe(f"{HELM} get values {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} -o json", parse_json),
+        "hub_values": Probe(f"{HELM} get values {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} -o json",
+                            parse_release_values),
         "plugin_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(plugin_ns)} "
                              "-l app.kubernetes.io/name=nvidia-device-plugin -o json", parse_pods),
         "hub_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(hub_ns)} -o json", parse_pods),
@@ -239,8 +248,7 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
 
 @dataclass
 class Facts:
-    values: dict = field(default_factory=dict)
-    raw: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)  # parsed only: raw output is not kept
 
     def __getitem__(self, key):
         return self.values.get(key)
@@ -285,7 +293,7 @@ def gather(target, probes: dict) -> Facts:
     marker = "@@gpuhub-" + secrets.token_hex(6)
     result = target.run(script(probes, marker))
     raw = split(result.stdout, marker)
-    facts = Facts(raw=raw)
+    facts = Facts()
     for name, probe in probes.items():
         out, rc = raw.get(name, ("", 127))
         facts.values[name] = probe.parse(out, rc)

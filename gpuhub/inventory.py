@@ -14,6 +14,7 @@ from typing import Optional
 import yaml
 
 from . import names
+from .secret import Secret
 from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value
 
 # Pinned versions (FACTS.md); bump here, or per site in hosts.yaml.
@@ -134,9 +135,11 @@ INVENTORY = Section({
 AIRGAP_TOGETHER = ("k3s_binary", "k3s_install_script")
 
 SECRETS = Section({
-    "github_client_id": Value(str, None),
-    "github_client_secret": Value(str, None),
+    "github_client_id": Value(str, None, secret=True),
+    "github_client_secret": Value(str, None, secret=True),
 })
+# The OAuth client id is public (every login URL carries it); the client secret is a Secret.
+SECRET_KEYS = ("github_client_secret",)
 SECRET_ENV = {"github_client_id": "GPUHUB_GITHUB_CLIENT_ID",
               "github_client_secret": "GPUHUB_GITHUB_CLIENT_SECRET"}
 
@@ -360,7 +363,9 @@ class Secrets:
     """GitHub OAuth credentials. Never printed: repr masks them."""
 
     def __init__(self, values: dict, origin: dict):
-        self._values, self.origin = values, origin
+        self._values = {k: Secret(v) if k in SECRET_KEYS and not isinstance(v, Secret) else v
+                        for k, v in values.items()}
+        self.origin = origin
 
     def get(self, key: str) -> Optional[str]:
         return self._values.get(key)

@@ -6,12 +6,18 @@ Hosts: the server first (agents need its token), then agents in parallel; the cl
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import facts as f
+from .lock import RunLocks
+from .secret import mask
 from .steps import (BLOCKED, CHANGE, ERROR, LOCAL_SCRIPTS, OK, PENDING, RESTART_K3S, SCRIPTS_DIR, VERIFY,
                     Context, StepPlan)
 from .steps import cluster, k3s, runtime
@@ -57,6 +63,9 @@ class HostRun:
     error: str = ""          # facts could not be gathered (unreachable) or an action failed
     unreachable: bool = False
     changed: bool = False
+    done: list = field(default_factory=list)      # "step: change" applied, in order
+    not_done: list = field(default_factory=list)  # planned but not applied (failure, Ctrl-C)
+    seconds: float = 0.0
 
     def as_json(self) -> dict:
         return {"role": self.role, "steps": [s.as_json() for s in self.steps],
@@ -69,9 +78,12 @@ class Run:
         """`targets`: name -> Target for every host it may talk to (the server's facts are read
         even when only agents are `selected`); `selected`: the hosts to plan and change."""
         self.inv, self.targets, self.secrets, self.only = inv, targets, secrets, only
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        write = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = lambda line: write(mask(line))  # what a step's output echoes stays ***
         self.destroy_user_data, self.fail_fast = destroy_user_data, fail_fast
         self.facts, self.results = {}, {}
+        self.interrupted = threading.Event()
+        self.locks = None
         selected = set(targets if selected is None else selected)
         self.hosts = [h for h in inv.ordered_hosts() if h.name in selected]
 
@@ -85,14 +97,19 @@ class Run:
         return probes
 
     def gather(self, host) -> bool:
+        if host.name in self.results and self.results[host.name].unreachable:
+            return False  # reported once; not waited on again
         try:
             self.facts[host.name] = f.gather(self.targets[host.name], self.probes_for(host))
             return True
         except Exception as e:  # unreachable: SSH refused, DNS, auth... reported per host
-            run = self.results.setdefault(host.name, HostRun(host.name, host.role))
-            run.error, run.unreachable = f"unreachable: {type(e).__name__}: {e}", True
-            self.log(f"{host.name}: unreachable ({type(e).__name__}: {e})")
+            self.mark_unreachable(host, e)
             return False
+
+    def mark_unreachable(self, host, error):
+        run = self.results.setdefault(host.name, HostRun(host.name, host.role))
+        run.error, run.unreachable = f"unreachable: {type(error).__name__}: {error}", True
+        self.log(f"{host.name}: unreachable ({type(error).__name__}: {error})")
 
     def gather_all(self):
         server = self.inv.server
@@ -129,27 +146,39 @@ class Run:
     # --- apply ---------------------------------------------------------------------------
 
     def upload_scripts(self, host):
+        """scripts/ onto the host: install-file.sh first (it places every other file)."""
         target = self.targets[host.name]
+        target.install_installer((LOCAL_SCRIPTS / "install-file.sh").read_text())
         for script in sorted(LOCAL_SCRIPTS.glob("*.sh")):
-            target.put_text(script.read_text(), f"{SCRIPTS_DIR}/{script.name}", 0o700)
+            if script.name != "install-file.sh":
+                target.put_text(script.read_text(), f"{SCRIPTS_DIR}/{script.name}", 0o700, backup=False)
 
     def apply_host(self, host, step_ids):
-        """Apply this host's changes for `step_ids` in order, then each notified handler once."""
+        """Apply this host's changes for `step_ids` in order, then each notified handler once.
+        After Ctrl-C (or when another run took the lock over) no further change starts, but the
+        handlers of changes already made still run: K3s is restarted and checked, never left with
+        a config it has not been tested with."""
         run = self.results[host.name]
         ctx = self.context(host)
         handlers = []
-        for plan in run.steps:
-            if plan.id not in step_ids or plan.status not in (CHANGE, VERIFY):
-                continue
-            for change in plan.changes:
-                self.log(f"{host.name}: {plan.id}: {change.summary}")
-                change.apply(ctx)
-                run.changed = run.changed or plan.status == CHANGE
-                handlers += [h for h in change.notify if h not in handlers]
-                handlers = [h for h in handlers if h not in change.satisfies]
+        planned = [(plan, change) for plan in run.steps if plan.id in step_ids and plan.status in (CHANGE, VERIFY)
+                   for change in plan.changes]
+        run.not_done += [f"{plan.id}: {change.summary}" for plan, change in planned]
+        for plan, change in planned:
+            if self.interrupted.is_set() or (self.locks and host.name in self.locks.lost):
+                break
+            self.log(f"{host.name}: {plan.id}: {change.summary}")
+            change.apply(ctx)
+            run.not_done.remove(f"{plan.id}: {change.summary}")
+            run.done.append(f"{plan.id}: {change.summary}")
+            run.changed = run.changed or plan.status == CHANGE
+            handlers += [h for h in change.notify if h not in handlers]
+            handlers = [h for h in handlers if h not in change.satisfies]
         for handler in handlers:
-            self.log(f"{host.name}: {handler}")
+            self.log(f"{host.name}: {handler}" + (" (finishing the changes made before Ctrl-C)"
+                                                  if self.interrupted.is_set() else ""))
             HANDLERS[handler](ctx)
+            run.done.append(handler)
 
     def refuse_blocked(self):
         """Before the first change: every selected step on every reachable selected host is
@@ -169,7 +198,40 @@ class Run:
         if destructive and not yes:
             raise Refused("destructive changes need --yes:\n" + "\n".join("  " + d for d in destructive))
 
-    def apply(self, yes: bool = False):
+    def apply(self, yes: bool = False, wait: bool = False):
+        """Take every selected host's run lock, plan, refuse (changing nothing) while anything is
+        blocked or destructive without `yes`, apply, check again; release the locks in every case."""
+        self.locks = RunLocks({h.name: self.targets[h.name] for h in self.hosts}, self.log, wait=wait)
+        for name, error in self.locks.acquire().items():
+            self.mark_unreachable(self.inv.hosts[name], error)
+        try:
+            with self.interruptible():
+                self._apply(yes)
+        finally:
+            self.locks.release()
+        return self.results
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """The first Ctrl-C lets the change in progress finish (a shell step is never cut in
+        half), then stops; a second one stops at once (KeyboardInterrupt)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_interrupt(signum, frame):
+            if self.interrupted.is_set():
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self.interrupted.set()
+            self.log("interrupted: finishing the change in progress, then stopping (Ctrl-C again stops at once)")
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _apply(self, yes: bool):
         self.plan()
         self.refuse_blocked()
         self.refuse_unconfirmed(yes)
@@ -182,6 +244,12 @@ class Run:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda h: self._apply_hosts([h], host_ids), agents))
         cluster_ids = {s for s, _ in CLUSTER_STEPS} & set(self.only)
+        if self.interrupted.is_set():
+            if cluster_ids and server in self.hosts:
+                run = self.results[server.name]
+                run.not_done += [f"{s.id}: {c.summary}" for s in run.steps
+                                 if s.id in cluster_ids and s.status in (CHANGE, VERIFY) for c in s.changes]
+            return
         if cluster_ids and server in self.hosts and self.failed():
             lost = ", ".join(r.name for r in self.results.values() if r.error)
             self.log(f"cluster steps ({', '.join(sorted(cluster_ids))}) skipped: {lost} failed; "
@@ -193,31 +261,37 @@ class Run:
             run.steps = ([s for s in run.steps if s.id not in cluster_ids]
                          + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
             self._apply_hosts([server], cluster_ids)
-        if not self.failed():
+        if not self.failed() and not self.interrupted.is_set():
             self.recheck()
-        return self.results
 
     def _apply_hosts(self, hosts, step_ids):
         for host in hosts:
-            run = self.results[host.name]
-            if run.unreachable or run.error:
-                continue
-            blocking = [s for s in run.steps if s.id in step_ids and s.status in (BLOCKED, ERROR)]
-            if blocking:
-                run.error = "; ".join(f"{s.id}: {s.reason}" for s in blocking)
-                self.log(f"{host.name}: not changed: {run.error}")
-                continue
-            if not any(s.id in step_ids and s.status in (CHANGE, VERIFY) for s in run.steps):
-                continue
+            started = time.monotonic()
             try:
-                self.upload_scripts(host)
-                self.apply_host(host, step_ids)
-            except StepFailed as e:
-                run.error = str(e)
-                self.log(str(e))
-            except Exception as e:  # connection lost mid-run: report it, let the others finish
-                run.error, run.unreachable = f"{type(e).__name__}: {e}", True
-                self.log(f"{host.name}: lost: {type(e).__name__}: {e}")
+                self._apply_host_steps(host, step_ids)
+            finally:
+                self.results[host.name].seconds += time.monotonic() - started
+
+    def _apply_host_steps(self, host, step_ids):
+        run = self.results[host.name]
+        if run.unreachable or run.error:
+            return
+        blocking = [s for s in run.steps if s.id in step_ids and s.status in (BLOCKED, ERROR)]
+        if blocking:
+            run.error = "; ".join(f"{s.id}: {s.reason}" for s in blocking)
+            self.log(f"{host.name}: not changed: {run.error}")
+            return
+        if not any(s.id in step_ids and s.status in (CHANGE, VERIFY) for s in run.steps):
+            return
+        try:
+            self.upload_scripts(host)
+            self.apply_host(host, step_ids)
+        except StepFailed as e:
+            run.error = str(e)
+            self.log(str(e))
+        except Exception as e:  # connection lost mid-run: report it, let the others finish
+            run.error, run.unreachable = f"{type(e).__name__}: {e}", True
+            self.log(f"{host.name}: lost: {type(e).__name__}: {e}")
 
     def recheck(self):
         """Gather every host's facts again; anything still to change is a failure."""
@@ -251,12 +325,15 @@ def format_plan(results: dict) -> str:
     return "\n".join(lines)
 
 
-def format_recap(results: dict) -> str:
-    lines = ["", "RECAP"]
+def format_recap(results: dict, interrupted: bool = False) -> str:
+    lines = ["", "RECAP" + ("  (interrupted: run it again to finish)" if interrupted else "")]
     for run in results.values():
         state = ("unreachable" if run.unreachable else "failed" if run.error
-                 else "changed" if run.changed else "ok")
-        lines.append(f"  {run.name:<16} {state}")
+                 else "interrupted" if run.not_done else "changed" if run.changed else "ok")
+        lines.append(f"  {run.name:<16} {state:<12} {run.seconds:6.1f} s")
+        if run.not_done or (interrupted and run.done):
+            lines += [f"      done:     {item}" for item in run.done]
+            lines += [f"      not done: {item}" for item in run.not_done]
     return "\n".join(lines)
 
 

@@ -168,7 +168,7 @@ def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
     creds = secrets.require("github_client_id", "github_client_secret")
     github = {
         "client_id": creds["github_client_id"],
-        "client_secret": creds["github_client_secret"],
+        "client_secret": creds["github_client_secret"].reveal(),  # into 0600 files and stdin only
         "oauth_callback_url": f"https://{hub['hostname']}/hub/oauth_callback",
     }
     if hub["github"]["organizations"]:

@@ -62,20 +62,22 @@ class Spec:
 
 class Value(Spec):
     def __init__(self, kind, default=REQUIRED, choices=None,
-                 test: Optional[Callable[[Any], str]] = None, hint: str = ""):
+                 test: Optional[Callable[[Any], str]] = None, hint: str = "", secret: bool = False):
         self.kind, self.default, self.choices, self.test, self.hint = kind, default, choices, test, hint
+        self.secret = secret  # never shown in a message: *** instead
 
     def check(self, value, path, problems):
         if value is None and self.default is None:
             return None
+        shown = "***" if self.secret else repr(value)
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         # YAML booleans are ints to Python: `replicas: yes` must not pass as 1.
         wrong_bool = isinstance(value, bool) and bool not in kinds
         if wrong_bool or not isinstance(value, kinds):
-            problems.append(Problem(path, f"expected {_type_name(self.kind)}, got {value!r}", self.hint))
+            problems.append(Problem(path, f"expected {_type_name(self.kind)}, got {shown}", self.hint))
             return value
         if isinstance(value, str) and _PLACEHOLDER.search(value):
-            problems.append(Problem(path, f"placeholder text left in: {value!r}",
+            problems.append(Problem(path, f"placeholder text left in: {shown}",
                                     self.hint or "replace it with this site's value"))
             return value
         if self.choices is not None and value not in self.choices:

@@ -6,10 +6,13 @@ user is root, else through `sudo -n` (never a password prompt in the middle of a
 """
 from __future__ import annotations
 
+import io
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+
+from .secret import Secret, SecretInCommand, contains_secret, mask
 
 
 @dataclass
@@ -21,6 +24,9 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.exited == 0
+
+
+INSTALLER = "/var/lib/gpuhub/scripts/install-file.sh"  # scripts/install-file.sh on every host
 
 
 class StepFailed(Exception):
@@ -35,7 +41,7 @@ class StepFailed(Exception):
         message = f"{host}: {step} failed" + (f": {reason}" if reason else "")
         message += f"\n  command: {command}" if command else ""
         message += f"\n{tail}" if tail else ""
-        super().__init__(message)
+        super().__init__(mask(message))
 
 
 class Target:
@@ -60,9 +66,7 @@ class Target:
         return cls(name, _TestinfraRunner(host), remote=True)
 
     def _as_root(self, command: str) -> str:
-        if self._root is None:
-            self._root = self._raw("id -u").stdout.strip() == "0"
-        return command if self._root else f"sudo -n sh -c {shlex.quote(command)}"
+        return command if self.is_root() else f"sudo -n sh -c {shlex.quote(command)}"
 
     def _bound_channels(self):
         """paramiko waits an hour for a channel to open on a dead link: bound it too."""
@@ -73,60 +77,109 @@ class Target:
                 transport.channel_timeout = self.timeout
                 transport.set_keepalive(15)
 
-    def _raw(self, command: str) -> Result:
-        # in_stream=False: never read the user's terminal. (Uploads go over SFTP, not stdin:
-        # fabric does not send EOF when an in_stream ends, so `cat > file` would wait forever.)
+    def _raw(self, command: str, stdin: str = None) -> Result:
+        """The one way a command reaches the host. A command line holding a secret is refused
+        here, before it leaves: argv is readable by every user of the host (ps, /proc)."""
+        if contains_secret(command):
+            raise SecretInCommand(f"{self.name}: refused to send a command that holds a secret value")
+        # in_stream=False: never read the user's terminal. `stdin` goes to the command as its
+        # input (for secrets: the command reads a byte count, it does not wait for an EOF).
         self._bound_channels()
-        r = self.runner.run(command, hide=True, warn=True, pty=False, in_stream=False, timeout=self.timeout)
+        if not self.remote:
+            # Its own session: Ctrl-C at the terminal reaches gpuhub, which lets the step in
+            # progress finish, instead of killing the step's shell half-way (remote steps are
+            # out of the terminal's reach already).
+            command = f"setsid -w sh -c {shlex.quote(command)}"
+        in_stream = io.StringIO(stdin) if stdin is not None else False
+        r = self.runner.run(command, hide=True, warn=True, pty=False, in_stream=in_stream, echo_stdin=False,
+                            timeout=self.timeout)
         return Result(r.stdout, r.stderr, r.exited)
 
-    def run(self, command: str) -> Result:
+    def run(self, command: str, stdin: str = None) -> Result:
         """Run as root; a non-zero exit is data, never an exception."""
-        return self._raw(self._as_root(command))
+        return self._raw(self._as_root(command), stdin)
 
-    def check(self, command: str, step: str, env: dict = None) -> Result:
-        """Run as root with `env` (values quoted); raise StepFailed on a non-zero exit."""
+    def check(self, command: str, step: str, env: dict = None, stdin: str = None) -> Result:
+        """Run as root with `env` (values quoted; a Secret is refused: it would sit in argv),
+        and `stdin` as its input; raise StepFailed on a non-zero exit."""
+        for key, value in (env or {}).items():
+            if isinstance(value, Secret):
+                raise SecretInCommand(f"{self.name}: {key} is a secret: pass it on stdin or in a 0600 file, "
+                                      "never in a command line")
         prefix = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
         full = f"env {prefix} {command}" if prefix else command
-        result = self.run(full)
+        result = self.run(full, stdin)
         if not result.ok:
             raise StepFailed(self.name, step, command, result)
         return result
 
-    def _stage(self, local: Path = None, data: bytes = None) -> str:
-        """A file on the host, owned by the login user and mode 0600 from its creation on,
-        holding `data` or the local file's bytes. The caller moves it into place as root."""
-        made = self._raw("umask 077 && mktemp /tmp/.gpuhub-upload.XXXXXX")
-        if not made.ok:
-            raise StepFailed(self.name, "upload", "mktemp", made)
-        staging = made.stdout.strip()
-        if self.remote:
-            sftp = self.runner.sftp()
-            if local is not None:
-                sftp.put(str(local), staging)  # opens the existing 0600 file: its mode stays
-            else:
-                with sftp.open(staging, "wb") as f:
-                    f.write(data)
+    def is_root(self) -> bool:
+        if self._root is None:
+            self._root = self._raw("id -u").stdout.strip() == "0"
+        return self._root
+
+    def _stage(self, path: str, local: Path = None, data: bytes = None) -> str:
+        """A file holding `data` (or the local file's bytes), mode 0600 from its creation on, in
+        `path`'s own folder when the login user is root (so placing it is a rename, never a copy
+        across filesystems), else in the login user's /tmp (install-file.sh copies it beside
+        `path` first). Returns its path; a failed write is removed and reported as such."""
+        q = shlex.quote
+        folder = str(Path(path).parent)
+        if self.is_root():
+            made = self._raw(f"mkdir -p {q(folder)} && umask 077 && mktemp {q(folder)}/.gpuhub-stage.XXXXXX")
         else:
-            with open(staging, "wb") as f:
-                f.write(data if local is None else Path(local).read_bytes())
+            made = self._raw("umask 077 && mktemp /tmp/.gpuhub-stage.XXXXXX")
+        if not made.ok:
+            raise StepFailed(self.name, "upload", f"stage {path}", made, reason=self._room(folder))
+        staging = made.stdout.strip()
+        try:
+            if self.remote:
+                sftp = self.runner.sftp()
+                if local is not None:
+                    sftp.put(str(local), staging)  # opens the existing 0600 file: its mode stays
+                else:
+                    with sftp.open(staging, "wb") as f:
+                        f.write(data)
+            else:
+                with open(staging, "wb") as f:
+                    f.write(data if local is None else Path(local).read_bytes())
+        except OSError as e:  # paramiko says only "Failure" for a full disk: ask df
+            self._raw(f"rm -f {q(staging)}")
+            raise StepFailed(self.name, "upload", f"write {path}",
+                             reason=self._room(folder) or f"{type(e).__name__}: {e}") from None
         return staging
 
-    def _place(self, staging: str, path: str, mode: int, what: str):
-        q = shlex.quote
-        result = self.run(f"mkdir -p {q(str(Path(path).parent))} && chown 0:0 {q(staging)} && "
-                          f"chmod {mode:o} {q(staging)} && mv -f {q(staging)} {q(path)}")
-        if not result.ok:
-            self._raw(f"rm -f {q(staging)}")
-            raise StepFailed(self.name, "upload", what, result)
+    def _room(self, folder: str) -> str:
+        """'no space left on device ...' when the filesystem of `folder` is full, else ''."""
+        free = self._raw(f"df -Pk {shlex.quote(folder)} | awk 'NR == 2 {{ print $4 }}'").stdout.strip()
+        if free.isdigit() and int(free) < 64:
+            return f"no space left on device: the filesystem of {folder} has {free} KiB free"
+        return ""
 
-    def put_text(self, text: str, path: str, mode: int = 0o600) -> None:
-        """Write `text` to `path` atomically (rename), never readable beyond `mode`."""
-        self._place(self._stage(data=text.encode()), path, mode, f"write {path}")
+    def _install(self, staging: str, path: str, mode: int, backup: bool, installer: str = INSTALLER):
+        """scripts/install-file.sh: fsync, keep the previous version, rename. It removes the
+        staging file whatever happens."""
+        env = {"SRC": staging, "DEST": path, "MODE": f"{mode:04o}", "BACKUP": "true" if backup else "false",
+               "REMOVE_SRC": "true"}
+        try:
+            return self.check(f"bash {shlex.quote(installer)}", "upload", env=env)
+        except StepFailed:
+            self._raw(f"rm -f {shlex.quote(staging)}")
+            raise
 
-    def put_file(self, local: Path, path: str, mode: int = 0o644) -> None:
-        """Copy a local file (a binary, a package, a chart) to `path` on the host."""
-        self._place(self._stage(local=Path(local)), path, mode, f"install {local} as {path}")
+    def put_text(self, text: str, path: str, mode: int = 0o600, backup: bool = True) -> None:
+        """Write `text` to `path` atomically, never readable beyond `mode`, keeping the previous
+        version under /var/backups/gpuhub/files (backup=False: work files)."""
+        self._install(self._stage(path, data=text.encode()), path, mode, backup)
+
+    def put_file(self, local: Path, path: str, mode: int = 0o644, backup: bool = True) -> None:
+        """Copy a local file (a binary, a package, a chart) to `path` on the host, the same way."""
+        self._install(self._stage(path, local=Path(local)), path, mode, backup)
+
+    def install_installer(self, text: str) -> None:
+        """Lay install-file.sh itself down: its staged copy installs itself."""
+        staging = self._stage(INSTALLER, data=text.encode())
+        self._install(staging, INSTALLER, 0o700, backup=False, installer=staging)
 
 
 class _TestinfraRunner:

@@ -10,9 +10,10 @@
 #   K3S_UNIT       k3s | k3s-agent (required)
 #   NODE_NAME      optional, passed to k3s-restart.sh (a server then waits for the node Ready)
 #   READY_TIMEOUT  optional, passed to k3s-restart.sh (default 120)
-# Target: /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl (0644); the previous
-#   one is kept as config-v3.toml.tmpl.gpuhub-backup.
-# Output (stdout): "unchanged TARGET" (identical: no restart), or "backup TARGET.gpuhub-backup",
+# Target: /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl (0644), laid down by
+#   install-file.sh (beside this script), which keeps the previous one as
+#   /var/backups/gpuhub/files/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl.
+# Output (stdout): "unchanged TARGET" (identical: no restart), or "backup BACKUP",
 #   k3s-restart.sh's lines, then "changed TARGET"; on a failed health check "restored TARGET"
 #   (old template back, or the new one removed when there was none) before exiting 1.
 # Exit status: 0 unchanged or changed and healthy; 1 failed (rolled back; the reason and the
@@ -28,7 +29,7 @@ bad() { echo "$me: $*" >&2; exit 2; }
 
 DIR=/var/lib/rancher/k3s/agent/etc/containerd
 TARGET="$DIR/config-v3.toml.tmpl"
-BACKUP="$TARGET.gpuhub-backup"
+PREVIOUS="/var/backups/gpuhub/files$TARGET"
 GENERATED="$DIR/config.toml"
 WANTED='default_runtime_name = "nvidia"'
 
@@ -40,7 +41,10 @@ READY_TIMEOUT="${READY_TIMEOUT:-120}"
 [ -n "$TEMPLATE_SRC" ] || bad "set TEMPLATE_SRC to the new template's path"
 [ -f "$TEMPLATE_SRC" ] || bad "TEMPLATE_SRC '$TEMPLATE_SRC' is not a file"
 restart_script="$(dirname -- "$0")/k3s-restart.sh"
-[ -f "$restart_script" ] || { echo "$me: $restart_script is missing (upload it beside this script)" >&2; exit 1; }
+install_file="$(dirname -- "$0")/install-file.sh"
+for sibling in "$restart_script" "$install_file"; do
+  [ -f "$sibling" ] || { echo "$me: $sibling is missing (upload it beside this script)" >&2; exit 1; }
+done
 # The restart's inputs are checked by the restart script itself, before anything changes here.
 K3S_UNIT="$K3S_UNIT" NODE_NAME="$NODE_NAME" READY_TIMEOUT="$READY_TIMEOUT" CHECK_ONLY=true \
   bash "$restart_script" || exit $?
@@ -54,20 +58,14 @@ restart() {
   K3S_UNIT="$K3S_UNIT" NODE_NAME="$NODE_NAME" READY_TIMEOUT="$READY_TIMEOUT" bash "$restart_script"
 }
 
-# Atomic: a temp file in the same folder, renamed over the target.
-mkdir -p -- "$DIR"
-tmp=$(mktemp -- "$DIR/.gpuhub-install.XXXXXX")
 err=$(mktemp)
-trap 'rm -f -- "$tmp" "$err"' EXIT
-cat -- "$TEMPLATE_SRC" > "$tmp"
-chmod 0644 -- "$tmp"
+trap 'rm -f -- "$err"' EXIT
 had_old=false
-if [ -f "$TARGET" ]; then
-  had_old=true
-  cp -p -- "$TARGET" "$BACKUP"
-  echo "backup $BACKUP"
-fi
-mv -f -- "$tmp" "$TARGET"
+[ ! -f "$TARGET" ] || had_old=true
+# Atomic, the previous template kept in $PREVIOUS (what the rollback below restores).
+placed=$(SRC=$TEMPLATE_SRC DEST=$TARGET MODE=0644 BACKUP_ROOT=/var/backups/gpuhub/files bash "$install_file") \
+  || exit 1
+grep '^backup ' <<< "$placed" || true
 
 reason=""
 if ! restart_out=$(restart 2>"$err"); then
@@ -85,10 +83,8 @@ fi
 
 # ------------------------------------------------------------------ roll back
 if [ "$had_old" = true ]; then
-  tmp=$(mktemp -- "$DIR/.gpuhub-install.XXXXXX")
-  cat -- "$BACKUP" > "$tmp"
-  chmod 0644 -- "$tmp"
-  mv -f -- "$tmp" "$TARGET"
+  SRC=$PREVIOUS DEST=$TARGET MODE=0644 BACKUP=false bash "$install_file" >/dev/null \
+    || echo "$me: could not restore $TARGET from $PREVIOUS" >&2
 else
   rm -f -- "$TARGET"
 fi

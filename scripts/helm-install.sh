@@ -8,7 +8,8 @@
 #                 /usr/local/bin/helm differs from it
 #   HELM_VERSION  the pinned version, e.g. v3.17.3 (required without HELM_BINARY); installed
 #                 when `helm version --template '{{.Version}}'` reports another one
-# Output (stdout): "unchanged /usr/local/bin/helm" or "changed /usr/local/bin/helm".
+# Output (stdout): "unchanged /usr/local/bin/helm", or "changed /usr/local/bin/helm" (after
+#   "backup /var/backups/gpuhub/files/usr/local/bin/helm" when one was replaced: install-file.sh).
 # Exit status: 0 done; 1 download or install failed (reason on stderr); 2 bad input (nothing
 #   changed).
 #
@@ -39,27 +40,18 @@ else
   command -v curl >/dev/null || bad "curl is needed to download helm (or set HELM_BINARY)"
 fi
 
+install_file="$(dirname -- "$0")/install-file.sh"
+[ -f "$install_file" ] || fail "$install_file is missing (upload it beside this script)"
 tmpdir=$(mktemp -d)
 trap 'rm -rf -- "$tmpdir"' EXIT
 
-# Copy SRC over DEST atomically (0755): a temp file in DEST's folder, then a rename.
+# SRC over DEST, atomically, the previous one kept (install-file.sh).
 place() {
-  local src=$1 tmp
-  mkdir -p -- "$(dirname -- "$DEST")"
-  tmp=$(mktemp -- "$(dirname -- "$DEST")/.gpuhub-install.XXXXXX")
-  if ! cat -- "$src" > "$tmp" || ! chmod 0755 -- "$tmp" || ! mv -f -- "$tmp" "$DEST"; then
-    rm -f -- "$tmp"
-    fail "could not install $DEST"
-  fi
-  echo "changed $DEST"
+  SRC=$1 DEST=$DEST MODE=0755 bash "$install_file" || fail "could not install $DEST"
 }
 
 if [ -n "$HELM_BINARY" ]; then
-  if [ -f "$DEST" ] && [ -x "$DEST" ] && cmp -s -- "$HELM_BINARY" "$DEST"; then
-    echo "unchanged $DEST"
-  else
-    place "$HELM_BINARY"
-  fi
+  place "$HELM_BINARY"
   exit 0
 fi
 

@@ -3,8 +3,10 @@
 #   helm upgrade --cleanup-on-fail --install RELEASE CHART [--repo CHART_REPO] \
 #     --version CHART_VERSION --namespace NAMESPACE --create-namespace --values VALUES_FILE
 # No global helm repository state is used or left behind (--repo, or a local chart archive).
-# VALUES_FILE may hold secrets (the hub's OAuth client secret): it is DELETED when this script
-# exits, whatever happens (even on bad input), so pass a copy when running by hand.
+# The values may hold secrets (the hub's OAuth client secret). gpuhub streams them on stdin
+# (VALUES_BYTES): they go into a private folder under /run (memory, not disk) that this script
+# made and removes when it exits, however it exits. A VALUES_FILE given instead is DELETED on
+# exit too, so pass a copy when running by hand.
 #
 # Inputs (environment):
 #   RELEASE        release name (DNS label: lower-case letters, digits, '-'; required)
@@ -13,15 +15,16 @@
 #                  with CHART_REPO (or repo/chart) (required)
 #   CHART_REPO     optional: the chart repository's URL, e.g. https://hub.jupyter.org/helm-chart/
 #   CHART_VERSION  the pinned chart version, e.g. 4.4.0 (required)
-#   VALUES_FILE    the values file, mode 0600 (no group/other access; required; removed on exit)
+#   VALUES_BYTES   read exactly this many bytes of values (YAML or JSON) from stdin, or
+#   VALUES_FILE    the values file, mode 0600 (no group/other access; removed on exit)
 # Output (stdout): "changed release NAMESPACE/RELEASE" (helm's own output is kept quiet).
 # Exit status: 0 installed/upgraded; 1 helm failed (the tail of its stderr on stderr);
 #   2 bad input (nothing changed on the cluster).
 #
 # Example (by hand, as root, on the server):
-#   install -m 0600 build/cluster/jupyterhub-values.yaml /root/jhub-values.yaml
 #   RELEASE=jhub NAMESPACE=jhub CHART=jupyterhub CHART_REPO=https://hub.jupyter.org/helm-chart/ \
-#     CHART_VERSION=4.4.0 VALUES_FILE=/root/jhub-values.yaml scripts/helm-release.sh
+#     CHART_VERSION=4.4.0 VALUES_BYTES=$(stat -c %s rendered/cluster/jupyterhub-values.yaml) \
+#     scripts/helm-release.sh < rendered/cluster/jupyterhub-values.yaml
 set -euo pipefail
 
 me=helm-release
@@ -29,13 +32,26 @@ bad() { echo "$me: $*" >&2; exit 2; }
 fail() { echo "$me: $*" >&2; exit 1; }
 
 VALUES_FILE="${VALUES_FILE:-}"
+VALUES_BYTES="${VALUES_BYTES:-}"
 workdir=""
+private=""
 cleanup() {
   if [ -n "$VALUES_FILE" ]; then rm -f -- "$VALUES_FILE"; fi
+  if [ -n "$private" ]; then rm -rf -- "$private"; fi
   if [ -n "$workdir" ]; then rm -rf -- "$workdir"; fi
 }
-# First thing: whatever happens next, the secret-bearing values file does not outlive the run.
+# First thing: whatever happens next (bash runs this on exit, on INT, TERM and HUP too), the
+# secret-bearing values do not outlive the run.
 trap cleanup EXIT
+if [ -n "$VALUES_BYTES" ]; then
+  [[ "$VALUES_BYTES" =~ ^[1-9][0-9]{0,7}$ ]] || bad "VALUES_BYTES must be a byte count, not '$VALUES_BYTES'"
+  [ -z "$VALUES_FILE" ] || bad "give VALUES_BYTES (values on stdin) or VALUES_FILE, not both"
+  private=$(mktemp -d /run/gpuhub-values.XXXXXX)  # 0700, root's, in memory
+  VALUES_FILE="$private/values"
+  (umask 077 && head -c "$VALUES_BYTES" > "$VALUES_FILE")
+  [ "$(stat -c %s -- "$VALUES_FILE")" = "$VALUES_BYTES" ] \
+    || fail "read $(stat -c %s -- "$VALUES_FILE") bytes of values on stdin, not the $VALUES_BYTES announced"
+fi
 
 RELEASE="${RELEASE:-}"
 NAMESPACE="${NAMESPACE:-}"
@@ -65,7 +81,7 @@ if [ -n "$CHART_REPO" ]; then
 fi
 [[ "$CHART_VERSION" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] \
   || bad "CHART_VERSION must be a pinned version like 4.4.0, not '$CHART_VERSION'"
-[ -n "$VALUES_FILE" ] || bad "set VALUES_FILE to the values file (0600)"
+[ -n "$VALUES_FILE" ] || bad "set VALUES_BYTES (values on stdin) or VALUES_FILE to the values file (0600)"
 [ -f "$VALUES_FILE" ] || bad "VALUES_FILE '$VALUES_FILE' is not a file"
 perms=$(stat -c '%a' -- "$VALUES_FILE")
 [ $((8#$perms & 8#077)) -eq 0 ] \

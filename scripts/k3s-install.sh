@@ -80,6 +80,7 @@ fi
 if [ -z "$K3S_INSTALL_SCRIPT" ]; then
   command -v curl >/dev/null || bad "K3S_INSTALL_SCRIPT is empty and curl is missing to download it"
 fi
+[ -f "$(dirname -- "$0")/install-file.sh" ] || fail "$(dirname -- "$0")/install-file.sh is missing (upload it beside this script)"
 
 # ------------------------------------------------------------------ facts before
 installed_version() {
@@ -101,22 +102,12 @@ mapfile -t hashes_before < <(unit_hashes)
 tmpdir=$(mktemp -d)
 trap 'rm -rf -- "$tmpdir"' EXIT
 
-# Copy SRC to DEST atomically (temp file in DEST's folder + rename) unless identical.
-# Prints "changed DEST"/"unchanged DEST" when QUIET is not set.
+# SRC to DEST atomically, the previous version kept (install-file.sh, beside this script);
+# its "changed/unchanged DEST" line is printed unless QUIET is given.
 place() {
-  local src=$1 dest=$2 mode=$3 quiet=${4:-} tmp
-  mkdir -p -- "$(dirname -- "$dest")"
-  if [ -f "$dest" ] && cmp -s -- "$src" "$dest"; then
-    chmod -- "$mode" "$dest"
-    [ -n "$quiet" ] || echo "unchanged $dest"
-    return 0
-  fi
-  tmp=$(mktemp -- "$(dirname -- "$dest")/.gpuhub-install.XXXXXX")
-  if ! cat -- "$src" > "$tmp" || ! chmod -- "$mode" "$tmp" || ! mv -f -- "$tmp" "$dest"; then
-    rm -f -- "$tmp"
-    fail "could not install $dest"
-  fi
-  [ -n "$quiet" ] || echo "changed $dest"
+  local src=$1 dest=$2 mode=$3 quiet=${4:-} out
+  out=$(SRC=$src DEST=$dest MODE=$mode bash "$(dirname -- "$0")/install-file.sh") || fail "could not install $dest"
+  [ -n "$quiet" ] || grep -v '^backup ' <<< "$out" || true
 }
 
 # ------------------------------------------------------------------ airgap files

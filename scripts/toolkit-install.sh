@@ -11,8 +11,8 @@
 #   TOOLKIT_VERSION   the pinned version, e.g. 1.17.8-1 (required without TOOLKIT_PACKAGES)
 # Output (stdout), one line per thing:
 #   "unchanged nvidia-container-toolkit"                 nvidia-container-runtime is on PATH
-#   "changed /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg" and
-#   "changed /etc/apt/sources.list.d/nvidia-container-toolkit.list"  (online, when they differ)
+#   "changed|unchanged /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg" and
+#   "changed|unchanged /etc/apt/sources.list.d/nvidia-container-toolkit.list"  (online)
 #   "changed nvidia-container-toolkit VERSION"
 # Exit status: 0 done; 1 failed or not an apt-based distribution (online mode), with the reason
 #   on stderr; 2 bad input (nothing changed).
@@ -88,18 +88,11 @@ if ! command -v gpg >/dev/null; then
   run_logged apt-get install -y gpg
 fi
 
-# Copy SRC to DEST atomically unless identical; prints "changed DEST" when it did.
+# SRC to DEST atomically, the previous version kept (install-file.sh, beside this script).
 place() {
-  local src=$1 dest=$2 tmp
-  if [ -f "$dest" ] && cmp -s -- "$src" "$dest"; then
-    return 0
-  fi
-  mkdir -p -- "$(dirname -- "$dest")"
-  tmp=$(mktemp -- "$(dirname -- "$dest")/.gpuhub-install.XXXXXX")
-  cat -- "$src" > "$tmp"
-  chmod 0644 -- "$tmp"
-  mv -f -- "$tmp" "$dest"
-  echo "changed $dest"
+  local out
+  out=$(SRC=$1 DEST=$2 MODE=0644 bash "$(dirname -- "$0")/install-file.sh") || fail "could not install $2"
+  grep -v '^backup ' <<< "$out" || true
 }
 
 curl -fsSL -o "$tmpdir/gpgkey" "$REPO/gpgkey" || fail "could not download $REPO/gpgkey"

@@ -88,11 +88,11 @@ class Context:
         return any(self.earlier.get(s) is not None and self.earlier[s].status in (CHANGE, PENDING)
                    for s in step_ids)
 
-    def script(self, name: str, step: str, env: dict):
+    def script(self, name: str, step: str, env: dict, stdin: str = None):
         """Run scripts/NAME on the host (uploaded by the plan before any change)."""
         from ..target import StepFailed
         try:
-            result = self.target.check(f"{SCRIPTS_DIR}/{name}", step, env=env)
+            result = self.target.check(f"{SCRIPTS_DIR}/{name}", step, env=env, stdin=stdin)
         except StepFailed as e:
             self._log_lines(step, e.result.stdout)  # what it did before failing (e.g. "restored ...")
             raise

@@ -7,6 +7,7 @@ import time
 from .. import facts as f
 from .. import render
 from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
+from ..secret import digested
 from ..target import StepFailed
 from . import VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, changes, pending
 
@@ -30,11 +31,13 @@ def cluster_not_ready(ctx: Context):
 
 
 def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: str, version: str,
-                   wanted_values: dict, current_values, label: str):
-    """A helm upgrade --install when the release is missing, at another version, or has other values."""
+                   wanted_values: dict, current_values, label: str, compare=lambda values: values):
+    """A helm upgrade --install when the release is missing, at another version, or has other
+    values (`compare` turns the wanted values into the form the facts hold them in)."""
     current = (ctx.facts["releases"] or {}).get(release)
+    compared = compare(wanted_values)
     if current and current["version"] == version and current["status"] == "deployed" \
-            and (current_values or {}) == wanted_values:
+            and (current_values or {}) == compared:
         return None
     if current is None:
         summary = f"install {label} release {release} (chart {version})"
@@ -43,8 +46,8 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     elif current["status"] != "deployed":
         summary = f"repair {label} release {release} (status {current['status']})"
     else:
-        differing = sorted({k for k in set(wanted_values) | set(current_values or {})
-                            if (current_values or {}).get(k) != wanted_values.get(k)})
+        differing = sorted({k for k in set(compared) | set(current_values or {})
+                            if (current_values or {}).get(k) != compared.get(k)})
         summary = f"update {label} release {release} values ({', '.join(differing)})"
     namespace, name = release.split("/")
 
@@ -52,15 +55,15 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
         chart_file = c.inv.airgap_file(chart_key)
         if chart_file:
             chart = f"{WORK_DIR}/{chart_file.name}"
-            c.target.put_file(chart_file, chart)
+            c.target.put_file(chart_file, chart, backup=False)
         else:
             chart = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}[chart_key]
-        values_file = f"{WORK_DIR}/{name}-values.json"
-        # JSON is YAML; 0600 because the hub's values hold the OAuth secret; the script removes it.
-        c.target.put_text(json.dumps(wanted_values), values_file, 0o600)
+        # JSON is YAML. On stdin, never in a file of ours: the hub's values hold the OAuth secret,
+        # and the script keeps them in memory (/run) only while helm runs.
+        values = json.dumps(wanted_values)
         c.script("helm-release.sh", step, {"RELEASE": name, "NAMESPACE": namespace, "CHART": chart,
                                            "CHART_REPO": "" if chart_file else repo, "CHART_VERSION": version,
-                                           "VALUES_FILE": values_file})
+                                           "VALUES_BYTES": str(len(values.encode()))}, stdin=values)
     return Change(summary, apply)
 
 
@@ -174,7 +177,7 @@ def plan_hub(ctx: Context) -> StepPlan:
         return pending(HUB, waiting)
     values = json.loads(json.dumps(values))
     release = release_change(ctx, HUB, hub_release(inv), "hub_chart", HUB_CHART_REPO, inv.hub["chart_version"],
-                             values, ctx.facts["hub_values"], "JupyterHub")
+                             values, ctx.facts["hub_values"], "JupyterHub", compare=digested)
     if release is None:
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
     return changes(HUB, [release, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
@@ -204,7 +207,7 @@ def run_gpu_tests(ctx: Context):
     for host in ctx.inv.gpu_hosts:
         job = render.gpu_test_job(ctx.inv, host)
         path = f"{WORK_DIR}/{job['metadata']['name']}.yaml"
-        ctx.target.put_text(render.dump(job), path, 0o644)
+        ctx.target.put_text(render.dump(job), path, 0o644, backup=False)
         result = ctx.script("gpu-test.sh", GPU_TEST, {"JOB_FILE": path, "JOB_NAME": job["metadata"]["name"],
                                                       "NAMESPACE": job["metadata"]["namespace"], "TIMEOUT": "300"})
         seen = next((line for line in result.stdout.splitlines() if line.startswith("GPU ")), "")

@@ -6,6 +6,7 @@ import time
 
 from .. import facts as f
 from .. import render
+from ..secret import Secret
 from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok
 
 INSTALL, RESET = "k3s.install", "k3s.reset"
@@ -19,7 +20,7 @@ def upload_airgap(ctx: Context, key: str, path: str, mode: int = 0o644):
     local = ctx.inv.airgap_file(key)
     if local is None:
         return ""
-    ctx.target.put_file(local, path, mode)
+    ctx.target.put_file(local, path, mode, backup=False)
     return path
 
 
@@ -86,7 +87,9 @@ def copy_token(ctx: Context):
         from ..target import StepFailed
         raise StepFailed(ctx.host.name, INSTALL, f"read {f.SERVER_TOKEN} on {ctx.inv.server.name}", token,
                          reason="the server has no node token yet")
-    ctx.target.put_text(token.stdout.strip() + "\n", f.AGENT_TOKEN, 0o600)
+    secret = Secret(token.stdout.strip())  # from now on masked in output, refused in any command line
+    # No backup: the server holds the token; a stale copy would only be a secret lying around.
+    ctx.target.put_text(secret.reveal() + "\n", f.AGENT_TOKEN, 0o600, backup=False)
 
 
 def install_k3s(ctx: Context):

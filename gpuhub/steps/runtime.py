@@ -103,7 +103,7 @@ def install_toolkit(ctx: Context):
     packages = []
     for local in ctx.inv.airgap_files("toolkit_packages"):
         path = f"{WORK_DIR}/{local.name}"
-        ctx.target.put_file(local, path)
+        ctx.target.put_file(local, path, backup=False)
         packages.append(path)
     ctx.script("toolkit-install.sh", RUNTIME, {"TOOLKIT_PACKAGES": " ".join(packages),
                                                "TOOLKIT_VERSION": ctx.inv.gpu["toolkit_version"]})
@@ -113,6 +113,6 @@ def install_template(ctx: Context, template: str):
     """Validated before it is uploaded (tests: validate.containerd_template_problems); the script
     swaps it in, restarts K3s, checks health, and restores the old one on failure."""
     source = f"{WORK_DIR}/config-v3.toml.tmpl"
-    ctx.target.put_text(template, source, 0o644)
+    ctx.target.put_text(template, source, 0o644, backup=False)
     ctx.script("containerd-template.sh", RUNTIME, {"TEMPLATE_SRC": source, "K3S_UNIT": ctx.k3s_unit,
                                                    "NODE_NAME": ctx.host.name})

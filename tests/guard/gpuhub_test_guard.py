@@ -85,11 +85,24 @@ def _scenario() -> dict:
         return (yaml.safe_load(f) or {}).get("probes", {})
 
 
+def unwrap(command: str) -> str:
+    """gpuhub runs local commands in their own session (`setsid -w sh -c CMD`): CMD."""
+    import shlex
+    if command.startswith("setsid -w sh -c "):
+        return shlex.split(command[len("setsid -w "):])[2]
+    return command
+
+
 def answer_local(command: str):
-    """(stdout, exit code) for a read-only command gpuhub may run locally; refuse the rest."""
+    """(stdout, exit code) for a read-only command gpuhub may run locally; refuse the rest.
+    The run lock (gpuhub/lock.py, a file under /run) is answered as taken, refreshed, released:
+    on a recording target nothing is written."""
+    command = unwrap(command)
     record("local", command=command)
     if command.strip() == "id -u":
         return "0\n", 0
+    if command.startswith("# gpuhub run lock: "):
+        return ("acquired\n" if command.startswith("# gpuhub run lock: acquire") else ""), 0
     probes = _PROBE.findall(command)
     if probes and command.lstrip().startswith("echo '@@gpuhub-"):
         scenario = _scenario()

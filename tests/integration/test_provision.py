@@ -59,12 +59,18 @@ class Site:
         path.write_text(yaml.safe_dump(inventory(self.bundle, **changes)))
         return path
 
-    def fab(self, *args, hosts=HOSTS, inventory_file=None, cwd=ROOT):
-        env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", GPUHUB_SECRETS="/nonexistent/secrets.yaml",
-                   GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret")
+    def fab_command(self, *args, hosts=HOSTS, inventory_file=None, **env):
+        """(argv, environment) of `fab -S ssh_config -H hosts ARGS --inventory FILE`."""
+        full_env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", GPUHUB_SECRETS="/nonexistent/secrets.yaml",
+                        GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret")
+        full_env.update(env)
         command = [str(BIN / "fab"), "-S", str(self.hosts.ssh_config), "-H", ",".join(hosts), *args,
                    "--inventory", str(inventory_file or self.write_inventory())]
-        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        return command, full_env
+
+    def fab(self, *args, hosts=HOSTS, inventory_file=None, cwd=ROOT, **env):
+        command, full_env = self.fab_command(*args, hosts=hosts, inventory_file=inventory_file, **env)
+        return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
 
     def plan(self, inventory_file=None, hosts=HOSTS):
         result = self.fab("plan", "--json", hosts=hosts, inventory_file=inventory_file)
@@ -231,11 +237,7 @@ def test_host_lost_mid_run_is_reported_while_the_others_finish(site):
     site.sh("gpu2", "echo '# drifted' >> /etc/rancher/k3s/config.yaml")
     site.sh("gpu3", "echo '# drifted' >> /etc/rancher/k3s/config.yaml && "
                     "echo 20 > /etc/gpuhub-sim/faults/slow-start")
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", GPUHUB_SECRETS="/nonexistent/secrets.yaml",
-               GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret",
-               GPUHUB_COMMAND_TIMEOUT="12")
-    command = [str(BIN / "fab"), "-S", str(site.hosts.ssh_config), "-H", ",".join(HOSTS), "provision",
-               "--inventory", str(site.write_inventory())]
+    command, env = site.fab_command("provision", GPUHUB_COMMAND_TIMEOUT="12")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines, cut = [], False
     try:

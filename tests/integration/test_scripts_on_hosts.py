@@ -51,10 +51,10 @@ class Hosts:
     def sh(self, host, command, check=True, timeout=120):
         return self.t.run(host, command, check=check, timeout=timeout)
 
-    def script(self, host, name, timeout=180, **env):
+    def script(self, host, name, timeout=180, stdin=None, **env):
         """Run scripts/NAME on `host` with `env` as its inputs; returns the CompletedProcess."""
         assignments = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
-        return self.t.run(host, f"{assignments} {REMOTE}/{name}", check=False, timeout=timeout)
+        return self.t.run(host, f"{assignments} {REMOTE}/{name}", check=False, timeout=timeout, input=stdin)
 
     def ok(self, host, name, **env):
         result = self.script(host, name, **env)
@@ -288,6 +288,28 @@ def test_helm_release_failure_still_removes_values_and_bad_input_too(h):
     assert not h.exists("gpu1", values)
 
 
+def test_helm_release_takes_values_on_stdin_and_keeps_them_in_memory_only(h):
+    """The product's way: the values (with the OAuth secret) on stdin, into a 0600 file in a
+    private folder under /run that the script removes, after success as after a failure."""
+    values = json.dumps({"hub": {"config": {"GitHubOAuthenticator": {"client_secret": "s3cret-on-stdin"}}}})
+    common = dict(RELEASE="jhub", NAMESPACE="jhub", CHART=f"{BUNDLE}/jupyterhub.tgz", CHART_VERSION="4.4.0",
+                  VALUES_BYTES=len(values.encode()))
+    result = h.script("gpu1", "helm-release.sh", stdin=values, **common)
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(h.sh("gpu1", "KUBECONFIG=/etc/rancher/k3s/k3s.yaml helm get values jhub -n jhub -o json").stdout)
+    assert stored["hub"]["config"]["GitHubOAuthenticator"]["client_secret"] == "s3cret-on-stdin"
+    h.t.put("gpu1", b"", "/etc/gpuhub-sim/faults/helm-fail", 0o644)
+    try:
+        failed = h.script("gpu1", "helm-release.sh", stdin=values, **common)
+    finally:
+        h.sh("gpu1", "rm -f /etc/gpuhub-sim/faults/helm-fail")
+    assert failed.returncode == 1 and "s3cret-on-stdin" not in failed.stdout + failed.stderr
+    short = h.script("gpu1", "helm-release.sh", stdin=values[:10], **common)
+    assert short.returncode == 1 and "not the" in short.stderr and "announced" in short.stderr
+    assert h.sh("gpu1", "ls -d /run/gpuhub-values.* 2>/dev/null | wc -l").stdout.strip() == "0"
+    h.sh("gpu1", "KUBECONFIG=/etc/rancher/k3s/k3s.yaml helm uninstall jhub -n jhub")
+
+
 def test_wait_ready_for_the_hub_and_its_timeout(h):
     values = "/root/hub-values.yaml"
     try:
@@ -381,7 +403,7 @@ def test_containerd_template_rollback_restores_the_old_one(h):
     result = h.script("gpu2", "containerd-template.sh", TEMPLATE_SRC="/root/bad.tmpl", K3S_UNIT="k3s-agent")
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == f"backup {TARGET}.gpuhub-backup" and lines[-1] == f"restored {TARGET}"
+    assert lines[0] == f"backup /var/backups/gpuhub/files{TARGET}" and lines[-1] == f"restored {TARGET}"
     assert "twice" in result.stderr
     h.sh("gpu2", f"cmp {TARGET} /root/config-v3.toml.tmpl")
     assert h.active("gpu2") == "active"

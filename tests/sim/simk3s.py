@@ -287,6 +287,11 @@ def write_containerd_config(config):
 def gpu_facts():
     """What the device plugin would find on this node: GPUs through NVML (simulated nvidia-smi)."""
     import subprocess
+    if fault("nvidia-smi-hangs") is not None:
+        # Only the CLI hangs in this fault (tests/sim/README.md): the node keeps its heartbeat.
+        count = int(open(f"{SIM_ETC}/gpus").read().strip() or 1)
+        return {"gpus": count, "nvml": True, "model": "NVIDIA H100 80GB HBM3",
+                "uuids": [f"GPU-sim-{i}" for i in range(count)]}
     try:
         result = subprocess.run(["nvidia-smi", "--query-gpu=name,uuid", "--format=csv,noheader"],
                                 capture_output=True, text=True, timeout=10)
@@ -315,8 +320,11 @@ def node_report(config, role, containerd, started):
 
 @contextlib.contextmanager
 def cluster(write=False):
-    """The server's state file, locked (kubectl, helm and the server share it)."""
-    os.makedirs(SERVER_DIR, exist_ok=True)
+    """The server's state file, locked (kubectl, helm and the server share it). Like K3s's own
+    datastore it is root's alone: K3s makes its server data dir 0700 (release-1.34
+    pkg/daemons/control/server.go, os.MkdirAll(config.DataDir, 0700)); helm's release records,
+    which hold the values given (the hub's OAuth secret), live there as cluster state."""
+    make_server_dir()
     with open(DB + ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
         try:
@@ -327,7 +335,7 @@ def cluster(write=False):
         yield state
         if write:
             tmp = DB + ".tmp"
-            with open(tmp, "w") as f:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 json.dump(state, f, indent=1, sort_keys=True)
             os.replace(tmp, DB)
 
@@ -364,8 +372,13 @@ def token_value():
         return f.read().strip()
 
 
+def make_server_dir():
+    os.makedirs(SERVER_DIR, mode=0o700, exist_ok=True)
+    os.chmod(SERVER_DIR, 0o700)
+
+
 def ensure_token(config):
-    os.makedirs(SERVER_DIR, exist_ok=True)
+    make_server_dir()
     path = f"{SERVER_DIR}/token"
     if not os.path.exists(path):
         secret = config.get("token") or secrets.token_hex(16)
@@ -1073,7 +1086,20 @@ def helm(argv):
 
 # ------------------------------------------------------------------------------ entry
 
+ARGV_LOG = "/var/log/gpuhub-sim/argv.log"
+
+
+def record_argv(argv):
+    """Not an imitation: a recording for the tests, which check that no secret is ever in a
+    command line (sampling /proc would miss short-lived processes)."""
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(ARGV_LOG), exist_ok=True)
+        with open(ARGV_LOG, "a") as out:
+            out.write(json.dumps({"argv": argv, "pid": os.getpid(), "ppid": os.getppid()}) + "\n")
+
+
 def main(argv):
+    record_argv(argv)
     program = os.path.basename(argv[0])
     args = argv[1:]
     if program == "k3s" and args and args[0] in ("kubectl", "crictl", "ctr"):

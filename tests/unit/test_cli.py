@@ -30,7 +30,13 @@ def local_commands(guard):
 
 
 def only_probes(commands):
-    return bool(commands) and all(c.startswith("echo '@@gpuhub-") or c == "id -u" for c in commands)
+    """Fact scripts, `id -u`, and the run lock (a file under /run, taken and released)."""
+    return bool(commands) and all(c.startswith("echo '@@gpuhub-") or c == "id -u"
+                                  or c.startswith("# gpuhub run lock: ") for c in commands)
+
+
+def lock_verbs(commands):
+    return [c.split()[4] for c in commands if c.startswith("# gpuhub run lock: ")]
 
 
 SECRETS = {"GPUHUB_GITHUB_CLIENT_ID": "cli-id", "GPUHUB_GITHUB_CLIENT_SECRET": "cli-secret-value"}
@@ -151,6 +157,12 @@ def test_provision_changes_nothing_while_any_step_is_blocked(local_machine_guard
     assert "GPUHUB_GITHUB_CLIENT_ID and GPUHUB_GITHUB_CLIENT_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
     assert only_probes(local_commands(local_machine_guard))
+    assert lock_verbs(local_commands(local_machine_guard)) == ["acquire", "release"]
+
+
+def test_plan_takes_no_lock(local_machine_guard):
+    assert run("inv", "plan", scenario="workstation").returncode == 0
+    assert lock_verbs(local_commands(local_machine_guard)) == []
 
 
 def test_provision_lists_every_blocker(local_machine_guard):

@@ -86,8 +86,24 @@ class TestSecrets:
         monkeypatch.setenv("GPUHUB_GITHUB_CLIENT_ID", "id-123")
         monkeypatch.setenv("GPUHUB_GITHUB_CLIENT_SECRET", "very-secret")
         secrets = inventory.load_secrets(str(tmp_path / "hosts.yaml"))
-        assert secrets.require("github_client_secret") == {"github_client_secret": "very-secret"}
+        secret = secrets.require("github_client_secret")["github_client_secret"]
+        assert secret.reveal() == "very-secret"
+        assert str(secret) == f"{secret}" == repr(secret) == "***"
         assert "very-secret" not in repr(secrets) and "***" in repr(secrets)
+
+    @pytest.mark.parametrize("text, shown", [
+        ("github_client_secret: 1234567890123\n", "expected text, got ***"),
+        ("github_client_secret: \"ab{your-secret}cd\"\n", "placeholder text left in: ***"),
+    ])
+    def test_a_bad_secret_is_never_echoed(self, monkeypatch, tmp_path, text, shown):
+        self._clear(monkeypatch)
+        file = tmp_path / "secrets.yaml"
+        file.write_text(text)
+        os.chmod(file, 0o600)
+        with pytest.raises(InventoryError) as raised:
+            inventory.load_secrets(str(tmp_path / "hosts.yaml"))
+        assert shown in str(raised.value)
+        assert "1234567890123" not in str(raised.value) and "your-secret" not in str(raised.value)
 
     def test_file_beside_inventory_must_be_0600(self, monkeypatch, tmp_path):
         self._clear(monkeypatch)

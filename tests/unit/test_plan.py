@@ -6,6 +6,7 @@ import pytest
 from invoke import MockContext, Result
 
 from gpuhub import cli, facts, inventory, plan, render
+from gpuhub.secret import digested
 from gpuhub.steps import Context, cluster, k3s, runtime
 from testdata import DATA, load_inventory
 
@@ -45,7 +46,8 @@ def converged(inv, host, secrets=None, **over):
                 containerd={"runtimes": ["nvidia", "runc"], "default_runtime": "runc"},
                 helm_version=inv.cluster["helm_version"], nodes=nodes, releases=releases,
                 plugin_values=json.loads(json.dumps(render.device_plugin_values(inv))),
-                hub_values=json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))) if secrets else None,
+                hub_values=digested(json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))))
+                if secrets else None,
                 **over)
 
 
@@ -208,10 +210,11 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
     body = "".join(f"{marker} begin {p}\n{outputs.get(p, '')}{marker} end {p} {0 if p in outputs else 1}\n"
                    for p in probes)
     pci = f"{marker} begin pci_gpus\n0000:18:00.0 0x10de 0x2335 0x030200\n{marker} end pci_gpus 0\n"
+    # Local commands run in their own session (setsid), out of the terminal's Ctrl-C.
     ctx = MockContext(run={
-        "id -u": Result("0\n"),
-        re.compile(r"^echo '@@gpuhub-fixed begin pci_gpus'"): Result(pci),
-        re.compile(r"^echo '@@gpuhub-fixed begin uid'"): Result(body),
+        "setsid -w sh -c 'id -u'": Result("0\n"),
+        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin pci_gpus'"): Result(pci),
+        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin uid'"): Result(body),
     }, repeat=True)
     run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
     results = run.plan()
