@@ -22,6 +22,7 @@ import yaml
 from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 from test_simulation import PLUGIN_VALUES
+from testdata import env_file_values
 
 pytestmark = pytest.mark.integration
 
@@ -196,18 +197,28 @@ def test_server_fresh_install_does_not_start_then_restart_makes_it_ready(h):
     assert h.sh("gpu1", "stat -c %a /etc/rancher/k3s/k3s.yaml").stdout.strip() == "600"
 
 
+# What an SSH session may carry (/etc/environment, a user's shell): the install script copies every
+# K3S_*, CONTAINERD_* and proxy variable it is given into the unit's env file (k3s install.sh
+# release-1.34, create_env_file).
+SESSION = {"HTTP_PROXY": "http://proxy.lab.test:3128", "https_proxy": "http://proxy.lab.test:3128",
+           "NO_PROXY": "localhost", "CONTAINERD_HTTP_PROXY": "http://proxy.lab.test:3128",
+           "K3S_NODE_NAME": "stray-name", "K3S_TOKEN": "stray-token"}
+
+
 def test_agent_joins_with_token_file(h):
     # The node token travels over SSH into a 0600 file: never argv, never printed.
     token = h.sh("gpu1", "cat /var/lib/rancher/k3s/server/node-token").stdout.strip()
     h.t.put("gpu2", token.encode() + b"\n", TOKEN_FILE, 0o600)
     write_config(h, "gpu2")
-    result = h.ok("gpu2", "k3s-install.sh", **install_env(h, "gpu2"))
+    result = h.ok("gpu2", "k3s-install.sh", **SESSION, **install_env(h, "gpu2"))
     assert f"changed k3s {K3S_VERSION}" in result.stdout.splitlines()
     assert token not in result.stdout + result.stderr
     assert h.active("gpu2") != "active"
     env_file = h.sh("gpu2", "cat /etc/systemd/system/k3s-agent.service.env").stdout
-    assert f"K3S_TOKEN_FILE={TOKEN_FILE}" in env_file and token not in env_file
-    assert "K3S_ROLE" not in env_file and "K3S_VERSION" not in env_file  # the script's own inputs
+    # Only what gpuhub means K3s to read: not its own inputs, nothing of the session.
+    assert env_file_values(env_file) == {"K3S_TOKEN_FILE": TOKEN_FILE,
+                                         "K3S_URL": f"https://{h.t.address('gpu1')}:6443"}, env_file
+    assert token not in env_file
     restart = h.ok("gpu2", "k3s-restart.sh", K3S_UNIT="k3s-agent", NODE_NAME="gpu2")
     assert restart.stdout == "restarted k3s-agent\n"
     h.sh("gpu1", "k3s kubectl wait --for=condition=Ready node/gpu2 --timeout=30s")
