@@ -1,7 +1,7 @@
 """`fab provision` from bare simulated hosts, through the airgap path, as users run it.
 
 gpu1: server, 1 GPU time-sliced x4; gpu2: agent, 2 whole GPUs; gpu3: agent, 1 GPU x4.
-gpu3's SSH sessions carry proxy variables.
+gpu1 has a kubectl on PATH that is not K3s's; gpu3's SSH sessions carry proxy variables.
 The tests run in order and share the hosts' state: plan on bare hosts, converge, converge again
 (nothing changes, nothing restarts), re-plan after inventory edits, template rollback, reset.
 """
@@ -17,6 +17,7 @@ import yaml
 
 from sim.build_bundle import build_bundle
 from sim.hardware import give_gpus
+from test_scripts_on_hosts import FOREIGN_KUBECTL
 from test_simulation import BARE_HOST
 from testdata import ROOT, env_file_values
 
@@ -96,6 +97,7 @@ def site(testhosts, tmp_path_factory):
         testhosts.run(host, BARE_HOST)
         # The host's NVIDIA driver is the one thing gpuhub expects to find, never installs.
         give_gpus(testhosts, host, bundle, GPUS[host])
+    testhosts.put("gpu1", FOREIGN_KUBECTL, "/usr/bin/kubectl", 0o755)
     testhosts.put("gpu3", SESSION_PROXY, "/etc/environment", 0o644)
     yield Site(testhosts, bundle, folder)
     for host in HOSTS:
@@ -136,6 +138,8 @@ def test_provision_converges(site):
     assert allocatable["gpu2"]["nvidia.com/gpu"] == "2"
     assert allocatable["gpu3"]["nvidia.com/gpu.shared"] == "4"
     assert site.sh("gpu2", "stat -c %a /etc/rancher/k3s/gpuhub-node-token").stdout.strip() == "600"
+    # gpu.test and hub.launch used K3s's kubectl, not the one on gpu1's PATH (which got no link).
+    assert site.sh("gpu1", "test -e /usr/local/bin/kubectl", check=False).returncode != 0
     # The session's proxies did not reach K3s: its env file holds what gpuhub passed, no more.
     # (pam_env runs once a connection: asked on a new one, not through the multiplexed master)
     fresh = ["ssh", "-F", str(site.hosts.ssh_config), "-S", "none", "gpu3", "env"]

@@ -8,7 +8,7 @@ x4, so it offers nvidia.com/gpu.shared), gpu2 an agent (2 whole GPUs: nvidia.com
 The tests run in file order and build on each other (install, join, charts, jobs, template,
 reset), as a provisioning run does. The hosts are shared by the whole pytest session: the module
 resets them first and leaves them bare (no K3s, toolkit, helm or simulation settings) at its end.
-"""
+gpu1 also has a kubectl that is not K3s's on PATH"""
 from __future__ import annotations
 
 import json
@@ -41,6 +41,9 @@ CONTAINERD = "/var/lib/rancher/k3s/agent/etc/containerd"
 TARGET = f"{CONTAINERD}/config-v3.toml.tmpl"
 PLUGIN_NS = "nvidia-device-plugin"
 BACKUPS = "/var/backups/gpuhub"
+# A kubectl already on PATH (a distribution's package, say) that is not K3s's: the install script
+# then makes no /usr/local/bin/kubectl link (k3s install.sh release-1.34, create_symlinks).
+FOREIGN_KUBECTL = b"#!/bin/sh\necho \"kubectl of the distribution, not K3s's: $*\" >&2\nexit 1\n"
 
 
 class Hosts:
@@ -86,7 +89,7 @@ class Hosts:
             reset = self.script(host, "k3s-reset.sh", K3S_ROLE=role, DESTROY_USER_DATA="true")
             assert reset.returncode == 0, reset.stderr
         self.sh(host, "umount /mnt/small 2>/dev/null; dpkg --purge nvidia-container-toolkit >/dev/null 2>&1; "
-                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi {BUNDLE} {BACKUPS} "
+                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl {BUNDLE} {BACKUPS} "
                       "/mnt/small /etc/rancher/k3s /var/lib/rancher/k3s /root/*.yaml /root/*.tmpl; true")
 
 
@@ -114,6 +117,7 @@ def stage_bundle(h, host):
     h.t.put(host, p["install_script"], f"{BUNDLE}/install.sh", 0o755)
     h.t.put(host, p["images"], f"{BUNDLE}/{p['images'].name}", 0o644)
     if ROLE[host] == "server":
+        h.t.put(host, FOREIGN_KUBECTL, "/usr/bin/kubectl", 0o755)
         h.t.put(host, p["helm"], f"{BUNDLE}/helm", 0o755)
         h.t.put(host, p["plugin_chart"], f"{BUNDLE}/nvidia-device-plugin.tgz", 0o644)
         h.t.put(host, p["hub_chart_4.4.0"], f"{BUNDLE}/jupyterhub.tgz", 0o644)
@@ -190,6 +194,10 @@ def test_server_fresh_install_does_not_start_then_restart_makes_it_ready(h):
     assert f"changed k3s {K3S_VERSION}" in lines
     assert "changed /etc/systemd/system/k3s.service" in lines
     assert h.active("gpu1") != "active"  # never started by the install
+    # A kubectl was on PATH: no link to K3s's (the scripts use `k3s kubectl`), the other one kept.
+    assert not h.exists("gpu1", "/usr/local/bin/kubectl")
+    assert h.sh("gpu1", "readlink /usr/local/bin/crictl").stdout.strip() == "k3s"
+    assert h.sh("gpu1", "cat /usr/bin/kubectl").stdout.encode() == FOREIGN_KUBECTL
     assert h.sh("gpu1", "systemctl is-enabled k3s").stdout.strip() == "enabled"
     restart = h.ok("gpu1", "k3s-restart.sh", K3S_UNIT="k3s", NODE_NAME="gpu1", READY_TIMEOUT=60)
     assert restart.stdout == "restarted k3s\nready node/gpu1\n"
@@ -445,4 +453,6 @@ def test_reset_server_destroying_user_data(h):
     assert lines[0].startswith("skipped backup of ") and lines[-1] == "removed k3s"
     assert not h.exists("gpu1", BACKUPS)
     assert not h.exists("gpu1", "/usr/local/bin/k3s-uninstall.sh")
+    assert not h.exists("gpu1", "/usr/local/bin/crictl")
+    assert h.sh("gpu1", "cat /usr/bin/kubectl").stdout.encode() == FOREIGN_KUBECTL  # not K3s's: kept
     assert h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server").stdout == "unchanged k3s (not installed)\n"

@@ -40,7 +40,7 @@ PLUGIN_VALUES = {"gfd": {"enabled": True}, "runtimeClassName": "nvidia",
 BARE_HOST = ("for s in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do "
              "[ -x \"$s\" ] && \"$s\" >/dev/null 2>&1; done; "
              "dpkg -r nvidia-container-toolkit >/dev/null 2>&1; "
-             "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /root/bundle "
+             "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl /root/bundle "
              "/var/lib/gpuhub /var/backups/gpuhub /etc/rancher /var/lib/rancher; : > /etc/environment; true")
 
 

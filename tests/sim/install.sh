@@ -7,7 +7,8 @@
 #  - INSTALL_K3S_SKIP_DOWNLOAD=true: the binary is already in $INSTALL_K3S_BIN_DIR/k3s;
 #  - server, or agent when K3S_URL is set (or INSTALL_K3S_EXEC starts with "agent");
 #  - the unit's env file (0600) gets every exported K3S_*/CONTAINERD_* and proxy variable, quoted;
-#  - links kubectl, crictl, ctr; writes k3s-killall.sh and k3s(-agent)-uninstall.sh;
+#  - links kubectl, crictl, ctr unless that command exists (in BIN_DIR or on PATH);
+#  - writes k3s-killall.sh and k3s(-agent)-uninstall.sh;
 #  - re-running with unchanged binary, unit and env file does not restart the service
 #    ("No change detected so skipping service start"), unless INSTALL_K3S_FORCE_RESTART=true.
 set -eu
@@ -44,8 +45,17 @@ ENVFILE="$SYSTEMD_DIR/$SYSTEM_NAME.service.env"
 hashes() { sha256sum "$BIN_DIR/k3s" "$UNIT" "$ENVFILE" 2>/dev/null || true; }
 PRE_INSTALL_HASHES=$(hashes)
 
+# create_symlinks: a link is made only where BIN_DIR has no such file AND no command of that name
+# is on PATH (e.g. a distribution's kubectl in /usr/bin: then K3s's kubectl is only reachable as
+# `k3s kubectl`); INSTALL_K3S_SYMLINK=skip makes none, =force replaces both cases.
 for cmd in kubectl crictl ctr; do
-  if [ ! -e "$BIN_DIR/$cmd" ] || [ -L "$BIN_DIR/$cmd" ]; then
+  if [ "${INSTALL_K3S_SYMLINK:-}" = skip ]; then
+    break
+  elif [ -e "$BIN_DIR/$cmd" ] && [ "${INSTALL_K3S_SYMLINK:-}" != force ]; then
+    info "Skipping $BIN_DIR/$cmd symlink to k3s, already exists"
+  elif found=$(command -v "$cmd" 2>/dev/null) && [ "${INSTALL_K3S_SYMLINK:-}" != force ]; then
+    info "Skipping $BIN_DIR/$cmd symlink to k3s, command exists in PATH at $found"
+  else
     ln -sf k3s "$BIN_DIR/$cmd"; info "Creating $BIN_DIR/$cmd symlink to k3s"
   fi
 done
