@@ -8,7 +8,8 @@ x4, so it offers nvidia.com/gpu.shared), gpu2 an agent (2 whole GPUs: nvidia.com
 The tests run in file order and build on each other (install, join, charts, jobs, template,
 reset), as a provisioning run does. The hosts are shared by the whole pytest session: the module
 resets them first and leaves them bare (no K3s, toolkit, helm or simulation settings) at its end.
-gpu1 also has a kubectl that is not K3s's on PATH"""
+gpu1 also has a kubectl that is not K3s's on PATH; gpu3 gets both a server and an agent unit.
+"""
 from __future__ import annotations
 
 import json
@@ -23,6 +24,8 @@ from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 from test_simulation import PLUGIN_VALUES
 from testdata import env_file_values
+
+from gpuhub import facts
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +92,8 @@ class Hosts:
             reset = self.script(host, "k3s-reset.sh", K3S_ROLE=role, DESTROY_USER_DATA="true")
             assert reset.returncode == 0, reset.stderr
         self.sh(host, "umount /mnt/small 2>/dev/null; dpkg --purge nvidia-container-toolkit >/dev/null 2>&1; "
-                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl {BUNDLE} {BACKUPS} "
+                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl {BUNDLE} "
+                      f"{BACKUPS} /etc/systemd/system/k3s-backup.service "
                       "/mnt/small /etc/rancher/k3s /var/lib/rancher/k3s /root/*.yaml /root/*.tmpl; true")
 
 
@@ -428,12 +432,38 @@ def test_reset_refuses_when_the_backup_does_not_fit(h):
         h.sh("gpu1", "umount /mnt/small; rm -rf /var/lib/rancher/k3s/storage/pvc-big", check=False)
 
 
+def test_reset_fails_while_k3s_still_runs_after_killall(h):
+    # The test host has no iptables: killall's last line (an ip6tables pipeline) exits 127, which
+    # says nothing (k3s install.sh release-1.34, create_killall: no set -e). What counts is what
+    # still runs: here a K3s agent started by hand, outside systemd, which killall does not stop.
+    assert h.sh("gpu2", "command -v ip6tables-restore", check=False).returncode != 0
+    h.sh("gpu2", "mkdir -p /var/lib/rancher/k3s/storage/pvc-9 && echo x > /var/lib/rancher/k3s/storage/pvc-9/f")
+    h.sh("gpu2", "setsid -f sh -c 'echo $$ > /run/stray-k3s.pid; exec /usr/local/bin/k3s agent --config /dev/null "
+                 "--server https://127.0.0.1:9 --token sim-stray-token' >/dev/null 2>&1 </dev/null")
+    try:
+        result = h.script("gpu2", "k3s-reset.sh", K3S_ROLE="agent")
+        assert result.returncode == 1, result.stderr
+        assert result.stdout == ""  # no backup, nothing removed
+        assert "exit status 127" in result.stderr and "ip6tables-restore" in result.stderr  # killall's tail
+        pid = h.sh("gpu2", "cat /run/stray-k3s.pid").stdout.strip()
+        assert f"K3s still runs after /usr/local/bin/k3s-killall.sh: process {pid}: " in result.stderr
+        assert "/usr/local/bin/k3s agent" in result.stderr and "sim-stray-token" not in result.stderr
+        assert h.active("gpu2") != "active"  # killall did stop the unit
+        for kept in ("/usr/local/bin/k3s", "/usr/local/bin/k3s-agent-uninstall.sh",
+                     "/etc/systemd/system/k3s-agent.service", "/var/lib/rancher/k3s/storage/pvc-9/f"):
+            assert h.exists("gpu2", kept), kept
+        assert not h.exists("gpu2", BACKUPS)
+    finally:
+        h.sh("gpu2", "kill $(cat /run/stray-k3s.pid); rm -f /run/stray-k3s.pid; "
+                     "rm -rf /var/lib/rancher/k3s/storage/pvc-9", check=False)
+
+
 def test_reset_backs_up_users_volumes_then_second_reset_does_nothing(h):
     h.sh("gpu2", "mkdir -p /var/lib/rancher/k3s/storage/pvc-1_jhub_claim-alice && "
                  "echo 'notebook of alice' > /var/lib/rancher/k3s/storage/pvc-1_jhub_claim-alice/work.ipynb")
     result = h.ok("gpu2", "k3s-reset.sh", K3S_ROLE="agent")
     lines = result.stdout.splitlines()
-    assert lines[-1] == "removed k3s" and lines[0].startswith("backed up ")
+    assert lines[0].startswith("backed up ") and lines[1:] == ["removed unit k3s-agent", "removed k3s"]
     backup = lines[0].split(" to ", 1)[1]
     assert backup.startswith(f"{BACKUPS}/") and backup.endswith("Z")
     assert h.sh("gpu2", f"cat {backup}/storage/pvc-1_jhub_claim-alice/work.ipynb").stdout == "notebook of alice\n"
@@ -456,3 +486,43 @@ def test_reset_server_destroying_user_data(h):
     assert not h.exists("gpu1", "/usr/local/bin/crictl")
     assert h.sh("gpu1", "cat /usr/bin/kubectl").stdout.encode() == FOREIGN_KUBECTL  # not K3s's: kept
     assert h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server").stdout == "unchanged k3s (not installed)\n"
+
+
+def units_probe(h, host):
+    """The provisioner's k3s_units fact, probed on `host` for real."""
+    probe = facts.host_probes()["k3s_units"]
+    result = h.sh(host, probe.command, check=False)
+    return probe.parse(result.stdout, result.returncode)
+
+
+def test_reset_removes_a_server_and_an_agent_unit_but_not_a_unit_of_someone_else(h):
+    # A host once an agent, then installed as a server (or the other way round): two units. While
+    # another k3s* unit exists, an uninstall script removes only its own unit and exits 0, keeping
+    # the binary and all data (k3s install.sh release-1.34, create_uninstall).
+    p = h.paths
+    h.t.put("gpu3", p["k3s"], f"{BUNDLE}/k3s", 0o755)
+    h.t.put("gpu3", p["install_script"], f"{BUNDLE}/install.sh", 0o755)
+    h.t.put("gpu3", b"sim-token\n", TOKEN_FILE, 0o600)
+    common = {"K3S_VERSION": K3S_VERSION, "K3S_INSTALL_SCRIPT": f"{BUNDLE}/install.sh", "K3S_BINARY": f"{BUNDLE}/k3s"}
+    h.ok("gpu3", "k3s-install.sh", K3S_ROLE="agent", K3S_URL=f"https://{h.t.address('gpu1')}:6443",
+         K3S_TOKEN_FILE=TOKEN_FILE, **common)
+    h.ok("gpu3", "k3s-install.sh", K3S_ROLE="server", **common)
+    h.ok("gpu3", "k3s-restart.sh", K3S_UNIT="k3s")
+    # An admin's own unit named k3s-*: K3s could not be removed while it exists, so nothing is.
+    h.t.put("gpu3", b"[Service]\nExecStart=/bin/true\n", "/etc/systemd/system/k3s-backup.service", 0o644)
+    assert units_probe(h, "gpu3") == {"k3s": True, "k3s-agent": True, "k3s-backup": False}
+    refused = h.script("gpu3", "k3s-reset.sh", K3S_ROLE="agent", DESTROY_USER_DATA="true")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "refusing" in refused.stderr and "k3s-backup.service" in refused.stderr
+    assert h.active("gpu3", "k3s") == "active" and h.exists("gpu3", "/usr/local/bin/k3s-agent-uninstall.sh")
+    h.sh("gpu3", "rm /etc/systemd/system/k3s-backup.service")
+
+    result = h.ok("gpu3", "k3s-reset.sh", K3S_ROLE="agent", DESTROY_USER_DATA="true")
+    assert result.stdout.splitlines() == ["removed unit k3s-agent", "removed unit k3s", "removed k3s"]
+    for gone in ("/usr/local/bin/k3s", "/usr/local/bin/k3s-killall.sh", "/usr/local/bin/k3s-uninstall.sh",
+                 "/usr/local/bin/k3s-agent-uninstall.sh", "/usr/local/bin/kubectl", "/etc/systemd/system/k3s.service",
+                 "/etc/systemd/system/k3s-agent.service", "/etc/systemd/system/k3s-agent.service.env",
+                 "/var/lib/rancher/k3s", "/etc/rancher/k3s"):
+        assert not h.exists("gpu3", gone), gone
+    assert h.active("gpu3", "k3s") != "active" and units_probe(h, "gpu3") == {}
+    assert h.ok("gpu3", "k3s-reset.sh", K3S_ROLE="agent").stdout == "unchanged k3s (not installed)\n"

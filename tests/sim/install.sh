@@ -8,7 +8,7 @@
 #  - server, or agent when K3S_URL is set (or INSTALL_K3S_EXEC starts with "agent");
 #  - the unit's env file (0600) gets every exported K3S_*/CONTAINERD_* and proxy variable, quoted;
 #  - links kubectl, crictl, ctr unless that command exists (in BIN_DIR or on PATH);
-#  - writes k3s-killall.sh and k3s(-agent)-uninstall.sh;
+#  - writes k3s-killall.sh and k3s(-agent)-uninstall.sh, which behave as the real ones do;
 #  - re-running with unchanged binary, unit and env file does not restart the service
 #    ("No change detected so skipping service start"), unless INSTALL_K3S_FORCE_RESTART=true.
 set -eu
@@ -60,26 +60,68 @@ for cmd in kubectl crictl ctr; do
   fi
 done
 
+# create_killall. The real script: puts K3s's own userspace tools (DATA_DIR/data/*/bin and its
+# aux/) on PATH; traces every command (set -x); stops every non-empty k3s*.service of
+# /etc/systemd/system; kills the containerd shims and their children (a K3s started by hand,
+# outside systemd, survives it); unmounts and removes /run/k3s and kubelet's pod mounts; deletes
+# the CNI interfaces and /var/lib/cni; then rewrites iptables and ip6tables without K3s's rules,
+# each as `*-save | filters | *-restore`. It has no `set -e`, so its exit status is the last
+# pipeline's: 127 where ip6tables-restore is missing (as on these test hosts).
 cat > "$KILLALL" <<'KILLALL_EOF'
 #!/bin/sh
-# SIMULATION of k3s-killall.sh: stop K3s and everything it started.
-for service in k3s k3s-agent; do systemctl stop "$service" 2>/dev/null || true; done
-rm -rf /run/k3s
+# SIMULATION of k3s-killall.sh (k3s install.sh release-1.34, create_killall). NOT PRODUCT CODE.
+# No `set -e`, as in the real one: the exit status is that of the last pipeline.
+K3S_DATA_DIR=${K3S_DATA_DIR:-/var/lib/rancher/k3s}
+for tools in "$K3S_DATA_DIR"/data/*/bin; do
+  [ -d "$tools" ] && PATH="$PATH:$tools:$tools/aux"
+done
+export PATH
+set -x
+for unit in /etc/systemd/system/k3s*.service; do
+  [ -s "$unit" ] && systemctl stop "${unit##*/}"
+done
+rm -rf /run/k3s /var/lib/cni
+# The real one restores the filtered rules; the simulation only checks them (--test), so it never
+# changes a firewall, and ends with the same exit status.
+for family in iptables ip6tables; do
+  "$family-save" | grep -v -e KUBE- -e CNI- | grep -iv flannel | "$family-restore" --test
+done
 KILLALL_EOF
 chmod 755 "$KILLALL"
 
+# create_uninstall. The real one (set -x, no set -e): runs killall, disables its own unit, removes
+# its unit and env file, and deletes itself when it exits. While any other k3s*.service (or
+# /etc/init.d/k3s*) is left it stops there, printing "Additional k3s services installed, skipping
+# uninstall of k3s" and exiting 0, with the binary and all data kept. Otherwise it removes the
+# kubectl/crictl/ctr links (any symlink of those names in BIN_DIR), /etc/rancher/k3s, /run/k3s,
+# /run/flannel, the data dir (keeping only mount points inside it: not simulated, the test hosts
+# mount nothing there), /var/lib/kubelet, the binary and killall.
 cat > "$UNINSTALL" <<UNINSTALL_EOF
 #!/bin/sh
-# SIMULATION of ${UNINSTALL##*/}: deletes what the real one deletes.
+# SIMULATION of ${UNINSTALL##*/} (k3s install.sh release-1.34, create_uninstall). NOT PRODUCT CODE.
 set -x
 $KILLALL
-systemctl disable $SYSTEM_NAME 2>/dev/null || true
+if command -v systemctl; then
+  systemctl disable $SYSTEM_NAME
+  systemctl reset-failed $SYSTEM_NAME
+  systemctl daemon-reload
+fi
 rm -f "$UNIT" "$ENVFILE"
-systemctl daemon-reload
-for cmd in kubectl crictl ctr; do [ -L "$BIN_DIR/\$cmd" ] && rm -f "$BIN_DIR/\$cmd"; done
+self_delete() { rm -f "$UNINSTALL"; }
+trap self_delete EXIT
+others=no
+for other in "$SYSTEMD_DIR"/k3s*.service /etc/init.d/k3s*; do
+  if [ -e "\$other" ]; then others=yes; fi
+done
+if [ "\$others" = yes ]; then
+  set +x; echo 'Additional k3s services installed, skipping uninstall of k3s'; set -x
+  exit 0
+fi
+for cmd in kubectl crictl ctr; do
+  if [ -L "$BIN_DIR/\$cmd" ]; then rm -f "$BIN_DIR/\$cmd"; fi
+done
 rm -rf /etc/rancher/k3s /run/k3s /run/flannel /var/lib/rancher/k3s /var/lib/kubelet
 rm -f "$BIN_DIR/k3s" "$KILLALL"
-rm -f "$UNINSTALL"
 UNINSTALL_EOF
 chmod 755 "$UNINSTALL"
 
