@@ -51,6 +51,16 @@ def parse_unit(out: str, rc: int) -> dict:
             "enabled": len(lines) > 1 and lines[1] in ("enabled", "enabled-runtime")}
 
 
+def parse_k3s_units(out: str, rc: int) -> dict:
+    """`NAME yes|no` lines (a k3s*.service unit; its uninstall script exists?) -> {NAME: bool}."""
+    units = {}
+    for line in out.splitlines():
+        name, _, own = line.strip().partition(" ")
+        if re.fullmatch(r"k3s[A-Za-z0-9_.@-]*", name) and own in ("yes", "no"):
+            units[name] = own == "yes"
+    return units
+
+
 NVIDIA_SMI_TIMEOUT_S = 10
 
 
@@ -208,6 +218,11 @@ def host_probes() -> dict:
         "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version),
         "unit_k3s": Probe("systemctl is-active k3s; systemctl is-enabled k3s", parse_unit),
         "unit_k3s_agent": Probe("systemctl is-active k3s-agent; systemctl is-enabled k3s-agent", parse_unit),
+        # K3s's install script writes one unit per role, each with an uninstall script named after it.
+        "k3s_units": Probe("for u in /etc/systemd/system/k3s*.service; do [ -f \"$u\" ] || continue; "
+                           "n=${u##*/}; n=${n%.service}; "
+                           "if [ -e \"/usr/local/bin/$n-uninstall.sh\" ]; then echo \"$n yes\"; "
+                           "else echo \"$n no\"; fi; done", parse_k3s_units),
         "k3s_config_sha": Probe(f"sha256sum {K3S_CONFIG}", parse_sha256),
         "agent_token_sha": Probe(f"test -f {AGENT_TOKEN} && tr -d '\\n' < {AGENT_TOKEN} | sha256sum", parse_sha256),
         "server_token_sha": Probe(f"test -f {SERVER_TOKEN} && tr -d '\\n' < {SERVER_TOKEN} | sha256sum", parse_sha256),

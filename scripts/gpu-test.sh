@@ -27,6 +27,7 @@ JOB_NAME="${JOB_NAME:-}"
 NAMESPACE="${NAMESPACE:-default}"
 TIMEOUT="${TIMEOUT:-300}"
 export KUBECONFIG=/etc/rancher/k3s/k3s.yaml
+K3S=/usr/local/bin/k3s
 
 [ -n "$JOB_FILE" ] || bad "set JOB_FILE to the Job manifest's path"
 [ -f "$JOB_FILE" ] || bad "JOB_FILE '$JOB_FILE' is not a file"
@@ -35,9 +36,11 @@ export KUBECONFIG=/etc/rancher/k3s/k3s.yaml
 [[ "$NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]] \
   || bad "NAMESPACE must be a DNS label (a-z, 0-9, '-'), not '$NAMESPACE'"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]{0,5}$ ]] || bad "TIMEOUT must be a positive number of seconds, not '$TIMEOUT'"
-command -v kubectl >/dev/null || fail "kubectl is missing (is K3s installed?)"
+[ -x "$K3S" ] || fail "$K3S is missing (is K3s installed?)"
 
-k() { kubectl -n "$NAMESPACE" "$@"; }
+# K3s's own kubectl: the install script links /usr/local/bin/kubectl only where no kubectl is on
+# PATH yet (k3s install.sh, release-1.34, create_symlinks), so `kubectl` may be another one.
+k() { "$K3S" kubectl -n "$NAMESPACE" "$@"; }
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() { k delete job "$JOB_NAME" --ignore-not-found >/dev/null 2>&1 || true; }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install or upgrade K3s (server or agent) with the official install script, never starting it:
 # the caller restarts K3s once, later, after every step that needs a restart (k3s-restart.sh).
-# Lay /etc/rancher/k3s/config.yaml down before running this.
+# Lay /etc/rancher/k3s/config.yaml down before running this. The install script sees only PATH
+# and the variables this script sets (no proxy, K3S_* or CONTAINERD_* variable of the caller's
+# environment), so its downloads (without K3S_BINARY) go without the caller's proxy, too.
 #
 # Inputs (environment):
 #   K3S_ROLE            server | agent (required)
@@ -131,12 +133,14 @@ if [ -z "$script" ]; then
 fi
 
 # ------------------------------------------------------------------ run the install script
-# The install script copies every exported K3S_* variable into the unit's env file: drop our own
-# inputs (and any stray token or URL) so that only what K3s should read reaches it.
+# The install script copies into the unit's env file every exported K3S_* and CONTAINERD_*
+# variable and every HTTP_PROXY / HTTPS_PROXY / NO_PROXY, in any letter case (k3s install.sh,
+# release-1.34, create_env_file). So it runs with only PATH and what is set here: nothing of the
+# session (our own inputs, a stray K3S_NODE_NAME or token, a proxy from /etc/environment) reaches
+# K3s, and the env file is the same whoever runs this. A site whose K3s needs a proxy puts it in
+# /etc/default/k3s (or k3s-agent), which K3s's unit reads too.
 log="$tmpdir/install.log"
-if ! env -u K3S_ROLE -u K3S_VERSION -u K3S_INSTALL_SCRIPT -u K3S_BINARY -u K3S_IMAGES \
-      -u K3S_URL -u K3S_TOKEN_FILE -u K3S_TOKEN -u K3S_AGENT_TOKEN \
-      "${install_env[@]}" sh "$script" > "$log" 2>&1; then
+if ! env -i PATH="${PATH:-/usr/sbin:/usr/bin:/sbin:/bin}" "${install_env[@]}" sh "$script" > "$log" 2>&1; then
   tail -n 20 -- "$log" >&2
   fail "the K3s install script ($script) failed for $K3S_ROLE $K3S_VERSION"
 fi

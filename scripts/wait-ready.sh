@@ -22,13 +22,18 @@ NAMESPACE="${NAMESPACE:-}"
 SELECTOR="${SELECTOR:-}"
 TIMEOUT="${TIMEOUT:-300}"
 export KUBECONFIG=/etc/rancher/k3s/k3s.yaml
+K3S=/usr/local/bin/k3s
 
 [[ "$NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]] \
   || bad "NAMESPACE must be a DNS label (a-z, 0-9, '-'), not '$NAMESPACE'"
 [[ "$SELECTOR" =~ ^[A-Za-z0-9._/-]+!?=[A-Za-z0-9._-]*(,[A-Za-z0-9._/-]+!?=[A-Za-z0-9._-]*)*$ ]] \
   || bad "SELECTOR must be key=value[,key=value...], not '$SELECTOR'"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]{0,5}$ ]] || bad "TIMEOUT must be a positive number of seconds, not '$TIMEOUT'"
-command -v kubectl >/dev/null || { echo "$me: kubectl is missing (is K3s installed?)" >&2; exit 1; }
+[ -x "$K3S" ] || { echo "$me: $K3S is missing (is K3s installed?)" >&2; exit 1; }
+
+# K3s's own kubectl: the install script links /usr/local/bin/kubectl only where no kubectl is on
+# PATH yet (k3s install.sh, release-1.34, create_symlinks), so `kubectl` may be another one.
+kubectl() { "$K3S" kubectl "$@"; }
 
 deadline=$((SECONDS + TIMEOUT))
 last=""

@@ -32,3 +32,18 @@ def on_this_machine(argv: list) -> list:
     namespaces, mounts and bridge on the real machine: it is test infrastructure, not gpuhub."""
     outer = os.environ.get("GPUHUB_SANDBOX_OUTER_MNT")
     return ["nsenter", f"--mount={outer}", "--", *argv] if outer else list(argv)
+
+
+def env_file_values(text: str) -> dict:
+    """A systemd EnvironmentFile's NAME=value lines as a dict. The value may be bare, 'single' or
+    "double" quoted: K3s's install script writes what its shell's `export` prints (dash: single
+    quotes, bash: double quotes), the tests' simulation does the same."""
+    values = {}
+    for line in text.splitlines():
+        name, eq, value = line.strip().partition("=")
+        if not eq or name.startswith("#"):
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values

@@ -113,9 +113,19 @@ def restart_k3s(ctx: Context):
 
 def plan_reset(ctx: Context) -> StepPlan:
     fx = ctx.facts
-    installed = fx["k3s_version"] is not None or fx["unit_k3s"]["enabled"] or fx["unit_k3s_agent"]["enabled"]
+    units = fx.get("k3s_units", {})  # k3s*.service -> has its uninstall script (K3s's own)
+    installed = (fx["k3s_version"] is not None or any(units.values())
+                 or fx["unit_k3s"]["enabled"] or fx["unit_k3s_agent"]["enabled"])
     if not installed:
         return ok(RESET, "K3s is not installed")
+    # K3s's uninstall script keeps the binary and all data while another k3s* unit exists
+    # (k3s install.sh, release-1.34, create_uninstall): k3s-reset.sh refuses such a unit.
+    foreign = sorted(f"{name}.service" for name, own in units.items() if not own)
+    if foreign:
+        verb = "is" if len(foreign) == 1 else "are"
+        return blocked(RESET, f"{', '.join(foreign)} on this host {verb} not K3s's own (no "
+                              "/usr/local/bin/NAME-uninstall.sh), and K3s's uninstall keeps the K3s binary "
+                              "and all data while another k3s* unit exists: remove or rename it first")
     kib = fx["storage_kib"] or 0
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if kib and ctx.destroy_user_data:
@@ -124,10 +134,12 @@ def plan_reset(ctx: Context) -> StepPlan:
         data = f"users' volumes ({kib} KiB) backed up to /var/backups/gpuhub/{stamp}/ first"
     else:
         data = "no users' volumes to keep"
+    others = sorted(name for name in units if name != ctx.k3s_unit)
+    role = ctx.host.role + (f", and the other K3s unit{'s' if len(others) > 1 else ''} {', '.join(others)}"
+                            if others else "")
 
     def apply(c: Context):
         c.script("k3s-reset.sh", RESET, {"K3S_ROLE": c.host.role,
                                           "DESTROY_USER_DATA": "true" if c.destroy_user_data else "false"})
-    return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({ctx.host.role}); {data}", apply,
+    return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({role}); {data}", apply,
                                                      restarts=True, destructive=True)])
-

@@ -1,6 +1,7 @@
 """`fab provision` from bare simulated hosts, through the airgap path, as users run it.
 
 gpu1: server, 1 GPU time-sliced x4; gpu2: agent, 2 whole GPUs; gpu3: agent, 1 GPU x4.
+gpu1 has a kubectl on PATH that is not K3s's; gpu3's SSH sessions carry proxy variables.
 The tests run in order and share the hosts' state: plan on bare hosts, converge, converge again
 (nothing changes, nothing restarts), re-plan after inventory edits, template rollback, reset.
 """
@@ -16,8 +17,9 @@ import yaml
 
 from sim.build_bundle import build_bundle
 from sim.hardware import give_gpus
+from test_scripts_on_hosts import FOREIGN_KUBECTL
 from test_simulation import BARE_HOST
-from testdata import ROOT
+from testdata import ROOT, env_file_values
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +27,9 @@ HOSTS = ("gpu1", "gpu2", "gpu3")
 GPUS = {"gpu1": 1, "gpu2": 2, "gpu3": 1}
 BIN = Path(sys.executable).parent
 UNITS = {"gpu1": "k3s", "gpu2": "k3s-agent", "gpu3": "k3s-agent"}
+# pam_env puts /etc/environment into every SSH session: the install script would copy these into
+# the unit's env file (k3s install.sh release-1.34, create_env_file).
+SESSION_PROXY = b"https_proxy=http://proxy.lab.test:3128\nNO_PROXY=localhost\n"
 
 
 def inventory(bundle, **changes):
@@ -98,6 +103,8 @@ def site(testhosts, tmp_path_factory):
         testhosts.run(host, BARE_HOST)
         # The host's NVIDIA driver is the one thing gpuhub expects to find, never installs.
         give_gpus(testhosts, host, bundle, GPUS[host])
+    testhosts.put("gpu1", FOREIGN_KUBECTL, "/usr/bin/kubectl", 0o755)
+    testhosts.put("gpu3", SESSION_PROXY, "/etc/environment", 0o644)
     yield Site(testhosts, bundle, folder)
     for host in HOSTS:
         testhosts.run(host, BARE_HOST, check=False)
@@ -137,6 +144,15 @@ def test_provision_converges(site):
     assert allocatable["gpu2"]["nvidia.com/gpu"] == "2"
     assert allocatable["gpu3"]["nvidia.com/gpu.shared"] == "4"
     assert site.sh("gpu2", "stat -c %a /etc/rancher/k3s/gpuhub-node-token").stdout.strip() == "600"
+    # gpu.test and hub.launch used K3s's kubectl, not the one on gpu1's PATH (which got no link).
+    assert site.sh("gpu1", "test -e /usr/local/bin/kubectl", check=False).returncode != 0
+    # The session's proxies did not reach K3s: its env file holds what gpuhub passed, no more.
+    # (pam_env runs once a connection: asked on a new one, not through the multiplexed master)
+    fresh = ["ssh", "-F", str(site.hosts.ssh_config), "-S", "none", "gpu3", "env"]
+    assert "proxy.lab.test" in subprocess.run(fresh, capture_output=True, text=True, timeout=60).stdout
+    env_file = site.sh("gpu3", "cat /etc/systemd/system/k3s-agent.service.env").stdout
+    assert env_file_values(env_file) == {"K3S_URL": "https://10.250.0.11:6443",
+                                         "K3S_TOKEN_FILE": "/etc/rancher/k3s/gpuhub-node-token"}, env_file
     # The hub's values (they hold the OAuth secret) were removed after helm used them.
     assert site.sh("gpu1", "ls /var/lib/gpuhub/work/").stdout.count("values") == 0
 

@@ -8,6 +8,7 @@ x4, so it offers nvidia.com/gpu.shared), gpu2 an agent (2 whole GPUs: nvidia.com
 The tests run in file order and build on each other (install, join, charts, jobs, template,
 reset), as a provisioning run does. The hosts are shared by the whole pytest session: the module
 resets them first and leaves them bare (no K3s, toolkit, helm or simulation settings) at its end.
+gpu1 also has a kubectl that is not K3s's on PATH; gpu3 gets both a server and an agent unit.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ import yaml
 from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 from test_simulation import PLUGIN_VALUES
+from testdata import env_file_values
+
+from gpuhub import facts
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +44,9 @@ CONTAINERD = "/var/lib/rancher/k3s/agent/etc/containerd"
 TARGET = f"{CONTAINERD}/config-v3.toml.tmpl"
 PLUGIN_NS = "nvidia-device-plugin"
 BACKUPS = "/var/backups/gpuhub"
+# A kubectl already on PATH (a distribution's package, say) that is not K3s's: the install script
+# then makes no /usr/local/bin/kubectl link (k3s install.sh release-1.34, create_symlinks).
+FOREIGN_KUBECTL = b"#!/bin/sh\necho \"kubectl of the distribution, not K3s's: $*\" >&2\nexit 1\n"
 
 
 class Hosts:
@@ -85,7 +92,8 @@ class Hosts:
             reset = self.script(host, "k3s-reset.sh", K3S_ROLE=role, DESTROY_USER_DATA="true")
             assert reset.returncode == 0, reset.stderr
         self.sh(host, "umount /mnt/small 2>/dev/null; dpkg --purge nvidia-container-toolkit >/dev/null 2>&1; "
-                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi {BUNDLE} {BACKUPS} "
+                      f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl {BUNDLE} "
+                      f"{BACKUPS} /etc/systemd/system/k3s-backup.service "
                       "/mnt/small /etc/rancher/k3s /var/lib/rancher/k3s /root/*.yaml /root/*.tmpl; true")
 
 
@@ -113,6 +121,7 @@ def stage_bundle(h, host):
     h.t.put(host, p["install_script"], f"{BUNDLE}/install.sh", 0o755)
     h.t.put(host, p["images"], f"{BUNDLE}/{p['images'].name}", 0o644)
     if ROLE[host] == "server":
+        h.t.put(host, FOREIGN_KUBECTL, "/usr/bin/kubectl", 0o755)
         h.t.put(host, p["helm"], f"{BUNDLE}/helm", 0o755)
         h.t.put(host, p["plugin_chart"], f"{BUNDLE}/nvidia-device-plugin.tgz", 0o644)
         h.t.put(host, p["hub_chart_4.4.0"], f"{BUNDLE}/jupyterhub.tgz", 0o644)
@@ -189,6 +198,10 @@ def test_server_fresh_install_does_not_start_then_restart_makes_it_ready(h):
     assert f"changed k3s {K3S_VERSION}" in lines
     assert "changed /etc/systemd/system/k3s.service" in lines
     assert h.active("gpu1") != "active"  # never started by the install
+    # A kubectl was on PATH: no link to K3s's (the scripts use `k3s kubectl`), the other one kept.
+    assert not h.exists("gpu1", "/usr/local/bin/kubectl")
+    assert h.sh("gpu1", "readlink /usr/local/bin/crictl").stdout.strip() == "k3s"
+    assert h.sh("gpu1", "cat /usr/bin/kubectl").stdout.encode() == FOREIGN_KUBECTL
     assert h.sh("gpu1", "systemctl is-enabled k3s").stdout.strip() == "enabled"
     restart = h.ok("gpu1", "k3s-restart.sh", K3S_UNIT="k3s", NODE_NAME="gpu1", READY_TIMEOUT=60)
     assert restart.stdout == "restarted k3s\nready node/gpu1\n"
@@ -196,18 +209,28 @@ def test_server_fresh_install_does_not_start_then_restart_makes_it_ready(h):
     assert h.sh("gpu1", "stat -c %a /etc/rancher/k3s/k3s.yaml").stdout.strip() == "600"
 
 
+# What an SSH session may carry (/etc/environment, a user's shell): the install script copies every
+# K3S_*, CONTAINERD_* and proxy variable it is given into the unit's env file (k3s install.sh
+# release-1.34, create_env_file).
+SESSION = {"HTTP_PROXY": "http://proxy.lab.test:3128", "https_proxy": "http://proxy.lab.test:3128",
+           "NO_PROXY": "localhost", "CONTAINERD_HTTP_PROXY": "http://proxy.lab.test:3128",
+           "K3S_NODE_NAME": "stray-name", "K3S_TOKEN": "stray-token"}
+
+
 def test_agent_joins_with_token_file(h):
     # The node token travels over SSH into a 0600 file: never argv, never printed.
     token = h.sh("gpu1", "cat /var/lib/rancher/k3s/server/node-token").stdout.strip()
     h.t.put("gpu2", token.encode() + b"\n", TOKEN_FILE, 0o600)
     write_config(h, "gpu2")
-    result = h.ok("gpu2", "k3s-install.sh", **install_env(h, "gpu2"))
+    result = h.ok("gpu2", "k3s-install.sh", **SESSION, **install_env(h, "gpu2"))
     assert f"changed k3s {K3S_VERSION}" in result.stdout.splitlines()
     assert token not in result.stdout + result.stderr
     assert h.active("gpu2") != "active"
     env_file = h.sh("gpu2", "cat /etc/systemd/system/k3s-agent.service.env").stdout
-    assert f"K3S_TOKEN_FILE={TOKEN_FILE}" in env_file and token not in env_file
-    assert "K3S_ROLE" not in env_file and "K3S_VERSION" not in env_file  # the script's own inputs
+    # Only what gpuhub means K3s to read: not its own inputs, nothing of the session.
+    assert env_file_values(env_file) == {"K3S_TOKEN_FILE": TOKEN_FILE,
+                                         "K3S_URL": f"https://{h.t.address('gpu1')}:6443"}, env_file
+    assert token not in env_file
     restart = h.ok("gpu2", "k3s-restart.sh", K3S_UNIT="k3s-agent", NODE_NAME="gpu2")
     assert restart.stdout == "restarted k3s-agent\n"
     h.sh("gpu1", "k3s kubectl wait --for=condition=Ready node/gpu2 --timeout=30s")
@@ -431,12 +454,38 @@ def test_reset_refuses_when_the_backup_does_not_fit(h):
         h.sh("gpu1", "umount /mnt/small; rm -rf /var/lib/rancher/k3s/storage/pvc-big", check=False)
 
 
+def test_reset_fails_while_k3s_still_runs_after_killall(h):
+    # The test host has no iptables: killall's last line (an ip6tables pipeline) exits 127, which
+    # says nothing (k3s install.sh release-1.34, create_killall: no set -e). What counts is what
+    # still runs: here a K3s agent started by hand, outside systemd, which killall does not stop.
+    assert h.sh("gpu2", "command -v ip6tables-restore", check=False).returncode != 0
+    h.sh("gpu2", "mkdir -p /var/lib/rancher/k3s/storage/pvc-9 && echo x > /var/lib/rancher/k3s/storage/pvc-9/f")
+    h.sh("gpu2", "setsid -f sh -c 'echo $$ > /run/stray-k3s.pid; exec /usr/local/bin/k3s agent --config /dev/null "
+                 "--server https://127.0.0.1:9 --token sim-stray-token' >/dev/null 2>&1 </dev/null")
+    try:
+        result = h.script("gpu2", "k3s-reset.sh", K3S_ROLE="agent")
+        assert result.returncode == 1, result.stderr
+        assert result.stdout == ""  # no backup, nothing removed
+        assert "exit status 127" in result.stderr and "ip6tables-restore" in result.stderr  # killall's tail
+        pid = h.sh("gpu2", "cat /run/stray-k3s.pid").stdout.strip()
+        assert f"K3s still runs after /usr/local/bin/k3s-killall.sh: process {pid}: " in result.stderr
+        assert "/usr/local/bin/k3s agent" in result.stderr and "sim-stray-token" not in result.stderr
+        assert h.active("gpu2") != "active"  # killall did stop the unit
+        for kept in ("/usr/local/bin/k3s", "/usr/local/bin/k3s-agent-uninstall.sh",
+                     "/etc/systemd/system/k3s-agent.service", "/var/lib/rancher/k3s/storage/pvc-9/f"):
+            assert h.exists("gpu2", kept), kept
+        assert not h.exists("gpu2", BACKUPS)
+    finally:
+        h.sh("gpu2", "kill $(cat /run/stray-k3s.pid); rm -f /run/stray-k3s.pid; "
+                     "rm -rf /var/lib/rancher/k3s/storage/pvc-9", check=False)
+
+
 def test_reset_backs_up_users_volumes_then_second_reset_does_nothing(h):
     h.sh("gpu2", "mkdir -p /var/lib/rancher/k3s/storage/pvc-1_jhub_claim-alice && "
                  "echo 'notebook of alice' > /var/lib/rancher/k3s/storage/pvc-1_jhub_claim-alice/work.ipynb")
     result = h.ok("gpu2", "k3s-reset.sh", K3S_ROLE="agent")
     lines = result.stdout.splitlines()
-    assert lines[-1] == "removed k3s" and lines[0].startswith("backed up ")
+    assert lines[0].startswith("backed up ") and lines[1:] == ["removed unit k3s-agent", "removed k3s"]
     backup = lines[0].split(" to ", 1)[1]
     assert backup.startswith(f"{BACKUPS}/") and backup.endswith("Z")
     assert h.sh("gpu2", f"cat {backup}/storage/pvc-1_jhub_claim-alice/work.ipynb").stdout == "notebook of alice\n"
@@ -456,4 +505,46 @@ def test_reset_server_destroying_user_data(h):
     assert lines[0].startswith("skipped backup of ") and lines[-1] == "removed k3s"
     assert not h.exists("gpu1", BACKUPS)
     assert not h.exists("gpu1", "/usr/local/bin/k3s-uninstall.sh")
+    assert not h.exists("gpu1", "/usr/local/bin/crictl")
+    assert h.sh("gpu1", "cat /usr/bin/kubectl").stdout.encode() == FOREIGN_KUBECTL  # not K3s's: kept
     assert h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server").stdout == "unchanged k3s (not installed)\n"
+
+
+def units_probe(h, host):
+    """The provisioner's k3s_units fact, probed on `host` for real."""
+    probe = facts.host_probes()["k3s_units"]
+    result = h.sh(host, probe.command, check=False)
+    return probe.parse(result.stdout, result.returncode)
+
+
+def test_reset_removes_a_server_and_an_agent_unit_but_not_a_unit_of_someone_else(h):
+    # A host once an agent, then installed as a server (or the other way round): two units. While
+    # another k3s* unit exists, an uninstall script removes only its own unit and exits 0, keeping
+    # the binary and all data (k3s install.sh release-1.34, create_uninstall).
+    p = h.paths
+    h.t.put("gpu3", p["k3s"], f"{BUNDLE}/k3s", 0o755)
+    h.t.put("gpu3", p["install_script"], f"{BUNDLE}/install.sh", 0o755)
+    h.t.put("gpu3", b"sim-token\n", TOKEN_FILE, 0o600)
+    common = {"K3S_VERSION": K3S_VERSION, "K3S_INSTALL_SCRIPT": f"{BUNDLE}/install.sh", "K3S_BINARY": f"{BUNDLE}/k3s"}
+    h.ok("gpu3", "k3s-install.sh", K3S_ROLE="agent", K3S_URL=f"https://{h.t.address('gpu1')}:6443",
+         K3S_TOKEN_FILE=TOKEN_FILE, **common)
+    h.ok("gpu3", "k3s-install.sh", K3S_ROLE="server", **common)
+    h.ok("gpu3", "k3s-restart.sh", K3S_UNIT="k3s")
+    # An admin's own unit named k3s-*: K3s could not be removed while it exists, so nothing is.
+    h.t.put("gpu3", b"[Service]\nExecStart=/bin/true\n", "/etc/systemd/system/k3s-backup.service", 0o644)
+    assert units_probe(h, "gpu3") == {"k3s": True, "k3s-agent": True, "k3s-backup": False}
+    refused = h.script("gpu3", "k3s-reset.sh", K3S_ROLE="agent", DESTROY_USER_DATA="true")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "refusing" in refused.stderr and "k3s-backup.service" in refused.stderr
+    assert h.active("gpu3", "k3s") == "active" and h.exists("gpu3", "/usr/local/bin/k3s-agent-uninstall.sh")
+    h.sh("gpu3", "rm /etc/systemd/system/k3s-backup.service")
+
+    result = h.ok("gpu3", "k3s-reset.sh", K3S_ROLE="agent", DESTROY_USER_DATA="true")
+    assert result.stdout.splitlines() == ["removed unit k3s-agent", "removed unit k3s", "removed k3s"]
+    for gone in ("/usr/local/bin/k3s", "/usr/local/bin/k3s-killall.sh", "/usr/local/bin/k3s-uninstall.sh",
+                 "/usr/local/bin/k3s-agent-uninstall.sh", "/usr/local/bin/kubectl", "/etc/systemd/system/k3s.service",
+                 "/etc/systemd/system/k3s-agent.service", "/etc/systemd/system/k3s-agent.service.env",
+                 "/var/lib/rancher/k3s", "/etc/rancher/k3s"):
+        assert not h.exists("gpu3", gone), gone
+    assert h.active("gpu3", "k3s") != "active" and units_probe(h, "gpu3") == {}
+    assert h.ok("gpu3", "k3s-reset.sh", K3S_ROLE="agent").stdout == "unchanged k3s (not installed)\n"

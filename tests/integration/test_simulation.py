@@ -40,8 +40,8 @@ PLUGIN_VALUES = {"gfd": {"enabled": True}, "runtimeClassName": "nvidia",
 BARE_HOST = ("for s in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do "
              "[ -x \"$s\" ] && \"$s\" >/dev/null 2>&1; done; "
              "dpkg -r nvidia-container-toolkit >/dev/null 2>&1; "
-             "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /root/bundle /var/lib/gpuhub "
-             "/var/backups/gpuhub /etc/rancher /var/lib/rancher; true")
+             "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl /root/bundle "
+             "/var/lib/gpuhub /var/backups/gpuhub /etc/rancher /var/lib/rancher; : > /etc/environment; true")
 
 
 class Cluster:
@@ -171,6 +171,10 @@ def test_install_script_side_effects(cluster):
     assert cluster.sh("gpu2", "stat -c %a /etc/systemd/system/k3s-agent.service.env").stdout.strip() == "600"
     for link in ("kubectl", "crictl", "ctr"):
         assert cluster.sh("gpu1", f"readlink /usr/local/bin/{link}").stdout.strip() == "k3s"
+    # The unit as the real script writes it (ExecStart continued over lines, User=root, ...) runs
+    # under real systemd.
+    shown = cluster.sh("gpu2", "systemctl show -p ExecStart -p User -p LimitNOFILE k3s-agent").stdout
+    assert "argv[]=/usr/local/bin/k3s agent ;" in shown and "User=root" in shown and "LimitNOFILE=1048576" in shown
     assert cluster.sh("gpu1", "test -x /usr/local/bin/k3s-uninstall.sh", check=False).returncode == 0
     assert cluster.sh("gpu2", "test -x /usr/local/bin/k3s-agent-uninstall.sh", check=False).returncode == 0
     token = cluster.sh("gpu1", "cat /var/lib/rancher/k3s/server/node-token").stdout.strip()

@@ -93,6 +93,37 @@ class TestK3sInstall:
         assert not any("token" in c.summary for c in p.changes)
 
 
+class TestK3sReset:
+    def test_not_installed_is_ok(self):
+        p = k3s.plan_reset(ctx_for(load(), "workstation", bare()))
+        assert p.status == "ok" and "not installed" in p.note
+
+    def test_installed_is_one_destructive_change(self):
+        fx = bare(k3s_version="v1.33.5+k3s1", k3s_units={"k3s": True}, storage_kib=10)
+        p = k3s.plan_reset(ctx_for(load(), "workstation", fx))
+        assert len(p.changes) == 1 and p.destructive and p.restarts
+        assert re.fullmatch(r"uninstall K3s \(server\); users' volumes \(10 KiB\) backed up to "
+                            r"/var/backups/gpuhub/\d{8}T\d{6}Z/ first", p.summary)
+
+    def test_both_roles_units_are_both_planned(self):
+        # K3s's uninstall keeps the binary and data while another k3s* unit exists (install.sh
+        # create_uninstall): the reset removes both, and says so.
+        fx = bare(k3s_version="v1.33.5+k3s1", k3s_units={"k3s": True, "k3s-agent": True})
+        p = k3s.plan_reset(ctx_for(load(), "workstation", fx))
+        assert p.status == "change"
+        assert p.summary.startswith("uninstall K3s (server, and the other K3s unit k3s-agent); ")
+
+    def test_a_unit_that_is_not_k3s_own_blocks(self):
+        fx = bare(k3s_version="v1.33.5+k3s1", k3s_units={"k3s": True, "k3s-backup": False})
+        p = k3s.plan_reset(ctx_for(load(), "workstation", fx))
+        assert p.status == "blocked" and p.changes == []
+        assert "k3s-backup.service" in p.reason and "remove or rename it" in p.reason
+
+    def test_a_unit_with_its_uninstall_script_alone_counts_as_installed(self):
+        fx = bare(k3s_units={"k3s-agent": True})
+        assert k3s.plan_reset(ctx_for(load(), "workstation", fx)).status == "change"
+
+
 class TestRuntime:
     def test_no_driver_blocks_with_advice(self):
         fx = bare(nvidia_smi={"ok": False, "error": "nvidia-smi not found (no NVIDIA driver installed)", "gpus": []})
