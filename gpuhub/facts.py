@@ -148,20 +148,41 @@ def parse_release_values(out: str, rc: int):
     return digested(parse_json(out, rc))
 
 
+def _epoch(stamp):
+    """RFC 3339 as the API writes it ('2025-01-02T03:04:05Z') -> seconds, or None."""
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def node_view(item: dict) -> dict:
+    """One core/v1 Node -> {ready, ready_message, heartbeat, runtime_handlers, labels, capacity,
+    allocatable, version}. `heartbeat`: the Ready condition's lastHeartbeatTime (epoch seconds);
+    `runtime_handlers`: NodeStatus.runtimeHandlers[].name ("" is the default handler)."""
+    status = item.get("status", {})
+    condition = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    return {"ready": condition.get("status") == "True", "ready_message": condition.get("message", ""),
+            "heartbeat": _epoch(condition.get("lastHeartbeatTime")),
+            "runtime_handlers": [h.get("name", "") for h in status.get("runtimeHandlers", []) or []],
+            "labels": item.get("metadata", {}).get("labels", {}),
+            "capacity": status.get("capacity", {}), "allocatable": status.get("allocatable", {}),
+            "version": status.get("nodeInfo", {}).get("kubeletVersion")}
+
+
 def parse_nodes(out: str, rc: int):
-    """`kubectl get nodes -o json` -> {name: {ready, labels, capacity, allocatable, version}}."""
+    """`kubectl get nodes -o json` -> {name: node_view}."""
     data = parse_json(out, rc)
     if data is None:
         return None
-    nodes = {}
-    for item in data.get("items", []):
-        status = item.get("status", {})
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-        nodes[item["metadata"]["name"]] = {
-            "ready": ready, "labels": item["metadata"].get("labels", {}),
-            "capacity": status.get("capacity", {}), "allocatable": status.get("allocatable", {}),
-            "version": status.get("nodeInfo", {}).get("kubeletVersion")}
-    return nodes
+    return {item["metadata"]["name"]: node_view(item) for item in data.get("items", [])}
+
+
+def parse_node(out: str, rc: int):
+    """`kubectl get node NAME -o json` -> node_view, or None."""
+    data = parse_json(out, rc)
+    return node_view(data) if isinstance(data, dict) and data.get("kind") == "Node" else None
 
 
 def parse_releases(out: str, rc: int):

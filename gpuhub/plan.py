@@ -27,6 +27,8 @@ HOST_STEPS = (("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_ru
               (k3s.RESET, k3s.plan_reset))
 CLUSTER_STEPS = (("gpu.plugin", cluster.plan_plugin), ("hub.launch", cluster.plan_hub),
                  ("gpu.test", cluster.plan_gpu_test))
+# An agent-only run (a workstation joining): that node's share of the cluster steps, through the server.
+NODE_STEPS = (("gpu.plugin", cluster.plan_node_plugin), ("gpu.test", cluster.plan_node_gpu_test))
 PROVISION = ("k3s.install", "gpu.runtime") + tuple(s for s, _ in CLUSTER_STEPS)
 HANDLERS = {RESTART_K3S: k3s.restart_k3s}
 
@@ -130,10 +132,16 @@ class Run:
                        secrets=self.secrets, earlier=earlier if earlier is not None else {},
                        destroy_user_data=self.destroy_user_data, log=self.log)
 
+    @property
+    def agents_only(self) -> bool:
+        """Agents selected without their server: each gets its node's share of the cluster steps."""
+        return self.inv.server not in self.hosts
+
     def plan_host(self, host) -> list:
         if host.name not in self.facts:
             return []
-        return plan_steps(self.context(host), steps_for(host, self.inv.server.name), self.only)
+        steps = steps_for(host, self.inv.server.name) + (NODE_STEPS if self.agents_only else ())
+        return plan_steps(self.context(host), steps, self.only)
 
     def plan(self):
         self.gather_all()
@@ -161,6 +169,7 @@ class Run:
         run = self.results[host.name]
         ctx = self.context(host)
         handlers = []
+        waiting = []  # files written by changes whose handler has not run yet: (path, kept)
         planned = [(plan, change) for plan in run.steps if plan.id in step_ids and plan.status in (CHANGE, VERIFY)
                    for change in plan.changes]
         run.not_done += [f"{plan.id}: {change.summary}" for plan, change in planned]
@@ -168,7 +177,16 @@ class Run:
             if self.interrupted.is_set() or (self.locks and host.name in self.locks.lost):
                 break
             self.log(f"{host.name}: {plan.id}: {change.summary}")
-            change.apply(ctx)
+            mark = len(ctx.target.written)
+            try:
+                change.apply(ctx)
+            except BaseException:
+                # A file written for a K3s restart that will not happen now would wait for the
+                # next restart (a reboot) untested: put the previous versions back.
+                self.roll_back(ctx, waiting + (ctx.target.written[mark:] if change.notify else []))
+                raise
+            if change.notify:
+                waiting += ctx.target.written[mark:]
             run.not_done.remove(f"{plan.id}: {change.summary}")
             run.done.append(f"{plan.id}: {change.summary}")
             run.changed = run.changed or plan.status == CHANGE
@@ -177,8 +195,16 @@ class Run:
         for handler in handlers:
             self.log(f"{host.name}: {handler}" + (" (finishing the changes made before Ctrl-C)"
                                                   if self.interrupted.is_set() else ""))
-            HANDLERS[handler](ctx)
+            HANDLERS[handler](ctx, waiting)
             run.done.append(handler)
+
+    def roll_back(self, ctx, written):
+        for path, kept in reversed(written):
+            try:
+                ctx.target.restore(path, kept)
+                self.log(f"{ctx.host.name}: rolled back {path} (the K3s restart it waited for did not happen)")
+            except Exception as e:  # noqa: BLE001 - the host may be gone: say so
+                self.log(f"{ctx.host.name}: could not roll back {path}: {type(e).__name__}: {e}")
 
     def refuse_blocked(self):
         """Before the first change: every selected step on every reachable selected host is
@@ -201,9 +227,14 @@ class Run:
     def apply(self, yes: bool = False, wait: bool = False):
         """Take every selected host's run lock, plan, refuse (changing nothing) while anything is
         blocked or destructive without `yes`, apply, check again; release the locks in every case."""
-        self.locks = RunLocks({h.name: self.targets[h.name] for h in self.hosts}, self.log, wait=wait)
+        changing = {h.name for h in self.hosts}
+        if self.agents_only and set(self.only) & {s for s, _ in NODE_STEPS}:
+            changing.add(self.inv.server.name)  # nodes are labelled and tested through the server
+        self.locks = RunLocks({name: self.targets[name] for name in self.targets if name in changing},
+                              self.log, wait=wait)
         for name, error in self.locks.acquire().items():
-            self.mark_unreachable(self.inv.hosts[name], error)
+            if name in {h.name for h in self.hosts}:
+                self.mark_unreachable(self.inv.hosts[name], error)
         try:
             with self.interruptible():
                 self._apply(yes)
@@ -261,18 +292,39 @@ class Run:
             run.steps = ([s for s in run.steps if s.id not in cluster_ids]
                          + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
             self._apply_hosts([server], cluster_ids)
+        elif cluster_ids and not self.failed():
+            self._apply_node_shares(cluster_ids)
         if not self.failed() and not self.interrupted.is_set():
             self.recheck()
 
-    def _apply_hosts(self, hosts, step_ids):
+    def _apply_node_shares(self, step_ids):
+        """After the agents' own steps: each node's share of the cluster steps, planned again on
+        what the server now reports (the node has joined), applied through the server."""
+        server = self.inv.server
+        self.gather(server)  # read only: the server is not selected, its facts are what changed
+        if server.name in self.results and self.results[server.name].unreachable:
+            return
+        ids = set(step_ids) & {s for s, _ in NODE_STEPS}
+        agents = [h for h in self.hosts if h.gpus and not self.results[h.name].error]
+        if not agents:
+            return
+        for host in agents:
+            run = self.results[host.name]
+            run.steps = [s for s in run.steps if s.id not in ids] + plan_steps(self.context(host), NODE_STEPS, ids)
+        if any(s.id in ids and s.status in (CHANGE, VERIFY) for h in agents for s in self.results[h.name].steps):
+            self.upload_scripts(server)  # gpu-test.sh runs there
+        for host in agents:
+            self._apply_hosts([host], ids, upload=False)
+
+    def _apply_hosts(self, hosts, step_ids, upload=True):
         for host in hosts:
             started = time.monotonic()
             try:
-                self._apply_host_steps(host, step_ids)
+                self._apply_host_steps(host, step_ids, upload)
             finally:
                 self.results[host.name].seconds += time.monotonic() - started
 
-    def _apply_host_steps(self, host, step_ids):
+    def _apply_host_steps(self, host, step_ids, upload=True):
         run = self.results[host.name]
         if run.unreachable or run.error:
             return
@@ -284,7 +336,8 @@ class Run:
         if not any(s.id in step_ids and s.status in (CHANGE, VERIFY) for s in run.steps):
             return
         try:
-            self.upload_scripts(host)
+            if upload:
+                self.upload_scripts(host)
             self.apply_host(host, step_ids)
         except StepFailed as e:
             run.error = str(e)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,22 +33,38 @@ INSTALLER = "/var/lib/gpuhub/scripts/install-file.sh"  # scripts/install-file.sh
 class StepFailed(Exception):
     """An action failed: host, step, command and the tail of its stderr."""
 
-    def __init__(self, host: str, step: str, command: str, result: Result = None, reason: str = ""):
+    def __init__(self, host: str, step: str, command: str, result: Result = None, reason: str = "",
+                 before_restart: bool = False):
         self.host, self.step, self.command, self.result = host, step, command, result
-        tail = ""
+        self.before_restart = before_restart  # nothing was restarted (a check that came first)
+        self.tail = ""
         if result is not None:
-            lines = (result.stderr.strip() or result.stdout.strip()).splitlines()[-8:]
-            tail = "\n".join("    " + line for line in lines)
+            lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            # The script's own words ("NAME: ..." lines, see scripts/) first, then the end of
+            # what it printed (a journal tail, helm's error).
+            own = [line for line in lines if re.match(r"^[a-z][a-z0-9-]*: ", line)][:3]
+            shown = own + [line for line in lines[-8:] if line not in own]
+            self.tail = "\n".join("    " + line for line in shown)
+        self.reason = reason
         message = f"{host}: {step} failed" + (f": {reason}" if reason else "")
         message += f"\n  command: {command}" if command else ""
-        message += f"\n{tail}" if tail else ""
+        message += f"\n{self.tail}" if self.tail else ""
         super().__init__(mask(message))
+
+    @property
+    def details(self) -> str:
+        """What failed, without the host and step: the reason, or the command and its output."""
+        return "\n".join(x for x in (self.reason, f"{self.command} said:\n{self.tail}" if self.tail else "") if x)
 
 
 class Target:
     def __init__(self, name: str, runner, remote: bool):
         self.name, self.runner, self.remote = name, runner, remote
         self._root = None
+        # Every file laid down or removed that a rollback can undo, in order: (path, whether a
+        # previous version was kept). The plan reads it to roll back files whose K3s restart did
+        # not happen or did not work. Files written without a backup (work files) are not listed.
+        self.written = []
         # A host that dies mid-run must not hang the whole run: every command has a deadline
         # (longer than any step waits for itself), after which the host is reported lost.
         self.timeout = int(os.environ.get("GPUHUB_COMMAND_TIMEOUT", "900"))
@@ -77,7 +94,7 @@ class Target:
                 transport.channel_timeout = self.timeout
                 transport.set_keepalive(15)
 
-    def _raw(self, command: str, stdin: str = None) -> Result:
+    def _raw(self, command: str, stdin: str = None, timeout: int = None) -> Result:
         """The one way a command reaches the host. A command line holding a secret is refused
         here, before it leaves: argv is readable by every user of the host (ps, /proc)."""
         if contains_secret(command):
@@ -92,14 +109,15 @@ class Target:
             command = f"setsid -w sh -c {shlex.quote(command)}"
         in_stream = io.StringIO(stdin) if stdin is not None else False
         r = self.runner.run(command, hide=True, warn=True, pty=False, in_stream=in_stream, echo_stdin=False,
-                            timeout=self.timeout)
+                            timeout=timeout or self.timeout)
         return Result(r.stdout, r.stderr, r.exited)
 
-    def run(self, command: str, stdin: str = None) -> Result:
-        """Run as root; a non-zero exit is data, never an exception."""
-        return self._raw(self._as_root(command), stdin)
+    def run(self, command: str, stdin: str = None, timeout: int = None) -> Result:
+        """Run as root; a non-zero exit is data, never an exception. `timeout`: this command's own
+        deadline when it waits longer than GPUHUB_COMMAND_TIMEOUT allows."""
+        return self._raw(self._as_root(command), stdin, timeout)
 
-    def check(self, command: str, step: str, env: dict = None, stdin: str = None) -> Result:
+    def check(self, command: str, step: str, env: dict = None, stdin: str = None, timeout: int = None) -> Result:
         """Run as root with `env` (values quoted; a Secret is refused: it would sit in argv),
         and `stdin` as its input; raise StepFailed on a non-zero exit."""
         for key, value in (env or {}).items():
@@ -108,7 +126,7 @@ class Target:
                                       "never in a command line")
         prefix = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
         full = f"env {prefix} {command}" if prefix else command
-        result = self.run(full, stdin)
+        result = self.run(full, stdin, timeout)
         if not result.ok:
             raise StepFailed(self.name, step, command, result)
         return result
@@ -156,25 +174,42 @@ class Target:
             return f"no space left on device: the filesystem of {folder} has {free} KiB free"
         return ""
 
-    def _install(self, staging: str, path: str, mode: int, backup: bool, installer: str = INSTALLER):
-        """scripts/install-file.sh: fsync, keep the previous version, rename. It removes the
-        staging file whatever happens."""
-        env = {"SRC": staging, "DEST": path, "MODE": f"{mode:04o}", "BACKUP": "true" if backup else "false",
-               "REMOVE_SRC": "true"}
+    def _install_file(self, path: str, installer: str = INSTALLER, **env) -> bool:
+        """scripts/install-file.sh with `env`; True when it kept a previous version of `path`."""
+        result = self.check(f"bash {shlex.quote(installer)}", "upload", env=dict(env, DEST=path))
+        kept = any(line.startswith("backup ") for line in result.stdout.splitlines())
+        changed = any(line.startswith(("changed ", "removed ")) for line in result.stdout.splitlines())
+        if changed and env.get("BACKUP", "true") == "true":
+            self.written.append((path, kept))
+        return kept
+
+    def _install(self, staging: str, path: str, mode: int, backup: bool, installer: str = INSTALLER) -> bool:
+        """Stage -> install-file.sh: fsync, keep the previous version, rename. The staging file
+        goes whatever happens."""
         try:
-            return self.check(f"bash {shlex.quote(installer)}", "upload", env=env)
+            return self._install_file(path, installer, SRC=staging, MODE=f"{mode:04o}",
+                                      BACKUP="true" if backup else "false", REMOVE_SRC="true")
         except StepFailed:
             self._raw(f"rm -f {shlex.quote(staging)}")
             raise
 
-    def put_text(self, text: str, path: str, mode: int = 0o600, backup: bool = True) -> None:
+    def put_text(self, text: str, path: str, mode: int = 0o600, backup: bool = True) -> bool:
         """Write `text` to `path` atomically, never readable beyond `mode`, keeping the previous
-        version under /var/backups/gpuhub/files (backup=False: work files)."""
-        self._install(self._stage(path, data=text.encode()), path, mode, backup)
+        version under /var/backups/gpuhub/files (backup=False: work files). True when it kept one."""
+        return self._install(self._stage(path, data=text.encode()), path, mode, backup)
 
-    def put_file(self, local: Path, path: str, mode: int = 0o644, backup: bool = True) -> None:
+    def put_file(self, local: Path, path: str, mode: int = 0o644, backup: bool = True) -> bool:
         """Copy a local file (a binary, a package, a chart) to `path` on the host, the same way."""
-        self._install(self._stage(path, local=Path(local)), path, mode, backup)
+        return self._install(self._stage(path, local=Path(local)), path, mode, backup)
+
+    def remove(self, path: str) -> bool:
+        """Take `path` away, keeping it as the previous version."""
+        return self._install_file(path, ACTION="remove")
+
+    def restore(self, path: str, kept: bool) -> None:
+        """Undo a write: put the kept previous version back, or remove what was new."""
+        self.check(f"bash {shlex.quote(INSTALLER)}", "rollback",
+                   env={"ACTION": "restore", "DEST": path, "PREVIOUS": "kept" if kept else "none"})
 
     def install_installer(self, text: str) -> None:
         """Lay install-file.sh itself down: its staged copy installs itself."""

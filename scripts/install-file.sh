@@ -7,6 +7,8 @@
 #      person, restores), unless BACKUP=false;
 #   3. the temp file renamed over DEST, and DEST's folder flushed.
 # An interruption leaves DEST either as it was or complete, never half-written.
+# ACTION=remove takes DEST away the same way (the previous version kept); ACTION=restore puts
+# back what a rollback needs: the kept previous version, or nothing when there was none.
 #
 # Inputs (environment):
 #   SRC          the new content (a file; required)
@@ -17,8 +19,13 @@
 #   BACKUP_ROOT  absolute folder for previous versions (default /var/backups/gpuhub/files; 0700)
 #   REMOVE_SRC   true: SRC is a staging file and goes away in every case (renamed into place
 #                when it is already in DEST's folder). Default false.
+#   ACTION       install (default: needs SRC) | remove | restore
+#   PREVIOUS     with ACTION=restore: kept (put BACKUP_ROOT/DEST back) | none (DEST did not exist
+#                before: remove it)
 # Output (stdout): "unchanged DEST" (same bytes and mode: nothing written), or
-#   "backup BACKUP_ROOT/DEST" (when there was a previous version) then "changed DEST".
+#   "backup BACKUP_ROOT/DEST" (when there was a previous version) then "changed DEST";
+#   remove: "backup ..." then "removed DEST", or "unchanged DEST (absent)";
+#   restore: "restored DEST" or "removed DEST".
 # Exit status: 0 done; 1 failed (the reason on stderr: a full disk is named as such, with the
 #   path and the space left; DEST is untouched); 2 bad input (nothing changed).
 #
@@ -36,6 +43,8 @@ MODE="${MODE:-0644}"
 BACKUP="${BACKUP:-true}"
 BACKUP_ROOT="${BACKUP_ROOT:-/var/backups/gpuhub/files}"
 REMOVE_SRC="${REMOVE_SRC:-false}"
+ACTION="${ACTION:-install}"
+PREVIOUS="${PREVIOUS:-}"
 
 tmp=""
 cleanup() {
@@ -45,8 +54,15 @@ cleanup() {
 trap cleanup EXIT
 
 case "$REMOVE_SRC" in true | false) ;; *) bad "REMOVE_SRC must be 'true' or 'false', not '$REMOVE_SRC'" ;; esac
-[ -n "$SRC" ] || bad "set SRC to the file to install"
-[ -f "$SRC" ] || bad "SRC '$SRC' is not a file"
+case "$ACTION" in
+  install)
+    [ -n "$SRC" ] || bad "set SRC to the file to install"
+    [ -f "$SRC" ] || bad "SRC '$SRC' is not a file" ;;
+  remove) ;;
+  restore)
+    case "$PREVIOUS" in kept | none) ;; *) bad "PREVIOUS must be 'kept' or 'none' with ACTION=restore, not '$PREVIOUS'" ;; esac ;;
+  *) bad "ACTION must be install, remove or restore, not '$ACTION'" ;;
+esac
 case "$DEST" in
   /*) ;;
   *) bad "DEST must be an absolute path, not '$DEST'" ;;
@@ -61,6 +77,7 @@ case "$BACKUP_ROOT" in
 esac
 
 dir=$(dirname -- "$DEST")
+backup="$BACKUP_ROOT$DEST"
 
 # Says how much room is left where a write failed: a full disk must read as one.
 write_failed() {  # WHAT PATH
@@ -73,6 +90,44 @@ write_failed() {  # WHAT PATH
   fi
   exit 1
 }
+
+# The previous version, copied beside its place in BACKUP_ROOT and renamed: never half a file.
+keep_previous() {
+  local btmp
+  if [ ! -d "$BACKUP_ROOT" ]; then
+    mkdir -p -- "$BACKUP_ROOT" || write_failed "create" "$BACKUP_ROOT/"
+    chmod 0700 -- "$BACKUP_ROOT"
+  fi
+  mkdir -p -- "$(dirname -- "$backup")" || write_failed "create the folder of" "$backup"
+  btmp=$(mktemp -- "$(dirname -- "$backup")/.gpuhub-install.XXXXXX") || write_failed "back up to" "$backup"
+  if ! cp -p -- "$DEST" "$btmp" || ! sync -- "$btmp" || ! mv -f -- "$btmp" "$backup"; then
+    rm -f -- "$btmp"
+    write_failed "back up to" "$backup"
+  fi
+  echo "backup $backup"
+}
+
+if [ "$ACTION" = remove ]; then
+  if [ ! -e "$DEST" ]; then
+    echo "unchanged $DEST (absent)"
+    exit 0
+  fi
+  if [ "$BACKUP" = true ]; then keep_previous; fi
+  rm -f -- "$DEST"
+  sync -- "$dir" 2>/dev/null || true
+  echo "removed $DEST"
+  exit 0
+fi
+if [ "$ACTION" = restore ]; then
+  if [ "$PREVIOUS" = none ]; then
+    rm -f -- "$DEST"
+    echo "removed $DEST"
+    exit 0
+  fi
+  [ -f "$backup" ] || { echo "$me: no previous version of $DEST in $backup to restore" >&2; exit 1; }
+  SRC=$backup
+  BACKUP=false
+fi
 
 # Files are root's (run by hand as another user, for a test: that user's).
 owner=$(id -u)
@@ -93,22 +148,8 @@ fi
 chmod -- "$MODE" "$tmp"
 sync -- "$tmp" || write_failed "flush" "$DEST"
 
-if [ "$BACKUP" = true ] && [ -e "$DEST" ]; then
-  backup="$BACKUP_ROOT$DEST"
-  if [ ! -d "$BACKUP_ROOT" ]; then
-    mkdir -p -- "$BACKUP_ROOT" || write_failed "create" "$BACKUP_ROOT/"
-    chmod 0700 -- "$BACKUP_ROOT"
-  fi
-  mkdir -p -- "$(dirname -- "$backup")" || write_failed "create the folder of" "$backup"
-  # The copy is itself written beside its target and renamed: a backup is never half a file.
-  btmp=$(mktemp -- "$(dirname -- "$backup")/.gpuhub-install.XXXXXX") || write_failed "back up to" "$backup"
-  if ! cp -p -- "$DEST" "$btmp" || ! sync -- "$btmp" || ! mv -f -- "$btmp" "$backup"; then
-    rm -f -- "$btmp"
-    write_failed "back up to" "$backup"
-  fi
-  echo "backup $backup"
-fi
+if [ "$BACKUP" = true ] && [ -e "$DEST" ]; then keep_previous; fi
 mv -f -- "$tmp" "$DEST"
 tmp=""
 sync -- "$dir" 2>/dev/null || true
-echo "changed $DEST"
+if [ "$ACTION" = restore ]; then echo "restored $DEST"; else echo "changed $DEST"; fi

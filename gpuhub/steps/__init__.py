@@ -2,7 +2,7 @@
 `gpuhub.plan` does. A step's `plan(ctx)` returns a StepPlan with one of the statuses below."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -80,6 +80,12 @@ class Context:
     destroy_user_data: bool = False
     log: Callable = print
 
+    def on_server(self) -> "Context":
+        """This run, acting on the cluster's server: cluster changes go through its kubectl."""
+        if self.host.name == self.inv.server.name:
+            return self
+        return replace(self, host=self.inv.server, facts=self.server_facts, target=self.server_target, earlier={})
+
     @property
     def k3s_unit(self) -> str:
         return "k3s" if self.host.role == "server" else "k3s-agent"
@@ -88,11 +94,11 @@ class Context:
         return any(self.earlier.get(s) is not None and self.earlier[s].status in (CHANGE, PENDING)
                    for s in step_ids)
 
-    def script(self, name: str, step: str, env: dict, stdin: str = None):
+    def script(self, name: str, step: str, env: dict, stdin: str = None, timeout: int = None):
         """Run scripts/NAME on the host (uploaded by the plan before any change)."""
         from ..target import StepFailed
         try:
-            result = self.target.check(f"{SCRIPTS_DIR}/{name}", step, env=env, stdin=stdin)
+            result = self.target.check(f"{SCRIPTS_DIR}/{name}", step, env=env, stdin=stdin, timeout=timeout)
         except StepFailed as e:
             self._log_lines(step, e.result.stdout)  # what it did before failing (e.g. "restored ...")
             raise

@@ -105,14 +105,15 @@ def plan_plugin(ctx: Context) -> StepPlan:
 
 
 def label_node(ctx: Context, host):
-    ctx.target.check(f"{f.KUBECTL} label node {host.name} --overwrite "
-                            f"{SHARING_LABEL}={host.plugin_config}", PLUGIN)
+    ctx.on_server().target.check(f"{f.KUBECTL} label node {host.name} --overwrite "
+                                 f"{SHARING_LABEL}={host.plugin_config}", PLUGIN)
 
 
-def allocatable_problems(inv, nodes):
-    """(problems, nodes in the known unhealthy case: allocatable 0 with full capacity)."""
+def allocatable_problems(inv, nodes, hosts=None):
+    """(problems, nodes in the known unhealthy case: allocatable 0 with full capacity), for `hosts`
+    (default: every GPU host)."""
     problems, unhealthy = [], []
-    for host in inv.gpu_hosts:
+    for host in inv.gpu_hosts if hosts is None else hosts:
         node = nodes.get(host.name, {})
         resource = host.gpu_resource
         capacity = int(node.get("capacity", {}).get(resource, 0))
@@ -132,15 +133,17 @@ def plugin_pod_reasons(pods) -> str:
     return (" [plugin pods: " + "; ".join(bad) + "]") if bad else ""
 
 
-def verify_allocatable(ctx: Context):
-    """Wait until every GPU node offers GPUs x replicas; heal the unhealthy-after-restart case
-    once by deleting the plugin pod on that node; fail with the reason otherwise."""
+def verify_allocatable(ctx: Context, hosts=None):
+    """Wait until every GPU node (or those of `hosts`) offers GPUs x replicas; heal the
+    unhealthy-after-restart case once by deleting the plugin pod on that node; fail with the
+    reason otherwise. Through the server's kubectl."""
+    ctx = ctx.on_server()
     namespace = PLUGIN_RELEASE.split("/")[0]
     healed = set()
     deadline = time.monotonic() + PLUGIN_WAIT_S
     while True:
         nodes = f.parse_nodes(*_run(ctx, f"{f.KUBECTL} get nodes -o json"))
-        problems, unhealthy = allocatable_problems(ctx.inv, nodes or {})
+        problems, unhealthy = allocatable_problems(ctx.inv, nodes or {}, hosts)
         if not problems and not unhealthy:
             return
         for name in unhealthy:
@@ -193,6 +196,49 @@ def wait_hub(ctx: Context):
 
 # --- gpu.test ------------------------------------------------------------------------------
 
+# --- an agent-only run: that node's share of the cluster steps ---------------------------------
+
+def plan_node_plugin(ctx: Context) -> StepPlan:
+    """`fab -H gpu3 provision` for a workstation joining: its sharing label and its allocatable
+    GPUs, through the server; the releases are left alone (they are the server's run's)."""
+    host, inv, server = ctx.host, ctx.inv, ctx.inv.server.name
+    if not host.gpus:
+        return StepPlan(PLUGIN, "ok", note="no GPUs on this host")
+    if ctx.changed_before("k3s.install", "gpu.runtime"):
+        return pending(PLUGIN, "waits on k3s.install / gpu.runtime")
+    cluster = ctx.server_facts
+    if cluster is None or cluster["nodes"] is None:
+        return blocked(PLUGIN, f"the cluster does not answer on {server}: is K3s running there?")
+    release = (cluster["releases"] or {}).get(PLUGIN_RELEASE)
+    wanted = json.loads(json.dumps(render.device_plugin_values(inv)))
+    if not release or release["status"] != "deployed" or (cluster["plugin_values"] or {}) != wanted:
+        return blocked(PLUGIN, f"the device plugin release on {server} is not this inventory's (missing, not "
+                               f"deployed, or without a sharing config for {host.name}): run "
+                               f"`fab -H {server},{host.name} provision`")
+    node = cluster["nodes"].get(host.name)
+    if node is None:
+        return pending(PLUGIN, f"waits for node {host.name} to register")
+    items = []
+    if node["labels"].get(SHARING_LABEL) != host.plugin_config:
+        items.append(Change(f"label node {host.name} {SHARING_LABEL}={host.plugin_config} (through {server})",
+                            lambda c: label_node(c, host)))
+    problems, unhealthy = allocatable_problems(inv, {host.name: node}, [host])
+    if items or problems or unhealthy:
+        items.append(Change(f"wait for {host.name} to offer {host.allocatable} {host.gpu_resource}",
+                            lambda c: verify_allocatable(c, [host])))
+    return changes(PLUGIN, items, note=f"node {host.name} offers {host.allocatable} {host.gpu_resource}")
+
+
+def plan_node_gpu_test(ctx: Context) -> StepPlan:
+    host = ctx.host
+    if not host.gpus:
+        return StepPlan(GPU_TEST, "ok", note="no GPUs on this host")
+    waiting = "after gpu.plugin" if ctx.changed_before(PLUGIN, "k3s.install", "gpu.runtime") else ""
+    return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {host.name} (through "
+                                                      f"{ctx.inv.server.name})", lambda c: run_gpu_tests(c, [host]))],
+                    reason=waiting)
+
+
 def plan_gpu_test(ctx: Context) -> StepPlan:
     """A verification: it runs on apply and changes nothing, so it is never a change."""
     if not ctx.inv.gpu_hosts:
@@ -203,8 +249,10 @@ def plan_gpu_test(ctx: Context) -> StepPlan:
                     reason=waiting)
 
 
-def run_gpu_tests(ctx: Context):
-    for host in ctx.inv.gpu_hosts:
+def run_gpu_tests(ctx: Context, hosts=None):
+    """The GPU test Job on every GPU node (or those of `hosts`), through the server."""
+    ctx = ctx.on_server()
+    for host in ctx.inv.gpu_hosts if hosts is None else hosts:
         job = render.gpu_test_job(ctx.inv, host)
         path = f"{WORK_DIR}/{job['metadata']['name']}.yaml"
         ctx.target.put_text(render.dump(job), path, 0o644, backup=False)

@@ -7,7 +7,8 @@ import time
 from .. import facts as f
 from .. import render
 from ..secret import Secret
-from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok
+from ..target import StepFailed
+from . import RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok
 
 INSTALL, RESET = "k3s.install", "k3s.reset"
 
@@ -84,7 +85,6 @@ def copy_token(ctx: Context):
     never in argv, never printed."""
     token = ctx.server_target.run(f"cat {f.SERVER_TOKEN}")
     if not token.ok or not token.stdout.strip():
-        from ..target import StepFailed
         raise StepFailed(ctx.host.name, INSTALL, f"read {f.SERVER_TOKEN} on {ctx.inv.server.name}", token,
                          reason="the server has no node token yet")
     secret = Secret(token.stdout.strip())  # from now on masked in output, refused in any command line
@@ -106,9 +106,132 @@ def install_k3s(ctx: Context):
     ctx.script("k3s-install.sh", INSTALL, env)
 
 
-def restart_k3s(ctx: Context):
-    """The handler: restart K3s once, wait for the unit (and on a server, its node) to be ready."""
-    ctx.script("k3s-restart.sh", INSTALL, {"K3S_UNIT": ctx.k3s_unit, "NODE_NAME": ctx.host.name})
+READY_TIMEOUT_S = 120       # for the unit to be active again (k3s-restart.sh)
+NODE_READY_TIMEOUT_S = 90   # then for the node to say, freshly, that it is Ready with its runtimes
+CONTAINERD_LOG = "/var/lib/rancher/k3s/agent/containerd/containerd.log"
+
+
+def server_url(inv) -> str:
+    server = inv.server
+    return f"https://{server.address or server.name}:6443"
+
+
+def restart_k3s(ctx: Context, written=()):
+    """The handler: restart K3s once and check it works, or put back the files this run wrote
+    for it (`written`: (path, previous version kept)) and restart K3s with them.
+
+    Checked before the restart (nothing restarted when it fails): an agent's server answers on
+    6443 and its node token is the server's; with nvidia as the default runtime, the toolkit is
+    there (K3s refuses to start without it). After: the unit is active (k3s-restart.sh, bounded:
+    an agent that cannot join would block `systemctl restart` forever), then the node reports,
+    freshly, Ready and, on a GPU host with the toolkit, an nvidia runtime handler: what containerd
+    actually loaded (a template naming a runtime it lacks costs containerd its CRI plugin, while
+    K3s runs on)."""
+    env = restart_env(ctx)
+    since = server_clock(ctx)
+    size = ctx.target.run(f"stat -c %s {CONTAINERD_LOG}").stdout.strip()
+    logged = int(size) if size.isdigit() else 0  # containerd's log before this restart: bytes
+    try:
+        if ctx.host.role == "agent":
+            check_agent_token(ctx)
+        ctx.script("k3s-restart.sh", INSTALL, env, timeout=READY_TIMEOUT_S + 60)
+        wait_node(ctx, since, logged)
+    except StepFailed as failed:
+        raise rolled_back(ctx, failed, written) from None
+
+
+def restart_env(ctx: Context, require_runtime: bool = True) -> dict:
+    """k3s-restart.sh's inputs. No NODE_NAME: the node is checked here, through the server, for
+    servers and agents alike (wait_node)."""
+    env = {"K3S_UNIT": ctx.k3s_unit, "READY_TIMEOUT": str(READY_TIMEOUT_S)}
+    if ctx.host.role == "agent":
+        env["SERVER_URL"] = server_url(ctx.inv)
+    if require_runtime and ctx.host.gpus and ctx.inv.nvidia_is_default:
+        env["REQUIRE_RUNTIME"] = "nvidia"
+    return env
+
+
+def server_clock(ctx: Context) -> float:
+    result = ctx.server_target.run("date +%s")
+    return float(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else 0.0
+
+
+def check_agent_token(ctx: Context):
+    """The agent's copy of the node token is the server's (an agent with another one would retry
+    forever): compared by digest, the token itself never leaves the hosts' files."""
+    digest = f.parse_sha256(ctx.target.run(f"tr -d '\\n' < {f.AGENT_TOKEN} | sha256sum").stdout, 0)
+    wanted = ctx.server_facts["server_token_sha"] if ctx.server_facts else None
+    if wanted and digest != wanted:
+        raise StepFailed(ctx.host.name, INSTALL, "", reason=f"the node token in {f.AGENT_TOKEN} is not "
+                         f"{ctx.inv.server.name}'s: nothing restarted (run provision with the server too)",
+                         before_restart=True)
+
+
+def wait_node(ctx: Context, since: float, logged: int = 0):
+    """The node's Ready condition, posted after the restart (`since`, the server's clock), and its
+    runtime handlers (core/v1 NodeStatus.runtimeHandlers), read through the server. A node that
+    is not Ready while containerd's log (past its first `logged` bytes) says its CRI plugin did
+    not load fails at once: that does not mend by waiting."""
+    expect_nvidia = bool(ctx.host.gpus) and ctx.target.run(
+        "PATH=/usr/local/nvidia/toolkit:$PATH command -v nvidia-container-runtime").ok
+    deadline = time.monotonic() + NODE_READY_TIMEOUT_S
+    seen = "the node has not reported since the restart"
+    while True:
+        node = f.parse_node(*_run(ctx.server_target, f"{f.KUBECTL} get node {ctx.host.name} -o json"))
+        if node and node["heartbeat"] is not None and node["heartbeat"] >= since - 1:
+            handlers = node["runtime_handlers"]
+            if node["ready"] and (not expect_nvidia or "nvidia" in handlers):
+                return
+            seen = (f"node {ctx.host.name} is not Ready: {node['ready_message'] or 'no reason given'}"
+                    if not node["ready"] else
+                    f"node {ctx.host.name} reports no nvidia runtime handler (it has: "
+                    f"{', '.join(h or '(default)' for h in handlers) or 'none'})")
+            if not node["ready"] and cri_refused(ctx, logged):
+                raise StepFailed(ctx.host.name, INSTALL, "", reason=f"after the restart, {seen}: containerd "
+                                 "did not load its CRI plugin")
+        if time.monotonic() > deadline:
+            raise StepFailed(ctx.host.name, INSTALL, "", reason=f"after the restart, {seen} "
+                             f"(waited {NODE_READY_TIMEOUT_S} s)")
+        time.sleep(2)
+
+
+def cri_refused(ctx: Context, logged: int) -> bool:
+    """containerd logged, since the restart, that its CRI runtime plugin failed to load (containerd
+    v2.1.5 cmd/containerd/server/server.go: "failed to load plugin" id=io.containerd.cri.v1.runtime)."""
+    new = ctx.target.run(f"tail -c +{int(logged) + 1} {CONTAINERD_LOG}").stdout
+    return any("failed to load plugin" in line and "io.containerd.cri.v1.runtime" in line for line in new.splitlines())
+
+
+def _run(target, command: str):
+    result = target.run(command)
+    return result.stdout, result.exited
+
+
+def rolled_back(ctx: Context, failed: "StepFailed", written) -> "StepFailed":
+    """Put back the files this run wrote for the restart, restart K3s with them when it had been
+    restarted, and say what happened with containerd's own log (K3s does not put it in the journal)."""
+    restarted = not failed.before_restart and not (failed.result is not None and failed.result.exited == 3)
+    lines = [failed.details]
+    undone = []
+    for path, kept in reversed(list(written)):
+        try:
+            ctx.target.restore(path, kept)
+            undone.append(path)
+        except Exception as e:  # noqa: BLE001 - say it, keep going with the others
+            lines.append(f"could not restore {path}: {e}")
+    if undone:
+        ctx.log(f"{ctx.host.name}: rolled back {', '.join(undone)}")
+        lines.append(f"rolled back {', '.join(undone)}" + (" and restarted K3s with them" if restarted else ""))
+        if restarted:
+            try:
+                ctx.target.check(f"{SCRIPTS_DIR}/k3s-restart.sh", INSTALL, env=restart_env(ctx, False),
+                                 timeout=READY_TIMEOUT_S + 60)
+            except StepFailed as again:
+                lines.append(f"{ctx.k3s_unit} did not come back after the rollback either: {again.details}")
+    log = ctx.target.run(f"tail -n 6 {CONTAINERD_LOG}")
+    if restarted and log.ok and log.stdout.strip():
+        lines.append(f"{CONTAINERD_LOG} ends with:\n" + "\n".join("      " + line for line in log.stdout.splitlines()))
+    return StepFailed(ctx.host.name, INSTALL, "restart-k3s", reason="\n    ".join(lines))
 
 
 def plan_reset(ctx: Context) -> StepPlan:

@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .. import facts as f
-from .. import render
+from .. import names, render
 from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok, pending
 
 RUNTIME = "gpu.runtime"
@@ -71,13 +71,16 @@ def plan_runtime(ctx: Context) -> StepPlan:
     if inv.gpu["runtime"] == "template":
         template = render.containerd_template()
         if fx["template_sha"] != hashlib.sha256(template.encode()).hexdigest():
-            items.append(Change("install the containerd template (nvidia as default runtime), with rollback",
-                                lambda c: install_template(c, template), restarts=True, satisfies=(RESTART_K3S,)))
+            # Validated before it goes (tests: validate.containerd_template_problems); the restart
+            # handler checks what containerd loaded and puts the old one back when it does not work.
+            items.append(Change("install the containerd template (nvidia as default runtime), with rollback"
+                                + template_warning(inv.cluster["k3s_version"]),
+                                lambda c: c.target.put_text(template, f.TEMPLATE, 0o644), restarts=True,
+                                notify=(RESTART_K3S,)))
     elif fx["template_sha"] is not None:
         # Left from template mode: it would keep nvidia the default runtime behind the inventory's back.
         items.append(Change(f"remove the containerd template (gpu.runtime is {inv.gpu['runtime']})",
-                            lambda c: c.target.check(f"rm -f {f.TEMPLATE}", RUNTIME), restarts=True,
-                            notify=(RESTART_K3S,)))
+                            lambda c: c.target.remove(f.TEMPLATE), restarts=True, notify=(RESTART_K3S,)))
     if items:
         return changes(RUNTIME, items)
     containerd = fx["containerd"]
@@ -94,7 +97,8 @@ def plan_runtime(ctx: Context) -> StepPlan:
         return changes(RUNTIME, [Change(f"restart K3s: its containerd config {what}", lambda c: None,
                                         restarts=True, notify=(RESTART_K3S,))])
     mode = {"runtimeclass": "RuntimeClass nvidia", "default-runtime": "nvidia default runtime",
-            "template": "nvidia default runtime (template)"}[inv.gpu["runtime"]]
+            "template": "nvidia default runtime (template)" + template_warning(inv.cluster["k3s_version"]),
+            }[inv.gpu["runtime"]]
     return ok(RUNTIME, f"driver {smi['gpus'][0]['driver']}, {len(smi['gpus'])} GPU(s) (nvidia-smi) of "
                        f"{len(fx['pci_gpus'] or [])} on the PCI bus, toolkit present, {mode}" + (f"; {note}" if note else ""))
 
@@ -109,10 +113,15 @@ def install_toolkit(ctx: Context):
                                                "TOOLKIT_VERSION": ctx.inv.gpu["toolkit_version"]})
 
 
-def install_template(ctx: Context, template: str):
-    """Validated before it is uploaded (tests: validate.containerd_template_problems); the script
-    swaps it in, restarts K3s, checks health, and restores the old one on failure."""
-    source = f"{WORK_DIR}/config-v3.toml.tmpl"
-    ctx.target.put_text(template, source, 0o644, backup=False)
-    ctx.script("containerd-template.sh", RUNTIME, {"TEMPLATE_SRC": source, "K3S_UNIT": ctx.k3s_unit,
-                                                   "NODE_NAME": ctx.host.name})
+# K3s lines whose ContainerdConfigTemplateV3 (pkg/agent/templates/templates.go) was read and
+# found as the template's fixture assumes (FACTS.md; tests/data/k3s/base-v3*.toml): release-1.32
+# and release-1.34 of github:muicoder/k3s, with 1.33 between them. No later branch could be read.
+TEMPLATE_CHECKED_MINORS = (32, 33, 34)
+
+
+def template_warning(k3s_version: str) -> str:
+    minor = names.k3s_version(k3s_version)[1]
+    if minor in TEMPLATE_CHECKED_MINORS:
+        return ""
+    return (f" (warning: K3s v1.{minor}'s containerd base template was not checked against its source; "
+            f"checked: v1.{TEMPLATE_CHECKED_MINORS[0]}-v1.{TEMPLATE_CHECKED_MINORS[-1]})")

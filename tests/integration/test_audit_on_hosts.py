@@ -6,9 +6,7 @@ import time
 
 import pytest
 
-from sim.build_bundle import build_bundle
-from sim.hardware import give_gpus
-from test_provision import GPUS, HOSTS, Site
+from test_provision import HOSTS, Site, bare_site
 from test_simulation import BARE_HOST
 from tlscerts import ca_pem, make_ca, make_server_cert
 
@@ -39,13 +37,11 @@ class Audit(Site):
 @pytest.fixture(scope="module")
 def cluster(testhosts, tmp_path_factory):
     folder = tmp_path_factory.mktemp("audit")
-    site = Audit(testhosts, build_bundle(folder / "sim"), folder)
+    site = bare_site(testhosts, folder, Audit)
     ca = make_ca()
     (folder / "ca.pem").write_bytes(ca_pem(ca))
     cert, key = make_server_cert("hub.lab.test", ca)
     for host in HOSTS:
-        testhosts.run(host, BARE_HOST)
-        give_gpus(testhosts, host, site.bundle, GPUS[host])
         testhosts.run(host, f"mkdir -p {FAULTS}")
     # Stands in for the certificate Let's Encrypt would issue to the chart's proxy.
     testhosts.put("gpu1", cert, "/etc/gpuhub-sim/tls/cert.pem", 0o644)

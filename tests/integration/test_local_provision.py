@@ -8,7 +8,7 @@ import tarfile
 import pytest
 import yaml
 
-from sim.build_bundle import build_bundle
+from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 from test_simulation import BARE_HOST
 from testdata import ROOT
@@ -67,7 +67,6 @@ def local_site(testhosts, wheels, tmp_path_factory):
                    "hub_chart": f"{CHECKOUT}/bundle/{bundle['hub_chart_4.4.0'].name}",
                    "toolkit_packages": [f"{CHECKOUT}/bundle/{bundle['toolkit'].name}"]},
     }
-    inventory["cluster"] = {"k3s_version": "v1.33.5+k3s1"}
     testhosts.put(HOST, yaml.safe_dump(inventory).encode(), f"{SITE}/hosts.yaml", 0o644)
     testhosts.put(HOST, b"github_client_id: local-id\ngithub_client_secret: local-secret\n",
                   f"{SITE}/secrets.yaml", 0o600)
@@ -87,7 +86,7 @@ def inv(hosts, *args):
 def test_inv_provision_converges_on_the_machine_it_runs_on(local_site):
     plan = inv(local_site, "plan")
     assert plan.returncode == 0, plan.stderr
-    assert "gpu1 (server)" in plan.stdout and "install K3s v1.33.5+k3s1 (airgap)" in plan.stdout
+    assert "gpu1 (server)" in plan.stdout and f"install K3s {K3S_VERSION} (airgap)" in plan.stdout
     result = inv(local_site, "provision")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gpu1: gpu.test: passed on GPU 0" in result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.build_bundle import build_bundle
+from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 from test_scripts_on_hosts import FOREIGN_KUBECTL
 from test_simulation import BARE_HOST
@@ -34,7 +34,6 @@ SESSION_PROXY = b"https_proxy=http://proxy.lab.test:3128\nNO_PROXY=localhost\n"
 
 def inventory(bundle, **changes):
     data = {
-        "cluster": {"k3s_version": "v1.33.5+k3s1"},
         "gpu": {"replicas": 4},
         "hub": {"hostname": "hub.lab.test", "letsencrypt_email": "admin@lab.test",
                 "github": {"organizations": ["lab"]}, "admin_users": ["alice"]},
@@ -50,7 +49,7 @@ def inventory(bundle, **changes):
         *parents, last = dotted.split("__")
         node = data
         for key in parents:
-            node = node[key]
+            node = node.setdefault(key, {})
         node[last] = value
     return data
 
@@ -95,17 +94,22 @@ class Site:
                              "systemctl list-units --all 'k3s*' --no-legend; dpkg -l 'nvidia*' 2>&1 | tail -n +6").stdout
 
 
-@pytest.fixture(scope="module")
-def site(testhosts, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("site")
-    bundle = build_bundle(folder / "sim")
+def bare_site(testhosts, folder, kind=Site):
+    """A `kind` of Site over bare hosts that have their GPUs: the driver's CLI and the PCI bus,
+    the one thing gpuhub expects to find and never installs."""
+    site = kind(testhosts, build_bundle(folder / "sim"), folder)
     for host in HOSTS:
         testhosts.run(host, BARE_HOST)
-        # The host's NVIDIA driver is the one thing gpuhub expects to find, never installs.
-        give_gpus(testhosts, host, bundle, GPUS[host])
+        give_gpus(testhosts, host, site.bundle, GPUS[host])
+    return site
+
+
+@pytest.fixture(scope="module")
+def site(testhosts, tmp_path_factory):
+    site = bare_site(testhosts, tmp_path_factory.mktemp("site"))
     testhosts.put("gpu1", FOREIGN_KUBECTL, "/usr/bin/kubectl", 0o755)
     testhosts.put("gpu3", SESSION_PROXY, "/etc/environment", 0o644)
-    yield Site(testhosts, bundle, folder)
+    yield site
     for host in HOSTS:
         testhosts.run(host, BARE_HOST, check=False)
 
@@ -114,7 +118,7 @@ def test_plan_on_bare_hosts_lists_every_change_and_touches_nothing(site):
     before = {h: site.snapshot(h) for h in HOSTS}
     plan = site.plan()
     assert plan["gpu1"]["k3s.install"]["status"] == "change"
-    assert "install K3s v1.33.5+k3s1 (airgap)" in plan["gpu1"]["k3s.install"]["summary"]
+    assert f"install K3s {K3S_VERSION} (airgap)" in plan["gpu1"]["k3s.install"]["summary"]
     assert "install helm (airgap)" in plan["gpu1"]["k3s.install"]["summary"]
     assert "copy the node token from gpu1" in plan["gpu2"]["k3s.install"]["summary"]
     for host in HOSTS:
@@ -199,10 +203,10 @@ def test_replicas_change_plans_exactly_the_plugin_change(site):
 
 
 def test_k3s_version_bump_plans_an_upgrade(site):
-    plan = site.plan(site.write_inventory(cluster__k3s_version="v1.34.1+k3s1"))
+    plan = site.plan(site.write_inventory(cluster__k3s_version="v1.37.2+k3s1"))
     for host in HOSTS:
         step = plan[host]["k3s.install"]
-        assert "upgrade K3s v1.33.5+k3s1 -> v1.34.1+k3s1" in step["summary"]
+        assert f"upgrade K3s {K3S_VERSION} -> v1.37.2+k3s1" in step["summary"]
         assert step["restarts"] is True
 
 
@@ -227,7 +231,8 @@ def test_broken_template_is_rolled_back(site, tmp_path):
     result = site.fab("provision", hosts=("gpu3",), cwd=checkout,
                       inventory_file=site.write_inventory(gpu__runtime="template"))
     assert result.returncode == 1
-    assert "restored" in result.stderr and "gpu3" in result.stderr
+    assert "gpu3: rolled back /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl" in result.stderr
+    assert "k3s-agent exited while starting" in result.stderr and "twice" in result.stderr
     assert site.sh("gpu3", "systemctl is-active k3s-agent").stdout.strip() == "active"
     assert site.sh("gpu3", "test -e /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl",
                    check=False).returncode != 0

@@ -15,9 +15,7 @@ import time
 import pytest
 
 import gpuhub_test_guard as guard
-from sim.build_bundle import build_bundle
-from sim.hardware import give_gpus
-from test_provision import GPUS, HOSTS, UNITS, Site
+from test_provision import HOSTS, UNITS, bare_site
 from test_simulation import BARE_HOST
 from testdata import ROOT
 
@@ -29,11 +27,7 @@ CANARY = "gpuhub-canary-" + secrets.token_hex(12)  # made now: no file holds it 
 
 @pytest.fixture(scope="module")
 def site(testhosts, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("safety")
-    site = Site(testhosts, build_bundle(folder / "sim"), folder)
-    for host in HOSTS:
-        testhosts.run(host, BARE_HOST)
-        give_gpus(testhosts, host, site.bundle, GPUS[host])
+    site = bare_site(testhosts, tmp_path_factory.mktemp("safety"))
     yield site
     for host in HOSTS:
         testhosts.run(host, BARE_HOST + f"; rm -f {LOCK}", check=False)

@@ -11,7 +11,7 @@
     driver/nvidia-smi                          NOT part of the bundle: stands for the host's driver
     driver/pci-view                            NOT part of the bundle: lays the host's PCI bus in sysfs
 
-Run: python3 tests/sim/build_bundle.py DEST [--k3s-version v1.33.5+k3s1]
+Run: python3 tests/sim/build_bundle.py DEST [--k3s-version v1.37.1+k3s1]
 """
 from __future__ import annotations
 
@@ -25,7 +25,16 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-K3S_VERSION = "v1.33.5+k3s1"
+
+
+def _pinned_k3s_version() -> str:
+    import sys
+    sys.path.insert(0, str(HERE.parent.parent))
+    from gpuhub.inventory import K3S_VERSION as pinned
+    return pinned
+
+# The integration tests run the K3s version gpuhub pins by default (the one users get).
+K3S_VERSION = _pinned_k3s_version()
 TOOLKIT_VERSION = "1.17.8-1"
 PLUGIN_CHART = "0.20.0"
 HUB_CHARTS = ("4.4.0", "3.2.1")

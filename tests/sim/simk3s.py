@@ -250,11 +250,36 @@ def go_template(text: str, fields: dict, base: str) -> str:
     return "".join(out)
 
 
+class DefaultRuntimeNotFound(ValueError):
+    pass
+
+
+CONTAINERD_LOG = f"{DATA}/agent/containerd/containerd.log"
+
+
+def containerd_log(level: str, message: str, **fields):
+    """containerd logs to this file, not to K3s's journal (K3s release-1.34
+    pkg/agent/config/config.go: nodeConfig.Containerd.Log = DataDir/agent/containerd/containerd.log)."""
+    os.makedirs(os.path.dirname(CONTAINERD_LOG), exist_ok=True)
+    def quoted(value):
+        return json.dumps(value) if " " in str(value) or '"' in str(value) else value
+    extra = " ".join(f"{k}={quoted(v)}" for k, v in fields.items())
+    with open(CONTAINERD_LOG, "a") as out:
+        out.write(f'time="{time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())}" level={level} '
+                  f'msg={json.dumps(message)} {extra}\n')
+
+
 def write_containerd_config(config):
     """Regenerate config.toml at every start, honouring templates. A template that does not
     render, or renders TOML containerd refuses, stops K3s from starting (as upstream)."""
     nvidia_bin = find_nvidia_runtime()
     default_runtime = config.get("default-runtime") or ""
+    # K3s release-1.34 pkg/agent/containerd/config_linux.go SetupContainerdConfig: the default
+    # runtime must be one it detected (only the extra runtimes it found, so not even runc):
+    # "default runtime %s was not found"; startCRI's error then shuts K3s down (pkg/agent/run.go).
+    detected = {"nvidia"} if nvidia_bin else set()
+    if default_runtime and default_runtime not in detected:
+        raise DefaultRuntimeNotFound(f"default runtime {default_runtime} was not found")
     v3 = containerd2(VERSION)
     base = (base_config_v3 if v3 else base_config_v2)(nvidia_bin, default_runtime)
     template = None
@@ -278,8 +303,21 @@ def write_containerd_config(config):
     plugins = parsed.get("plugins", {})
     cri = plugins.get("io.containerd.cri.v1.runtime", plugins.get("io.containerd.grpc.v1.cri", {}))
     containerd = cri.get("containerd", {})
-    return {"runtimes": sorted(containerd.get("runtimes", {})),
-            "default_runtime": containerd.get("default_runtime_name", "runc")}
+    runtimes = sorted(containerd.get("runtimes", {}))
+    default = containerd.get("default_runtime_name", "runc")
+    # K3s writes a template's output without checking it. containerd 2 (v2.1.5
+    # internal/cri/config/config.go ValidateRuntimeConfig) refuses its CRI runtime plugin when
+    # default_runtime_name names no configured runtime; the server logs "failed to load plugin"
+    # (cmd/containerd/server/server.go) to containerd.log and runs on without CRI.
+    cri_ok = default in runtimes
+    if not cri_ok:
+        error = ("invalid plugin config: no corresponding runtime configured in `containerd.runtimes` for "
+                 f"`containerd` `default_runtime_name = \"{default}\"")
+        containerd_log("warning", "failed to load plugin", error=error, id="io.containerd.cri.v1.runtime",
+                       type="io.containerd.cri.v1")
+        containerd_log("warning", "failed to load plugin", error=f"failed to get runtime service: {error}",
+                       id="io.containerd.grpc.v1.cri", type="io.containerd.grpc.v1")
+    return {"runtimes": runtimes, "default_runtime": default, "cri": cri_ok}
 
 
 # ------------------------------------------------------------------------------ GPU facts
@@ -461,15 +499,35 @@ def slow_start():
         time.sleep(float(delay or 10))
 
 
+def start_containerd(config):
+    """containerd as K3s runs it; how each failure looks to a person reading the journal."""
+    try:
+        containerd = write_containerd_config(config)
+    except DefaultRuntimeNotFound as e:
+        # K3s release-1.34 pkg/agent/run.go: startCRI's error -> signals.RequestShutdown, logged by
+        # pkg/signals/signals.go as "Shutdown request received: %q"; the process ends before READY.
+        die('level=error msg="Shutdown request received: '
+            + json.dumps(f"failed to start container runtime: {e}")[1:-1] + '"')
+    except ValueError as e:
+        die(f'level=fatal msg="containerd exited: {e}"')
+    if not containerd["cri"]:
+        def waiting():
+            # K3s release-1.34 pkg/agent/cri/cri.go WaitForService: retried every second, forever;
+            # READY is sent all the same (pkg/agent/run.go notifies without waiting for the CRI).
+            while True:
+                time.sleep(1)
+                log('level=info msg="Waiting for containerd startup: rpc error: code = Unimplemented desc = '
+                    'unknown service runtime.v1.RuntimeService"')
+        threading.Thread(target=waiting, daemon=True).start()
+    return containerd
+
+
 def run_server(argv):
     config = load_config(argv)
     if fault("k3s-fail-start") is not None:
         die('level=fatal msg="simulated failure: K3s could not start (fault k3s-fail-start)"')
     slow_start()
-    try:
-        containerd = write_containerd_config(config)
-    except ValueError as e:
-        die(f'level=fatal msg="containerd exited: {e}"')
+    containerd = start_containerd(config)
     ensure_token(config)
     started = time.time()
     mode = int(str(config.get("write-kubeconfig-mode", "0600")), 8)
@@ -531,26 +589,23 @@ def run_agent(argv):
         die('level=fatal msg="--server is required"')
     token = read_token(config)
     slow_start()
-    try:
-        containerd = write_containerd_config(config)
-    except ValueError as e:
-        die(f'level=fatal msg="containerd exited: {e}"')
+    containerd = start_containerd(config)
     # The sim's API is plain HTTP on the server's 6443 (real K3s: HTTPS with the token's CA hash).
     url = re.sub(r"^https://", "http://", server.rstrip("/")) + "/v1-sim/node"
     started = time.time()
-    for attempt in range(30):
+    while True:
+        # K3s release-1.34 pkg/agent/run.go createProxyAndValidateToken: forever, every 2 s, with
+        # "Failed to validate connection to cluster at %s: %v"; with Type=notify and
+        # TimeoutStartSec=0 (install.sh) `systemctl restart k3s-agent` does not return meanwhile.
         try:
             post(url, {"token": token, "node": node_report(config, "agent", containerd, started)})
             break
         except urllib.error.HTTPError as e:
-            if e.code == 401:
-                die('level=fatal msg="Failed to validate connection to cluster: token is not valid '
-                    '(401 Unauthorized)"')
-            time.sleep(1)
-        except OSError:
-            time.sleep(1)
-    else:
-        die(f'level=fatal msg="failed to contact server {server}"')
+            reason = f"{server.rstrip('/')}/cacerts: {e.code} {e.reason}"
+        except OSError as e:
+            reason = f"Get \"{server.rstrip('/')}/cacerts\": {e}"
+        log(f'level=error msg="Failed to validate connection to cluster at {server}: {reason}"')
+        time.sleep(2)
     log(f"k3s agent (SIMULATION) {VERSION} joined {server}")
     sd_notify("READY=1")
     stop = threading.Event()
@@ -620,14 +675,34 @@ def node_object(state, node):
         labels.update({"nvidia.com/gpu.count": str(node["gpus"]), "nvidia.com/gpu.replicas": str(plugin["replicas"]),
                        "nvidia.com/gpu.product": node["model"].replace(" ", "-") + ("-SHARED" if plugin["shared"] else ""),
                        "nvidia.com/gpu.sharing-strategy": "time-slicing" if plugin["shared"] else "none"})
-    ready = time.time() - node["heartbeat"] < STALE_S and (node["role"] != "server" or server_running(state))
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": node["name"], "labels": labels},
-            "status": {"capacity": capacity, "allocatable": allocatable,
-                       "addresses": [{"type": "InternalIP", "address": node["address"]}],
-                       "conditions": [{"type": "Ready", "status": "True" if ready else "Unknown",
-                                       "reason": "KubeletReady" if ready else "NodeStatusUnknown"}],
-                       "nodeInfo": {"kubeletVersion": node["version"], "containerRuntimeVersion": "containerd://2.0.5-k3s1"}}}
+    alive = time.time() - node["heartbeat"] < STALE_S and (node["role"] != "server" or server_running(state))
+    cri = (node.get("containerd") or {}).get("cri", True)
+    if not alive:
+        condition = {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                     "message": "Kubelet stopped posting node status."}
+    elif not cri:
+        # kubernetes pkg/kubelet/runtime.go runtimeErrors: "container runtime is down"
+        condition = {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                     "message": "container runtime is down"}
+    else:
+        condition = {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                     "message": "kubelet is posting ready status"}
+    # core/v1 NodeCondition: when the kubelet last posted it (the node controller marks Unknown
+    # without touching it); the kubelet posts its status as it starts.
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(node["heartbeat"]))
+    condition.update(lastHeartbeatTime=stamp, lastTransitionTime=stamp)
+    status = {"capacity": capacity, "allocatable": allocatable,
+              "addresses": [{"type": "InternalIP", "address": node["address"]}],
+              "conditions": [condition],
+              "nodeInfo": {"kubeletVersion": node["version"], "containerRuntimeVersion": "containerd://2.0.5-k3s1"}}
+    if alive and cri:
+        # core/v1 NodeStatus.runtimeHandlers (kubernetes/api v0.34 core/v1/types.go), from the
+        # CRI's runtime status: one per configured runtime, and "" for the default one.
+        status["runtimeHandlers"] = [{"name": name, "features": {"recursiveReadOnlyMounts": True,
+                                                                 "userNamespaces": False}}
+                                     for name in [""] + list((node.get("containerd") or {}).get("runtimes", []))]
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node["name"], "labels": labels},
+            "status": status}
 
 
 def pod(name, namespace, labels, node, phase, ready, reason="", spec=None):

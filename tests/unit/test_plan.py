@@ -177,7 +177,15 @@ class TestRuntime:
         fx = converged(inv, inv.hosts["workstation"])
         p = runtime.plan_runtime(ctx_for(inv, "workstation", fx))
         assert "containerd template" in p.changes[0].summary and p.restarts
-        assert p.changes[0].satisfies == ("restart-k3s",)
+        # The restart handler checks what containerd loaded, and rolls the template back otherwise.
+        assert p.changes[0].notify == ("restart-k3s",)
+        assert "warning" not in p.summary  # v1.33's templates were read
+
+    def test_template_mode_warns_where_the_templates_were_not_checked(self):
+        inv = load(gpu={"runtime": "template"}, cluster={"k3s_version": "v1.37.1+k3s1"})
+        p = runtime.plan_runtime(ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"])))
+        assert "warning: K3s v1.37's containerd base template was not checked against its source" in p.summary
+        assert "checked: v1.32-v1.34" in p.summary
 
 
 class TestClusterSteps:
@@ -275,3 +283,55 @@ def test_destructive_needs_yes(secrets):
     with pytest.raises(plan.Refused, match="--yes"):
         run.refuse_unconfirmed(yes=False)
     run.refuse_unconfirmed(yes=True)
+
+
+class FilesTarget:
+    """Records what the plan writes, restores and runs; a put can be made to fail."""
+
+    def __init__(self):
+        self.written, self.restored = [], []
+
+    def put(self, path, kept):
+        self.written.append((path, kept))
+
+    def restore(self, path, kept):
+        self.restored.append((path, kept))
+
+
+def test_a_change_that_fails_before_the_restart_rolls_back_the_files_waiting_for_it(secrets, monkeypatch):
+    """default-runtime: nvidia written, then the toolkit install fails: K3s must not keep, for its
+    next start, a config it cannot start with (K3s refuses a default runtime it did not find)."""
+    from gpuhub.steps import Change, StepPlan
+    from gpuhub.target import StepFailed
+    inv = load()
+    target = FilesTarget()
+    restarts = []
+    monkeypatch.setitem(plan.HANDLERS, "restart-k3s", lambda ctx, written: restarts.append(written))
+    run = plan.Run(inv, {"workstation": target}, secrets)
+    run.results = {"workstation": plan.HostRun("workstation", "server", steps=[
+        StepPlan("k3s.install", "change", changes=[
+            Change("update config.yaml", lambda c: c.target.put("/etc/rancher/k3s/config.yaml", True),
+                   notify=("restart-k3s",))]),
+        StepPlan("gpu.runtime", "change", changes=[
+            Change("install the toolkit", lambda c: (_ for _ in ()).throw(StepFailed("workstation", "gpu.runtime", "x")),
+                   notify=("restart-k3s",))])])}
+    with pytest.raises(StepFailed):
+        run.apply_host(inv.hosts["workstation"], {"k3s.install", "gpu.runtime"})
+    assert target.restored == [("/etc/rancher/k3s/config.yaml", True)]
+    assert restarts == []
+    assert run.results["workstation"].not_done == ["gpu.runtime: install the toolkit"]
+
+
+def test_the_restart_handler_gets_the_files_written_for_it(secrets, monkeypatch):
+    from gpuhub.steps import Change, StepPlan
+    inv = load()
+    target = FilesTarget()
+    restarts = []
+    monkeypatch.setitem(plan.HANDLERS, "restart-k3s", lambda ctx, written: restarts.append(list(written)))
+    run = plan.Run(inv, {"workstation": target}, secrets)
+    run.results = {"workstation": plan.HostRun("workstation", "server", steps=[
+        StepPlan("gpu.runtime", "change", changes=[
+            Change("upload a package", lambda c: None),
+            Change("install the template", lambda c: c.target.put("/var/lib/x.tmpl", False), notify=("restart-k3s",))])])}
+    run.apply_host(inv.hosts["workstation"], {"gpu.runtime"})
+    assert restarts == [[("/var/lib/x.tmpl", False)]] and target.restored == []

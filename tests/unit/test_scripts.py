@@ -12,7 +12,7 @@ INSTALL = ROOT / "scripts" / "install-file.sh"
 def install(src, dest, mode=None, **more):
     """install-file.sh with its backups under the test's folder (never /var/backups here)."""
     backups = dest.parent.parent / "backups"
-    env = {"PATH": os.environ["PATH"], "SRC": str(src), "DEST": str(dest), "BACKUP_ROOT": str(backups), **more}
+    env = {"PATH": os.environ["PATH"], "SRC": str(src or ""), "DEST": str(dest), "BACKUP_ROOT": str(backups), **more}
     if mode:
         env["MODE"] = mode
     return subprocess.run(["bash", str(INSTALL)], env=env, capture_output=True, text=True)
@@ -81,3 +81,22 @@ def test_bad_input_changes_nothing(tmp_path):
     assert relative.returncode == 2 and "absolute path" in relative.stderr
     assert dest.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "s"]
+
+
+def test_remove_keeps_the_previous_version_and_restore_puts_it_back(tmp_path):
+    dest = tmp_path / "etc" / "config-v3.toml.tmpl"
+    dest.parent.mkdir()
+    dest.write_text("old\n")
+    removed = install(None, dest, ACTION="remove")
+    backup = tmp_path / "backups" / str(dest).lstrip("/")
+    assert removed.stdout == f"backup {backup}\nremoved {dest}\n" and not dest.exists()
+    assert install(None, dest, ACTION="remove").stdout == f"unchanged {dest} (absent)\n"
+    restored = install(None, dest, ACTION="restore", PREVIOUS="kept")
+    assert restored.stdout == f"restored {dest}\n" and dest.read_text() == "old\n"
+    # A file that did not exist before the change it undoes goes away.
+    fresh = tmp_path / "etc" / "new.yaml"
+    fresh.write_text("new\n")
+    assert install(None, fresh, ACTION="restore", PREVIOUS="none").stdout == f"removed {fresh}\n"
+    assert not fresh.exists()
+    bad = install(None, fresh, ACTION="restore")
+    assert bad.returncode == 2 and "PREVIOUS" in bad.stderr
