@@ -3,23 +3,37 @@
 Each test returns "" when the value is fine, else a message. The patterns are deliberately
 narrower than what the tools accept: everything that passes is safe unquoted in a shell and
 valid as the Kubernetes name it becomes (but every shell use still goes through shlex.quote).
+Every pattern must match the WHOLE value and only ASCII (`whole`): Python's `$` also matches
+before a final newline ("gpu3\n" would pass `^...$` with match()), and `\d` takes any Unicode
+digit ("v1.３7.1" would pass).
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_FQDN_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}$")
-_K3S_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+class whole:
+    """A pattern that must match a whole value, in ASCII only."""
+
+    def __init__(self, pattern: str):
+        self.regex = re.compile(pattern, re.ASCII)
+
+    def match(self, value):
+        return self.regex.fullmatch(value) if isinstance(value, str) else None
+
+
+_LABEL = whole(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_FQDN_LABEL = whole(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+_EMAIL = whole(r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}$")
+_K3S_VERSION = whole(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
+_SEMVER = whole(r"^(\d+)\.(\d+)\.(\d+)$")
 # GitHub: logins are alphanumerics and single hyphens, at most 39; team slugs are lowercase.
-_GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
-_GITHUB_TEAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
-_IMAGE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+_GITHUB_LOGIN = whole(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+_GITHUB_TEAM = whole(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_IMAGE = whole(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
                     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+_MEMORY = whole(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
 
 
 def dns_label(value: str) -> str:
@@ -97,8 +111,8 @@ def memory(value: str) -> str:
     return "" if _MEMORY.match(value) else f"{value!r} is not a memory size such as 4G or 512M (K, M, G, T)"
 
 
-_HELM_VERSION = re.compile(r"^v[34]\.\d+\.\d+$")
-_PACKAGE_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]*$")
+_HELM_VERSION = whole(r"^v[34]\.\d+\.\d+$")
+_PACKAGE_VERSION = whole(r"^[0-9][A-Za-z0-9.+~-]*$")
 
 
 def helm_version(value: str) -> str:

@@ -37,10 +37,17 @@ def did_you_mean(word: str, choices) -> str:
     return f"did you mean {close[0]!r}?" if close else ""
 
 
+def shown(key) -> str:
+    """A key as a message shows it: what a terminal would not print (a newline, an escape
+    sequence) is escaped."""
+    text = str(key)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def join(path: str, key) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+    return f"{path}.{shown(key)}" if path else shown(key)
 
 
 def _type_name(kind) -> str:
