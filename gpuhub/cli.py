@@ -5,10 +5,9 @@ import contextlib
 import sys
 from pathlib import Path
 
-import yaml
 from invoke import Exit
 
-from . import inventory, render
+from . import inventory, render, yamlfile
 from .secret import mask
 
 
@@ -47,7 +46,7 @@ def hub_check(inventory_file, values_file=None) -> None:
     """Load the hub values (rendered now, or from a file) into the real JupyterHub classes."""
     with errors_as_exit():
         if values_file:
-            values = yaml.safe_load(Path(values_file).read_text())
+            values = yamlfile.load(Path(values_file), "a values file")
             source = values_file
         else:
             inv = inventory.load(inventory_file)
@@ -80,7 +79,8 @@ def local_run(context, inventory_file, only, destroy_user_data=False):
     from .plan import Run
     from .target import Target
     inv, secrets = _load(inventory_file)
-    target = Target.for_local(context)
+    with errors_as_exit():
+        target = Target.for_local(context)
     if inv.local_host is None:
         inv = inv.local_view(pci_gpu_count(target))
     local = inv.local_host
@@ -101,7 +101,8 @@ def remote_run(connections: dict, inventory_file, only, destroy_user_data=False,
     if unknown:
         raise Exit(f"gpuhub: not in the inventory ({inv.source}): {', '.join(unknown)}; "
                    f"known hosts: {', '.join(inv.hosts)}", code=1)
-    targets = {name: Target.for_connection(name, c) for name, c in connections.items()}
+    with errors_as_exit():
+        targets = {name: Target.for_connection(name, c) for name, c in connections.items()}
     server = inv.server.name
     if server not in targets:
         # Read-only: agents need the server's token digest and address to plan their join.

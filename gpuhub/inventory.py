@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
-from . import names
+from . import names, yamlfile
 from .secret import Secret
 from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value
 
@@ -320,42 +319,35 @@ def parse(data, source: str = "") -> Inventory:
     return Inventory(merged, source)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def safe_load(text: str):
-    return yaml.load(text, Loader=_StrictLoader)
+    """YAML as gpuhub reads a person's file: bounded, no key given twice (gpuhub.yamlfile)."""
+    return yamlfile.loads(text)
 
 
 def inventory_path(path: Optional[str] = None) -> Path:
-    return Path(path or os.environ.get("GPUHUB_INVENTORY") or "hosts.yaml")
+    """--inventory FILE, else $GPUHUB_INVENTORY, else ./hosts.yaml. Given but empty is an error,
+    never a silent fall back to the shipped example."""
+    if path is not None:
+        if not str(path).strip():
+            raise InventoryError([Problem("", "--inventory is given but empty",
+                                          "name the inventory file, or leave the option out for ./hosts.yaml")])
+        return Path(path)
+    variable = os.environ.get("GPUHUB_INVENTORY")
+    if variable is not None:
+        if not variable.strip():
+            raise InventoryError([Problem("", "GPUHUB_INVENTORY is set but empty",
+                                          "unset it, or set it to the inventory file")])
+        return Path(variable)
+    return Path("hosts.yaml")
 
 
 def load(path: Optional[str] = None) -> Inventory:
     file = inventory_path(path)
     try:
-        text = file.read_text()
-    except OSError as e:
-        raise InventoryError([Problem("", f"cannot read {file}: {e.strerror}",
-                                      "pass --inventory FILE or set GPUHUB_INVENTORY")], str(file)) from None
-    try:
-        data = safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise InventoryError([Problem("", f"invalid YAML{where}: {problem}")], str(file)) from None
+        data = yamlfile.load(file, "an inventory")
+    except yamlfile.YAMLProblem as e:
+        hint = "pass --inventory FILE or set GPUHUB_INVENTORY" if str(e).startswith("cannot read") else ""
+        raise InventoryError([Problem("", str(e), hint)], str(file)) from None
     return parse(data, str(file))
 
 
@@ -389,25 +381,39 @@ class Secrets:
 
 
 def secrets_path(inventory: Optional[str] = None) -> Path:
-    if os.environ.get("GPUHUB_SECRETS"):
-        return Path(os.environ["GPUHUB_SECRETS"])
+    variable = os.environ.get("GPUHUB_SECRETS")
+    if variable is not None:
+        if not variable.strip():
+            raise InventoryError([Problem("GPUHUB_SECRETS", "is set but empty",
+                                          "unset it, or set it to the secrets file")])
+        return Path(variable)
     return inventory_path(inventory).resolve().parent / "secrets.yaml"
 
 
 def load_secrets(inventory: Optional[str] = None) -> Secrets:
-    """Environment first, then secrets.yaml (refused unless only its owner can read it)."""
+    """Environment first, then secrets.yaml (refused unless only its owner can read it).
+    A secrets file named by GPUHUB_SECRETS must exist; beside the inventory it is optional, but a
+    link to nothing or a folder there is an error, never silently ignored."""
     values, origin = {}, {}
     file = secrets_path(inventory)
+    named = os.environ.get("GPUHUB_SECRETS") is not None
+    if named and not file.exists():
+        raise InventoryError([Problem("GPUHUB_SECRETS", f"names {file}, which does not exist",
+                                      "create it (mode 0600), or unset GPUHUB_SECRETS")])
+    if file.is_symlink() and not file.exists():
+        raise InventoryError([Problem(str(file), "is a link to nothing", "remove it, or point it at the secrets")])
     if file.exists():
+        if not file.is_file():
+            raise InventoryError([Problem(str(file), "is not a file", "secrets.yaml is a YAML file, mode 0600")])
         mode = file.stat().st_mode & 0o777
         if mode & 0o077:
             raise InventoryError([Problem(str(file), f"mode {mode:04o} lets other users read the secrets",
                                           f"chmod 600 {file}")])
         problems = []
         try:
-            data = safe_load(file.read_text())
-        except yaml.YAMLError:
-            raise InventoryError([Problem(str(file), "invalid YAML")]) from None
+            data = yamlfile.load(file, "a secrets file")
+        except yamlfile.YAMLProblem as e:
+            raise InventoryError([Problem(str(file), str(e))]) from None
         data = SECRETS.check(data, "secrets", problems)
         if problems:
             raise InventoryError(problems, str(file))

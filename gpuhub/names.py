@@ -4,13 +4,15 @@ Each test returns "" when the value is fine, else a message. The patterns are de
 narrower than what the tools accept: everything that passes is safe unquoted in a shell and
 valid as the Kubernetes name it becomes (but every shell use still goes through shlex.quote).
 Every pattern must match the WHOLE value and only ASCII (`whole`): Python's `$` also matches
-before a final newline ("gpu3\n" would pass `^...$` with match()), and `\d` takes any Unicode
-digit ("v1.３7.1" would pass).
+before a final newline ("gpu3" + newline would pass `^...$` with match()), and `\\d` takes any
+Unicode digit ("v1.３7.1" would pass).
 """
 from __future__ import annotations
 
 import ipaddress
 import re
+
+from .schema import quoted
 
 
 class whole:
@@ -39,7 +41,7 @@ _MEMORY = whole(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
 def dns_label(value: str) -> str:
     if _LABEL.match(value):
         return ""
-    return (f"{value!r} is not a valid name: use lowercase letters, digits and '-', "
+    return (f"{quoted(value)} is not a valid name: use lowercase letters, digits and '-', "
             "start and end with a letter or digit, at most 63 characters")
 
 
@@ -48,14 +50,14 @@ def hostname(value: str) -> str:
     labels = value.split(".")
     if len(value) <= 253 and all(_FQDN_LABEL.match(label) for label in labels):
         return ""
-    return f"{value!r} is not a valid DNS hostname"
+    return f"{quoted(value)} is not a valid DNS hostname"
 
 
 def public_hostname(value: str) -> str:
     if hostname(value):
         return hostname(value)
     if "." not in value:
-        return f"{value!r} is not a fully qualified name (Let's Encrypt needs one, e.g. hub.lab.example.org)"
+        return f"{quoted(value)} is not a fully qualified name (Let's Encrypt needs one, e.g. hub.lab.example.org)"
     return ""
 
 
@@ -64,11 +66,11 @@ def address(value: str) -> str:
         ipaddress.ip_address(value)
         return ""
     except ValueError:
-        return "" if not hostname(value) else f"{value!r} is neither an IP address nor a DNS hostname"
+        return "" if not hostname(value) else f"{quoted(value)} is neither an IP address nor a DNS hostname"
 
 
 def email(value: str) -> str:
-    return "" if _EMAIL.match(value) else f"{value!r} is not an email address"
+    return "" if _EMAIL.match(value) else f"{quoted(value)} is not an email address"
 
 
 def k3s_version(value: str):
@@ -79,36 +81,36 @@ def k3s_version(value: str):
 
 def k3s_version_problem(value: str) -> str:
     if k3s_version(value) is None:
-        return f"{value!r} is not a K3s release such as v1.33.5+k3s1"
+        return f"{quoted(value)} is not a K3s release such as v1.33.5+k3s1"
     if k3s_version(value)[:3] < (1, 28, 5):
         # K3s creates RuntimeClass `nvidia` and accepts `default-runtime` since v1.28.5
         # (k3s-io/k3s#8936); older releases cannot run the GPU setup gpuhub makes.
-        return f"{value!r} is older than v1.28.5, the first K3s with NVIDIA runtime support gpuhub needs"
+        return f"{quoted(value)} is older than v1.28.5, the first K3s with NVIDIA runtime support gpuhub needs"
     return ""
 
 
 def chart_version(value: str) -> str:
-    return "" if _SEMVER.match(value) else f"{value!r} is not a chart version such as 1.2.3"
+    return "" if _SEMVER.match(value) else f"{quoted(value)} is not a chart version such as 1.2.3"
 
 
 def github_org(value: str) -> str:
     org, _, team = value.partition(":")
     if not _GITHUB_LOGIN.match(org) or (":" in value and not _GITHUB_TEAM.match(team)):
-        return f"{value!r} is not a GitHub organisation ('my-lab') or organisation:team ('my-lab:gpu-users')"
+        return f"{quoted(value)} is not a GitHub organisation ('my-lab') or organisation:team ('my-lab:gpu-users')"
     return ""
 
 
 def github_user(value: str) -> str:
-    return "" if _GITHUB_LOGIN.match(value) else f"{value!r} is not a GitHub username"
+    return "" if _GITHUB_LOGIN.match(value) else f"{quoted(value)} is not a GitHub username"
 
 
 def image(value: str) -> str:
-    return "" if _IMAGE.match(value) else f"{value!r} is not a container image reference (registry/name:tag)"
+    return "" if _IMAGE.match(value) else f"{quoted(value)} is not a container image reference (registry/name:tag)"
 
 
 def memory(value: str) -> str:
     # KubeSpawner's ByteSpecification takes K/M/G/T (binary multiples) and refuses Ki/Mi/Gi.
-    return "" if _MEMORY.match(value) else f"{value!r} is not a memory size such as 4G or 512M (K, M, G, T)"
+    return "" if _MEMORY.match(value) else f"{quoted(value)} is not a memory size such as 4G or 512M (K, M, G, T)"
 
 
 _HELM_VERSION = whole(r"^v[34]\.\d+\.\d+$")
@@ -116,8 +118,8 @@ _PACKAGE_VERSION = whole(r"^[0-9][A-Za-z0-9.+~-]*$")
 
 
 def helm_version(value: str) -> str:
-    return "" if _HELM_VERSION.match(value) else f"{value!r} is not a helm release such as v3.17.3"
+    return "" if _HELM_VERSION.match(value) else f"{quoted(value)} is not a helm release such as v3.17.3"
 
 
 def package_version(value: str) -> str:
-    return "" if _PACKAGE_VERSION.match(value) else f"{value!r} is not a package version such as 1.17.8-1"
+    return "" if _PACKAGE_VERSION.match(value) else f"{quoted(value)} is not a package version such as 1.17.8-1"

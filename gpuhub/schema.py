@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -37,11 +38,28 @@ def did_you_mean(word: str, choices) -> str:
     return f"did you mean {close[0]!r}?" if close else ""
 
 
+MAX_SHOWN = 80  # characters of a value quoted in a message: a 50 MB hostname is not echoed whole
+MAX_UNKNOWN_KEYS = 5
+
+
+def quoted(value) -> str:
+    """`value` as a message quotes it: repr, cut to its start (with its length) when long."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN - 20:
+        return f"{value[:MAX_SHOWN - 20]!r}... ({len(value)} characters)"
+    text = _short.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
+
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlist, _short.maxdict, _short.maxlevel = MAX_SHOWN, MAX_SHOWN, 6, 4, 2
+
+
 def shown(key) -> str:
     """A key as a message shows it: what a terminal would not print (a newline, an escape
     sequence) is escaped."""
     text = str(key)
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    text = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN - 20]}... ({len(text)} characters)"
 
 
 def join(path: str, key) -> str:
@@ -76,7 +94,7 @@ class Value(Spec):
     def check(self, value, path, problems):
         if value is None and self.default is None:
             return None
-        shown = "***" if self.secret else repr(value)
+        shown = "***" if self.secret else quoted(value)
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         # YAML booleans are ints to Python: `replicas: yes` must not pass as 1.
         wrong_bool = isinstance(value, bool) and bool not in kinds
@@ -90,7 +108,7 @@ class Value(Spec):
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             hint = did_you_mean(value, self.choices)
-            problems.append(Problem(path, f"{value!r} is not one of: {allowed}", hint))
+            problems.append(Problem(path, f"{shown} is not one of: {allowed}", hint))
             return value
         if self.test is not None:
             message = self.test(value)
@@ -105,7 +123,7 @@ class ListOf(Spec):
 
     def check(self, value, path, problems):
         if not isinstance(value, list):
-            problems.append(Problem(path, f"expected a list, got {value!r}"))
+            problems.append(Problem(path, f"expected a list, got {quoted(value)}"))
             return value
         if len(value) < self.min_items:
             problems.append(Problem(path, f"needs at least {self.min_items} item(s)"))
@@ -114,7 +132,7 @@ class ListOf(Spec):
             seen = set()
             for i, v in enumerate(value):
                 if isinstance(v, (str, int)) and v in seen:
-                    problems.append(Problem(join(path, i), f"{v!r} is listed twice"))
+                    problems.append(Problem(join(path, i), f"{quoted(v)} is listed twice"))
                 seen.add(v if isinstance(v, (str, int)) else id(v))
         return result
 
@@ -131,13 +149,16 @@ class Section(Spec):
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            problems.append(Problem(path, f"expected a mapping, got {value!r}"))
+            problems.append(Problem(path, f"expected a mapping, got {quoted(value)}"))
             return value
         result = {}
-        for key in value:
-            if key not in self.fields:
-                hint = did_you_mean(key, self.fields) or "known keys: " + ", ".join(self.fields)
-                problems.append(Problem(join(path, key), "unknown key", hint))
+        unknown = [key for key in value if key not in self.fields]
+        for key in unknown[:MAX_UNKNOWN_KEYS]:
+            hint = did_you_mean(key, self.fields) or "known keys: " + ", ".join(self.fields)
+            problems.append(Problem(join(path, key), "unknown key", hint))
+        if len(unknown) > MAX_UNKNOWN_KEYS:
+            problems.append(Problem(path or "(top level)", f"and {len(unknown) - MAX_UNKNOWN_KEYS} more unknown keys",
+                                    "is this file an inventory? see the shipped hosts.yaml"))
         for key, spec in self.fields.items():
             if key in value or isinstance(spec, Section):
                 result[key] = spec.check(value.get(key), join(path, key), problems)
@@ -157,13 +178,13 @@ class MapOf(Spec):
 
     def check(self, value, path, problems):
         if not isinstance(value, dict):
-            problems.append(Problem(path, f"expected a mapping of names, got {value!r}"))
+            problems.append(Problem(path, f"expected a mapping of names, got {quoted(value)}"))
             return value
         if len(value) < self.min_items:
             problems.append(Problem(path, f"needs at least {self.min_items} entry"))
         result = {}
         for name, item in value.items():
-            message = self.name_test(name) if isinstance(name, str) else f"name {name!r} is not text"
+            message = self.name_test(name) if isinstance(name, str) else f"name {quoted(name)} is not text"
             if message:
                 problems.append(Problem(join(path, name), message))
             result[name] = self.item.check(item, join(path, name), problems)

@@ -30,6 +30,15 @@ class Result:
 INSTALLER = "/var/lib/gpuhub/scripts/install-file.sh"  # scripts/install-file.sh on every host
 
 
+def command_timeout() -> int:
+    """GPUHUB_COMMAND_TIMEOUT (seconds, default 900): a whole number from 1 to 86400."""
+    text = os.environ.get("GPUHUB_COMMAND_TIMEOUT", "900").strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 86400):
+        raise ValueError(f"GPUHUB_COMMAND_TIMEOUT must be a whole number of seconds from 1 to 86400, "
+                         f"not {text[:20]!r}")
+    return int(text)
+
+
 class StepFailed(Exception):
     """An action failed: host, step, command and the tail of its stderr."""
 
@@ -67,7 +76,7 @@ class Target:
         self.written = []
         # A host that dies mid-run must not hang the whole run: every command has a deadline
         # (longer than any step waits for itself), after which the host is reported lost.
-        self.timeout = int(os.environ.get("GPUHUB_COMMAND_TIMEOUT", "900"))
+        self.timeout = command_timeout()
 
     @classmethod
     def for_connection(cls, name: str, connection) -> "Target":

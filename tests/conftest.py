@@ -16,6 +16,11 @@ DEFAULT_SCENARIO = DATA / "scenarios" / "no-systemd.yaml"
 
 def pytest_configure(config):
     os.environ["GPUHUB_TEST_GUARD"] = tempfile.mkdtemp(prefix="gpuhub-test-guard-")
+    # No secrets unless a test gives them: an empty secrets file (0600), so that a developer's
+    # own secrets.yaml beside hosts.yaml never leaks in (a GPUHUB_SECRETS naming nothing is an error).
+    os.environ["GPUHUB_SECRETS"] = NO_SECRETS = os.path.join(os.environ["GPUHUB_TEST_GUARD"], "no-secrets.yaml")
+    fd = os.open(NO_SECRETS, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
     os.environ.setdefault("GPUHUB_TEST_SCENARIO", str(DEFAULT_SCENARIO))
     paths = [str(GUARD_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
@@ -52,6 +57,5 @@ def secrets(monkeypatch):
     """Secrets from the environment only, so a developer's own secrets.yaml never leaks in."""
     monkeypatch.setenv("GPUHUB_GITHUB_CLIENT_ID", "test-client-id")
     monkeypatch.setenv("GPUHUB_GITHUB_CLIENT_SECRET", "test-client-secret")
-    monkeypatch.setenv("GPUHUB_SECRETS", str(DATA / "no-such-secrets.yaml"))
     from gpuhub import inventory
     return inventory.load_secrets()

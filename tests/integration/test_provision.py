@@ -65,7 +65,7 @@ class Site:
 
     def fab_command(self, *args, hosts=HOSTS, inventory_file=None, **env):
         """(argv, environment) of `fab -S ssh_config -H hosts ARGS --inventory FILE`."""
-        full_env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", GPUHUB_SECRETS="/nonexistent/secrets.yaml",
+        full_env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}",
                         GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret")
         full_env.update(env)
         command = [str(BIN / "fab"), "-S", str(self.hosts.ssh_config), "-H", ",".join(hosts), *args,

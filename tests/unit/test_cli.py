@@ -17,7 +17,7 @@ def run(tool, *args, env=None, cwd=ROOT, scenario="no-systemd"):
     """`tool args` as a user types it, with the test guard on: `inv` tasks meet a recording
     target answering for the recorded machine `scenario` (tests/data/scenarios), never this one."""
     full_env = {"PATH": f"{BIN}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"),
-                "GPUHUB_SECRETS": "/nonexistent/secrets.yaml",
+                "GPUHUB_SECRETS": os.environ["GPUHUB_SECRETS"],  # empty: tests/conftest.py
                 "GPUHUB_TEST_GUARD": os.environ["GPUHUB_TEST_GUARD"], "PYTHONPATH": os.environ["PYTHONPATH"],
                 "GPUHUB_TEST_SCENARIO": str(DATA / "scenarios" / f"{scenario}.yaml")}
     full_env.update(env or {})
@@ -215,3 +215,23 @@ def test_status_tasks_show_state_and_change_nothing(task, local_machine_guard):
     assert result.returncode == 0, result.stderr
     assert "localhost (server)" in result.stdout
     assert only_probes(local_commands(local_machine_guard))
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "１０"])
+def test_a_bad_command_timeout_is_one_line_and_exit_1(value):
+    result = run("inv", "plan", env={"GPUHUB_COMMAND_TIMEOUT": value})
+    assert result.returncode == 1
+    assert "GPUHUB_COMMAND_TIMEOUT must be a whole number of seconds" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["--inventory", ""], {}, "--inventory is given but empty"),
+    ([], {"GPUHUB_INVENTORY": ""}, "GPUHUB_INVENTORY is set but empty"),
+    (["--inventory", "/dev/zero"], {}, "/dev/zero is not a regular file"),
+    ([], {"GPUHUB_SECRETS": "/nonexistent/secrets.yaml"}, "GPUHUB_SECRETS: names /nonexistent/secrets.yaml, which does not exist"),
+])
+def test_mistaken_paths_are_one_line_and_exit_1(args, env, expected):
+    result = run("inv", "plan", *args, env=env)
+    assert result.returncode == 1 and expected in result.stderr
+    assert "Traceback" not in result.stderr

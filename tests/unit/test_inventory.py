@@ -13,7 +13,7 @@ BAD = sorted((DATA / "bad").glob("*.yaml"))
 
 
 def expectations(path: Path):
-    return re.findall(r"^# expect: (.*)$", path.read_text(), re.MULTILINE)
+    return re.findall(r"^# expect: (.*)$", path.read_text(errors="replace"), re.MULTILINE)
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)

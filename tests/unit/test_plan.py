@@ -225,7 +225,6 @@ class TestClusterSteps:
     def test_hub_blocked_without_secrets(self, monkeypatch):
         monkeypatch.delenv("GPUHUB_GITHUB_CLIENT_ID", raising=False)
         monkeypatch.delenv("GPUHUB_GITHUB_CLIENT_SECRET", raising=False)
-        monkeypatch.setenv("GPUHUB_SECRETS", "/nonexistent")
         inv = load()
         p = cluster.plan_hub(ctx_for(inv, "workstation", bare(), secrets=inventory.load_secrets()))
         assert p.status == "blocked" and "GPUHUB_GITHUB_CLIENT_SECRET" in p.reason

@@ -142,7 +142,6 @@ class TestHubValues:
     def test_missing_secret_is_an_error_naming_the_variables(self, monkeypatch):
         monkeypatch.delenv("GPUHUB_GITHUB_CLIENT_SECRET", raising=False)
         monkeypatch.setenv("GPUHUB_GITHUB_CLIENT_ID", "x")
-        monkeypatch.setenv("GPUHUB_SECRETS", "/nonexistent/secrets.yaml")
         with pytest.raises(InventoryError, match="GPUHUB_GITHUB_CLIENT_SECRET"):
             hub_values(load("seed"), inventory.load_secrets())
 

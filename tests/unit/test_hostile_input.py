@@ -1,0 +1,96 @@
+"""Hostile and mistaken input: every one is a message, never a traceback, within bounds."""
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpuhub import inventory
+from gpuhub.inventory import InventoryError
+from testdata import DATA, load_inventory
+
+GOOD = (DATA / "inventories" / "good" / "seed.yaml").read_text()
+
+
+def problems_of(path):
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(str(path))
+    return str(caught.value)
+
+
+def test_a_device_a_folder_and_a_huge_file_are_not_read(tmp_path):
+    assert "/dev/zero is not a regular file" in problems_of("/dev/zero")
+    assert "is a folder, not an inventory" in problems_of(tmp_path)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# x\n" * 300_000)
+    assert "bytes: more than 1048576 is not an inventory" in problems_of(huge)
+
+
+def test_deep_nesting_is_refused_quickly(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("hosts: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    started = time.monotonic()
+    assert "nested more than 32 levels deep" in problems_of(deep)
+    assert time.monotonic() - started < 5
+
+
+def test_a_long_value_is_quoted_by_its_start_and_length():
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(hub__hostname="x" * 50_000_000 + ".org!")
+    message = str(caught.value)
+    assert "... (50000005 characters)" in message and len(message) < 2000
+
+
+@pytest.mark.parametrize("given, variable", [("", None), (None, "")])
+def test_an_empty_inventory_path_is_an_error_not_the_shipped_example(monkeypatch, given, variable):
+    if variable is None:
+        monkeypatch.delenv("GPUHUB_INVENTORY", raising=False)
+    else:
+        monkeypatch.setenv("GPUHUB_INVENTORY", variable)
+    with pytest.raises(InventoryError, match="empty"):
+        inventory.load(given)
+
+
+class TestSecretsFiles:
+    def test_a_named_secrets_file_must_exist(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("GPUHUB_SECRETS", str(tmp_path / "nope.yaml"))
+        with pytest.raises(InventoryError, match=r"GPUHUB_SECRETS: names .*nope.yaml, which does not exist"):
+            inventory.load_secrets()
+
+    def test_a_dangling_link_and_a_folder_are_errors(self, monkeypatch, tmp_path):
+        monkeypatch.delenv("GPUHUB_SECRETS", raising=False)
+        (tmp_path / "hosts.yaml").write_text(GOOD)
+        (tmp_path / "secrets.yaml").symlink_to(tmp_path / "gone.yaml")
+        with pytest.raises(InventoryError, match="is a link to nothing"):
+            inventory.load_secrets(str(tmp_path / "hosts.yaml"))
+        (tmp_path / "secrets.yaml").unlink()
+        (tmp_path / "secrets.yaml").mkdir()
+        with pytest.raises(InventoryError, match="is not a file") as caught:
+            inventory.load_secrets(str(tmp_path / "hosts.yaml"))
+        assert "chmod" not in str(caught.value)
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4000))
+def test_any_bytes_give_an_inventory_or_problems(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "hosts.yaml"
+    path.write_bytes(data)
+    try:
+        inventory.load(str(path))
+    except InventoryError as e:
+        assert len(str(e)) < 20_000
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["cluster", "gpu", "hub", "hosts", "airgap", "other"]), yaml_values, max_size=5))
+def test_any_yaml_document_gives_an_inventory_or_problems(data):
+    try:
+        inventory.parse(data)
+    except InventoryError as e:
+        assert len(str(e)) < 20_000
