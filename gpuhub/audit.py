@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from . import render
+from . import names, render
 from .steps import BLOCKED, CHANGE, ERROR, PENDING, Context
 from .steps import cluster as cluster_steps
 from .steps.runtime import driver_preflight
@@ -281,7 +281,7 @@ def profile_job(inv, slug: str, host) -> dict:
         container["resources"] = {"limits": dict(override["extra_resource_limits"])}
     pod = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": host.name},
            "containers": [container], **(override.get("extra_pod_config") or {})}
-    name = f"gpuhub-audit-{slug}-{host.name}"
+    name = names.derived(f"gpuhub-audit-{slug}", host.name)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 300, "template": {"spec": pod}}}
 

@@ -56,10 +56,6 @@ def _gpus(value: int) -> str:
     return "" if 0 <= value <= 16 else f"{value} GPUs is out of range 0..16"
 
 
-def _positive(value) -> str:
-    return "" if value > 0 else f"{value} must be more than 0"
-
-
 def _profile(display_name: str, description: str, image: str, cpu: float, mem: str,
              default: bool = False) -> Section:
     return Section({
@@ -68,8 +64,8 @@ def _profile(display_name: str, description: str, image: str, cpu: float, mem: s
         "display_name": Value(str, display_name),
         "description": Value(str, description),
         "image": Value(str, image, test=names.image),
-        "cpu_limit": Value((int, float), cpu, test=_positive),
-        "cpu_guarantee": Value((int, float), None, test=_positive),
+        "cpu_limit": Value((int, float), cpu, test=names.cpus),
+        "cpu_guarantee": Value((int, float), None, test=names.cpus),
         "mem_limit": Value(str, mem, test=names.memory, hint="e.g. 16G"),
         "mem_guarantee": Value(str, None, test=names.memory, hint="e.g. 4G"),
     })
@@ -100,7 +96,7 @@ INVENTORY = Section({
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
-        "release": Value(str, "jhub", test=names.dns_label),
+        "release": Value(str, "jhub", test=names.release_name),
         "namespace": Value(str, "jhub", test=names.dns_label),
         "hostname": Value(str, REQUIRED, test=names.public_hostname,
                           hint="the name users type, its DNS pointing at the server"),
@@ -112,7 +108,7 @@ INVENTORY = Section({
         }),
         "admin_users": ListOf(Value(str, test=names.github_user)),
         "allow_any_github_user": Value(bool, False),
-        "storage_class": Value(str, None, test=names.hostname,
+        "storage_class": Value(str, None, test=names.dns_subdomain,
                                hint="default: K3s's local-path, which pins each home to one node"),
         "profiles": Section({
             "cpu": _profile("CPU only", "No GPU.", CPU_IMAGE, 2, "8G", default=True),
@@ -191,6 +187,14 @@ class Inventory:
     def server(self) -> Host:
         name = self.cluster["server"] or next(h.name for h in self.hosts.values() if h.role == "server")
         return self.hosts[name]
+
+    @property
+    def server_url(self) -> str:
+        """Where agents join: https://SERVER:6443, an IPv6 address in brackets (RFC 3986)."""
+        where = self.server.address or self.server.name
+        if ":" in where:
+            where = f"[{where}]"
+        return f"https://{where}:6443"
 
     @property
     def gpu_hosts(self):

@@ -9,7 +9,9 @@ Unicode digit ("v1.３7.1" would pass).
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import math
 import re
 
 from .schema import quoted
@@ -35,7 +37,7 @@ _GITHUB_LOGIN = whole(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _GITHUB_TEAM = whole(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _IMAGE = whole(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
                     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
-_MEMORY = whole(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+_MEMORY = whole(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
 
 
 def dns_label(value: str) -> str:
@@ -54,11 +56,45 @@ def hostname(value: str) -> str:
 
 
 def public_hostname(value: str) -> str:
+    if _is_ip(value):
+        return (f"{quoted(value)} is an IP address: Let's Encrypt issues HTTP-01 certificates for DNS names "
+                "only (give the name users type)")
     if hostname(value):
         return hostname(value)
     if "." not in value:
         return f"{quoted(value)} is not a fully qualified name (Let's Encrypt needs one, e.g. hub.lab.example.org)"
     return ""
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def dns_subdomain(value: str) -> str:
+    """A Kubernetes object name such as a StorageClass's: lowercase DNS labels, at most 253."""
+    if len(value) <= 253 and all(_LABEL.match(label) for label in value.split(".")):
+        return ""
+    return f"{quoted(value)} is not a Kubernetes name: lowercase letters, digits, '-' and '.'"
+
+
+def release_name(value: str) -> str:
+    """helm keeps a release's name in a Secret label: at most 53 characters (helm's own check)."""
+    return dns_label(value) or (f"{quoted(value)} is longer than helm's 53 characters for a release name"
+                                if len(value) > 53 else "")
+
+
+def derived(prefix: str, name: str, limit: int = 63) -> str:
+    """`prefix-name` when it fits `limit` (a Kubernetes label value: 63); else the name cut, with
+    a hash of all of it, so that two long names never meet."""
+    full = f"{prefix}-{name}"
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{prefix}-{name[:limit - len(prefix) - 10].rstrip('-')}-{digest}"
 
 
 def address(value: str) -> str:
@@ -109,8 +145,18 @@ def image(value: str) -> str:
 
 
 def memory(value: str) -> str:
-    # KubeSpawner's ByteSpecification takes K/M/G/T (binary multiples) and refuses Ki/Mi/Gi.
-    return "" if _MEMORY.match(value) else f"{quoted(value)} is not a memory size such as 4G or 512M (K, M, G, T)"
+    # KubeSpawner's ByteSpecification takes K/M/G/T (binary multiples) and refuses Ki/Mi/Gi; a
+    # bare number would be bytes ("16" is 16 bytes: every spawn fails), and 0 no memory at all.
+    if not _MEMORY.match(value) or float(value[:-1]) <= 0:
+        return f"{quoted(value)} is not a memory size such as 4G or 512M (above zero, with K, M, G or T)"
+    return ""
+
+
+def cpus(value) -> str:
+    """A CPU limit or guarantee: a finite number above zero (KubeSpawner alone takes .inf)."""
+    if not math.isfinite(value) or not 0 < value <= 4096:
+        return f"{quoted(value)} is not a number of CPUs (above zero, at most 4096)"
+    return ""
 
 
 _HELM_VERSION = whole(r"^v[34]\.\d+\.\d+$")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from . import names
 from .inventory import Host, Inventory, Secrets
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -63,8 +64,7 @@ def k3s_config(inv: Inventory, host: Host) -> dict:
         if host.address:
             config["tls-san"] = [host.address]
     else:
-        server = inv.server
-        config["server"] = f"https://{server.address or server.name}:6443"
+        config["server"] = inv.server_url
         config["token-file"] = AGENT_TOKEN_FILE
     config["node-label"] = node_labels(inv, host)
     if inv.gpu["runtime"] == "default-runtime" and host.gpus:
@@ -227,7 +227,7 @@ def gpu_test_job(inv: Inventory, host: Host = None) -> dict:
     """A Job asking for one GPU; pinned to `host` (and named after it) when one is given."""
     target = host or (inv.gpu_hosts[0] if inv.gpu_hosts else None)
     resource = target.gpu_resource if target else "nvidia.com/gpu"
-    name = f"{GPU_TEST_NAME}-{host.name}" if host else GPU_TEST_NAME
+    name = names.derived(GPU_TEST_NAME, host.name) if host else GPU_TEST_NAME
     labels = {"app.kubernetes.io/name": GPU_TEST_NAME, "app.kubernetes.io/managed-by": "gpuhub"}
     pod = {"restartPolicy": "Never"}
     if not inv.nvidia_is_default:

@@ -183,8 +183,25 @@ def plan_hub(ctx: Context) -> StepPlan:
                              values, ctx.facts["hub_values"], "JupyterHub", compare=digested)
     if release is None:
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
-    return changes(HUB, [release, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
+    checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}",
+                     lambda c: (check_hub(c, values), release.apply(c)))
+    return changes(HUB, [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
                                          wait_hub)])
+
+
+def check_hub(ctx: Context, values: dict):
+    """`inv hub.check` before helm: what KubeSpawner or OAuthenticator would refuse at the first
+    spawn or login (KubeSpawner silently accepts unknown override keys; the chart's schema does
+    not look inside them). Skipped, and said so, without the optional `hubcheck` extra."""
+    try:
+        from .. import hubcheck
+    except ImportError:
+        ctx.log(f"{ctx.host.name}: {HUB}: hub config not checked: pip install 'gpuhub[hubcheck]' for the real classes")
+        return
+    problems = hubcheck.check_hub_values(values)
+    if problems:
+        raise StepFailed(ctx.host.name, HUB, "", reason="the hub config would fail in JupyterHub: "
+                         + "; ".join(problems) + " (nothing was sent to helm)")
 
 
 def wait_hub(ctx: Context):

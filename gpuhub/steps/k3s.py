@@ -100,8 +100,7 @@ def install_k3s(ctx: Context):
     images = inv.airgap_file("k3s_images")
     env["K3S_IMAGES"] = upload_airgap(ctx, "k3s_images", f"{WORK_DIR}/{images.name}") if images else ""
     if host.role == "agent":
-        server = inv.server
-        env["K3S_URL"] = f"https://{server.address or server.name}:6443"
+        env["K3S_URL"] = inv.server_url
         env["K3S_TOKEN_FILE"] = f.AGENT_TOKEN
     ctx.script("k3s-install.sh", INSTALL, env)
 
@@ -109,11 +108,6 @@ def install_k3s(ctx: Context):
 READY_TIMEOUT_S = 120       # for the unit to be active again (k3s-restart.sh)
 NODE_READY_TIMEOUT_S = 90   # then for the node to say, freshly, that it is Ready with its runtimes
 CONTAINERD_LOG = "/var/lib/rancher/k3s/agent/containerd/containerd.log"
-
-
-def server_url(inv) -> str:
-    server = inv.server
-    return f"https://{server.address or server.name}:6443"
 
 
 def restart_k3s(ctx: Context, written=()):
@@ -145,7 +139,7 @@ def restart_env(ctx: Context, require_runtime: bool = True) -> dict:
     servers and agents alike (wait_node)."""
     env = {"K3S_UNIT": ctx.k3s_unit, "READY_TIMEOUT": str(READY_TIMEOUT_S)}
     if ctx.host.role == "agent":
-        env["SERVER_URL"] = server_url(ctx.inv)
+        env["SERVER_URL"] = ctx.inv.server_url
     if require_runtime and ctx.host.gpus and ctx.inv.nvidia_is_default:
         env["REQUIRE_RUNTIME"] = "nvidia"
     return env

@@ -201,3 +201,23 @@ class TestWriteTree:
         text = files["hosts/srv/containerd/config-v3.toml.tmpl"].text
         assert text == (render.TEMPLATES / "containerd" / "config-v3.toml.tmpl").read_text()
         assert '{{ template "base" . }}' in text
+
+
+def test_names_derived_from_long_host_names_fit_kubernetes():
+    from gpuhub import audit, names
+    long_name = "workstation-in-the-basement-of-the-physics-building-1"  # 53: a valid host name
+    inv = load_inventory(hosts={long_name: {"role": "server", "gpus": 1, "sharing": "none"}})
+    host = inv.hosts[long_name]
+    job = render.gpu_test_job(inv, host)["metadata"]["name"]
+    probe = audit.profile_job(inv, "cpu", host)["metadata"]["name"]
+    for name in (job, probe):
+        assert len(name) <= 63 and not names.dns_label(name), name
+    assert job != render.gpu_test_job(inv, inv.hosts[long_name])["metadata"]["name"][:-1]
+    other = names.derived("gpuhub-gpu-test", long_name[:-1] + "2")
+    assert other != job  # two long names never share a Job
+
+
+def test_an_ipv6_server_address_is_bracketed_in_the_agents_url():
+    inv = load_inventory(hosts={"gpu1": {"role": "server", "gpus": 1, "address": "fd00::1"},
+                                "gpu2": {"role": "agent", "gpus": 1}})
+    assert render.k3s_config(inv, inv.hosts["gpu2"])["server"] == "https://[fd00::1]:6443"
