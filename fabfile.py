@@ -2,7 +2,8 @@
 
 Fabric calls a task once per -H host, one after the other, then its `post` task once. So each
 per-host call only records its Connection and options; the post task plans and applies for all
-hosts together: servers first, agents in parallel, cluster steps once, one recap.
+hosts together: servers first, agents in parallel, cluster steps once, one recap. -H is checked,
+and defaults to every inventory host (reset excepted), by gpuhub/fabexec.py (fabric.yaml).
 """
 from fabric import task
 from invoke import Collection
@@ -50,21 +51,21 @@ def _reset_all(c):
                                        yes="allow destructive changes",
                                        fail_fast="stop at the first failing host", wait=WAIT_HELP))
 def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False):
-    """Provision the -H hosts: servers first, then agents; then device plugin, hub and GPU test."""
+    """Provision the -H hosts (default: every inventory host): server, agents, plugin, hub, GPU test."""
     _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait)
 
 
 @task(post=[_plan_all], help=dict(INVENTORY_HELP, check="exit 2 when anything would change",
                                   json="print the plan as JSON"))
 def plan(c, inventory=None, check=False, json=False):
-    """Show, per host and step, what provisioning would change. Changes nothing."""
+    """Show, per host and step, what provisioning would change (default: every host). Changes nothing."""
     _collect(c, inventory=inventory, check=check, json=json)
 
 
 @task(post=[_reset_all], help=dict(INVENTORY_HELP, yes="confirm the uninstall", plan="show the plan only",
                                    destroy_user_data="do not back up users' volumes first", wait=WAIT_HELP))
 def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wait=False):
-    """Uninstall K3s from the -H hosts, backing up users' volumes first. Needs --yes."""
+    """Uninstall K3s from the -H hosts (always named), backing up users' volumes first. Needs --yes."""
     _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data, wait=wait)
 
 
@@ -80,7 +81,7 @@ def _audit_all(c):
                                    ca_file="CA bundle that signs the hub's certificate",
                                    hub_address="reach the hub at this address"))
 def audit(c, inventory=None, workload=False, json=None, junit=None, ca_file=None, hub_address=None):
-    """Audit the -H hosts with testinfra: driver, runtime, K3s, GPUs, hub over HTTPS."""
+    """Audit the -H hosts (default: every inventory host): driver, runtime, K3s, GPUs, hub over HTTPS."""
     _collect(c, inventory=inventory, workload=workload, json=json, junit=junit, ca_file=ca_file,
              hub_address=hub_address, ssh_config=getattr(c.config, "_runtime_ssh_path", None))
 

@@ -8,6 +8,8 @@ runtime K3s did not find shuts K3s down at start; a template naming a runtime co
 costs containerd its CRI plugin (logged in containerd.log) while K3s runs on; an agent retries
 its token every 2 s, forever.
 """
+import json
+
 import pytest
 
 from test_provision import HOSTS, bare_site
@@ -113,6 +115,17 @@ def test_a_template_naming_a_runtime_containerd_lacks_is_rolled_back_with_contai
     fixed = site.fab("provision", hosts=("gpu3",))
     assert fixed.returncode == 0, fixed.stderr
     assert converged(site) == {}
+
+
+def test_plan_and_audit_with_no_hosts_given_act_on_every_inventory_host(site):
+    planned = site.fab("plan", "--json", hosts=None)
+    assert planned.returncode == 0, planned.stderr
+    assert list(json.loads(planned.stdout)["hosts"]) == ["gpu1", "gpu2", "gpu3"]  # server first
+    audited = site.fab("audit", "--json", str(site.folder / "all.json"), hosts=None)
+    assert set(json.loads((site.folder / "all.json").read_text())["hosts"]) == {"gpu1", "gpu2", "gpu3"}, \
+        audited.stdout + audited.stderr
+    refused = site.fab("reset", "--yes", hosts=None)
+    assert refused.returncode == 1 and "`fab reset` needs -H" in refused.stderr
 
 
 def test_an_agent_whose_server_does_not_answer_is_not_restarted(site):

@@ -68,7 +68,8 @@ class Site:
         full_env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}",
                         GPUHUB_GITHUB_CLIENT_ID="sim-client-id", GPUHUB_GITHUB_CLIENT_SECRET="sim-client-secret")
         full_env.update(env)
-        command = [str(BIN / "fab"), "-S", str(self.hosts.ssh_config), "-H", ",".join(hosts), *args,
+        chosen = ["-H", ",".join(hosts)] if hosts is not None else []  # None: fab's default, every host
+        command = [str(BIN / "fab"), "-S", str(self.hosts.ssh_config), *chosen, *args,
                    "--inventory", str(inventory_file or self.write_inventory())]
         return command, full_env
 
@@ -79,7 +80,8 @@ class Site:
     def plan(self, inventory_file=None, hosts=HOSTS):
         result = self.fab("plan", "--json", hosts=hosts, inventory_file=inventory_file)
         assert result.returncode == 0, result.stderr
-        return {name: {s["id"]: s for s in host["steps"]} for name, host in json.loads(result.stdout)["hosts"].items()}
+        hosts_planned = json.loads(result.stdout)["hosts"]
+        return {name: {s["id"]: s for s in host["steps"]} for name, host in hosts_planned.items()}
 
     def sh(self, host, command, check=True):
         return self.hosts.run(host, command, check=check)

@@ -235,3 +235,18 @@ def test_mistaken_paths_are_one_line_and_exit_1(args, env, expected):
     result = run("inv", "plan", *args, env=env)
     assert result.returncode == 1 and expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("hosts, expected", [
+    ("", "-H names no host"), (",", "-H names no host"), ("gpu1,,gpu2", "-H has an empty host name"),
+    ("gpu1:notaport", "is not a host name (NAME, NAME:PORT or USER@NAME)"),
+    ("gpu1:99999", "port 99999 is not 1 to 65535")])
+def test_bad_host_lists_are_one_line_and_exit_1(hosts, expected):
+    result = run("fab", "-H", hosts, "plan")
+    assert result.returncode == 1 and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fab_reset_never_defaults_to_every_host():
+    result = run("fab", "reset", "--yes")
+    assert result.returncode == 1 and "`fab reset` needs -H" in result.stderr
