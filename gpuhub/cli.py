@@ -54,11 +54,10 @@ def hub_check(inventory_file, values_file=None) -> None:
             secrets = inventory.load_secrets(inventory_file).with_stand_ins()
             values = render.jupyterhub_values(inv, secrets, render.Notes())
             source = f"the hub values rendered from {inv.source}"
-    try:
-        from . import hubcheck
-    except ImportError as e:
-        raise Exit(f"gpuhub: hub.check needs the real JupyterHub classes: pip install 'gpuhub[hubcheck]' ({e})",
-                   code=1) from None
+    from . import hubcheck
+    if hubcheck.missing():
+        raise Exit(f"gpuhub: hub.check needs the real JupyterHub classes ({', '.join(hubcheck.missing())} not "
+                   "installed): pip install 'gpuhub[hubcheck]'", code=1)
     problems = hubcheck.check_hub_values(values or {})
     if problems:
         raise Exit("gpuhub: hub.check found problems in " + source + ":\n"

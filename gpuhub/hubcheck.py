@@ -57,6 +57,15 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+REQUIRED = ("jupyterhub", "kubespawner", "oauthenticator")
+
+
+def missing() -> list:
+    """The real classes' packages not installed here (the optional `hubcheck` extra)."""
+    import importlib.util
+    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+
+
 def check_hub_values(values: dict) -> list[str]:
     """Return human-readable problems in z2jh helm `values` ([] = fine)."""
     # Imported here: jupyterhub.app takes seconds to import, and only this needs it.

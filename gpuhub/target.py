@@ -51,7 +51,9 @@ class StepFailed(Exception):
             lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
             # The script's own words ("NAME: ..." lines, see scripts/) first, then the end of
             # what it printed (a journal tail, helm's error).
-            own = [line for line in lines if re.match(r"^[a-z][a-z0-9-]*: ", line)][:3]
+            # K3s's own errors (logrus: level=error / level=fatal) in a journal tail count too.
+            own = [line for line in lines if re.match(r"^[a-z][a-z0-9-]*: ", line)
+                   or re.search(r"level=(error|fatal)", line)][:4]
             shown = own + [line for line in lines[-8:] if line not in own]
             self.tail = "\n".join("    " + line for line in shown)
         self.reason = reason

@@ -193,10 +193,10 @@ def check_hub(ctx: Context, values: dict):
     """`inv hub.check` before helm: what KubeSpawner or OAuthenticator would refuse at the first
     spawn or login (KubeSpawner silently accepts unknown override keys; the chart's schema does
     not look inside them). Skipped, and said so, without the optional `hubcheck` extra."""
-    try:
-        from .. import hubcheck
-    except ImportError:
-        ctx.log(f"{ctx.host.name}: {HUB}: hub config not checked: pip install 'gpuhub[hubcheck]' for the real classes")
+    from .. import hubcheck
+    if hubcheck.missing():
+        ctx.log(f"{ctx.host.name}: {HUB}: hub config not checked ({', '.join(hubcheck.missing())} not installed): "
+                "pip install 'gpuhub[hubcheck]' for the real classes")
         return
     problems = hubcheck.check_hub_values(values)
     if problems:
