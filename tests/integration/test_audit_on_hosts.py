@@ -106,8 +106,10 @@ FAULT_CASES = {
     "nvml-failing": ("gpu2", f"touch {FAULTS}/nvml-failing", [("gpu2", f"rm -f {FAULTS}/nvml-failing")],
                      {("gpu2", "driver"), ("gpu2", "plugin_pod"), ("gpu2", "allocatable"),
                       ("gpu2", "sharing_labels"), ("gpu2", "drift"), ("gpu1", "drift")}),
-    "toolkit-missing": ("gpu3", "dpkg -r nvidia-container-toolkit >/dev/null && systemctl restart k3s-agent",
-                        [("gpu3", "dpkg -i /var/lib/gpuhub/work/nvidia-container-toolkit_*.deb >/dev/null && "
+    # nvidia-container-runtime is in nvidia-container-toolkit-base (toolkit v1.17.8 packaging/debian).
+    "toolkit-missing": ("gpu3", "dpkg -r nvidia-container-toolkit nvidia-container-toolkit-base >/dev/null && "
+                                "systemctl restart k3s-agent",
+                        [("gpu3", "dpkg -i /var/lib/gpuhub/work/*.deb >/dev/null && "
                                   "systemctl restart k3s-agent")],
                         {("gpu3", "toolkit"), ("gpu3", "containerd"), ("gpu3", "plugin_pod"), ("gpu3", "allocatable"),
                          ("gpu3", "sharing_labels"), ("gpu3", "drift"), ("gpu1", "drift")}),

@@ -44,7 +44,7 @@ def inventory(bundle, **changes):
         "airgap": {"k3s_binary": str(bundle["k3s"]), "k3s_install_script": str(bundle["install_script"]),
                    "k3s_images": str(bundle["images"]), "helm_binary": str(bundle["helm"]),
                    "plugin_chart": str(bundle["plugin_chart"]), "hub_chart": str(bundle["hub_chart_4.4.0"]),
-                   "toolkit_packages": [str(bundle["toolkit"])]},
+                   "toolkit_packages": [str(deb) for deb in bundle["toolkit_packages"]]},
     }
     for dotted, value in changes.items():
         *parents, last = dotted.split("__")

@@ -26,6 +26,7 @@ from test_simulation import PLUGIN_VALUES
 from testdata import env_file_values
 
 from gpuhub import facts
+from gpuhub.inventory import TOOLKIT_PACKAGES
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,7 @@ CONTAINERD = "/var/lib/rancher/k3s/agent/etc/containerd"
 TARGET = f"{CONTAINERD}/config-v3.toml.tmpl"
 PLUGIN_NS = "nvidia-device-plugin"
 BACKUPS = "/var/backups/gpuhub"
+TOOLKIT = " ".join(TOOLKIT_PACKAGES)
 # A kubectl already on PATH (a distribution's package, say) that is not K3s's: the install script
 # then makes no /usr/local/bin/kubectl link (k3s install.sh release-1.34, create_symlinks).
 FOREIGN_KUBECTL = b"#!/bin/sh\necho \"kubectl of the distribution, not K3s's: $*\" >&2\nexit 1\n"
@@ -91,7 +93,7 @@ class Hosts:
         for role in ("server", "agent"):  # whichever was installed; the second finds nothing
             reset = self.script(host, "k3s-reset.sh", K3S_ROLE=role, DESTROY_USER_DATA="true")
             assert reset.returncode == 0, reset.stderr
-        self.sh(host, "umount /mnt/small 2>/dev/null; dpkg --purge nvidia-container-toolkit >/dev/null 2>&1; "
+        self.sh(host, f"umount /mnt/small 2>/dev/null; dpkg --purge {TOOLKIT} >/dev/null 2>&1; "
                       f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl {BUNDLE} "
                       f"{BACKUPS} /etc/systemd/system/k3s-backup.service "
                       "/mnt/small /etc/rancher/k3s /var/lib/rancher/k3s /root/*.yaml /root/*.tmpl; true")
@@ -116,7 +118,8 @@ def stage_bundle(h, host):
     p = h.paths
     give_gpus(h.t, host, p, GPUS[host])
     h.sh(host, "mkdir -p /etc/gpuhub-sim/faults")
-    h.t.put(host, p["toolkit"], f"{BUNDLE}/{p['toolkit'].name}", 0o644)
+    for deb in p["toolkit_packages"]:
+        h.t.put(host, deb, f"{BUNDLE}/{deb.name}", 0o644)
     h.t.put(host, p["k3s"], f"{BUNDLE}/k3s", 0o755)
     h.t.put(host, p["install_script"], f"{BUNDLE}/install.sh", 0o755)
     h.t.put(host, p["images"], f"{BUNDLE}/{p['images'].name}", 0o644)
@@ -182,11 +185,19 @@ def test_bad_input_exits_2_and_changes_nothing(h):
 def test_toolkit_install_from_package_then_unchanged(h):
     for host in USED:
         stage_bundle(h, host)
-        deb = f"{BUNDLE}/{h.paths['toolkit'].name}"
-        first = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=deb)
+        debs = " ".join(f"{BUNDLE}/{deb.name}" for deb in h.paths["toolkit_packages"])
+        # dpkg enforces the packages' real Depends: the toolkit alone is refused, nothing installed.
+        toolkit = next(d for d in h.paths["toolkit_packages"] if d.name.startswith("nvidia-container-toolkit_"))
+        alone = h.script(host, "toolkit-install.sh", TOOLKIT_PACKAGES=f"{BUNDLE}/{toolkit.name}")
+        assert alone.returncode == 1 and "dependency problems" in alone.stderr
+        assert "nvidia-container-toolkit-base" in alone.stderr and "libnvidia-container-tools" in alone.stderr
+        first = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=debs)
         assert first.stdout == "changed nvidia-container-toolkit 1.17.8-1\n"
-        assert h.sh(host, "nvidia-container-runtime --version").stdout.startswith("NVIDIA Container Runtime")
-        again = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=deb)
+        assert h.sh(host, "nvidia-container-runtime --version").stdout.startswith("nvidia-container-runtime version")
+        installed = h.sh(host, "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' " + TOOLKIT).stdout
+        assert sorted(installed.splitlines()) == sorted(f"{name} 1.17.8-1 install ok installed"
+                                                        for name in TOOLKIT.split())
+        again = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=debs)
         assert again.stdout == "unchanged nvidia-container-toolkit\n"
 
 

@@ -15,6 +15,8 @@ import yaml
 from sim.build_bundle import build_bundle
 from sim.hardware import give_gpus
 
+from gpuhub.inventory import TOOLKIT_PACKAGES
+
 pytestmark = pytest.mark.integration
 
 GPUS = {"gpu1": 1, "gpu2": 2, "gpu3": 1}
@@ -39,7 +41,7 @@ PLUGIN_VALUES = {"gfd": {"enabled": True}, "runtimeClassName": "nvidia",
 # What a bare host is for the provisioning tests: no K3s, no toolkit, no helm, no simulation state.
 BARE_HOST = ("for s in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do "
              "[ -x \"$s\" ] && \"$s\" >/dev/null 2>&1; done; "
-             "dpkg -r nvidia-container-toolkit >/dev/null 2>&1; "
+             f"dpkg --purge {' '.join(TOOLKIT_PACKAGES)} >/dev/null 2>&1; "
              "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl /root/bundle "
              "/var/lib/gpuhub /var/backups/gpuhub /etc/rancher /var/lib/rancher; : > /etc/environment; true")
 
@@ -113,8 +115,9 @@ def install_host(c, host, role, server_address):
     hosts, p = c.hosts, c.paths
     give_gpus(hosts, host, p, GPUS[host])
     c.sh(host, "mkdir -p /etc/gpuhub-sim/faults /var/lib/rancher/k3s/agent/images /etc/rancher/k3s /root/bundle")
-    hosts.put(host, p["toolkit"], "/root/bundle/toolkit.deb", 0o644)
-    c.sh(host, "dpkg -i /root/bundle/toolkit.deb >/dev/null")
+    for deb in p["toolkit_packages"]:
+        hosts.put(host, deb, f"/root/bundle/{deb.name}", 0o644)
+    c.sh(host, "dpkg -i /root/bundle/*.deb >/dev/null")
     hosts.put(host, p["k3s"], "/usr/local/bin/k3s", 0o755)
     hosts.put(host, p["images"], "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst", 0o644)
     hosts.put(host, p["install_script"], "/root/bundle/install.sh", 0o755)
