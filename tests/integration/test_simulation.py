@@ -198,11 +198,14 @@ def test_nodes_registered_with_gpus_times_replicas(cluster):
     assert nodes["gpu2"]["status"]["allocatable"]["nvidia.com/gpu"] == "2"
     assert "nvidia.com/gpu" not in nodes["gpu3"]["status"]["capacity"]
     labels = nodes["gpu3"]["metadata"]["labels"]
-    assert labels["nvidia.com/gpu.product"].endswith("-SHARED")
-    assert labels["nvidia.com/gpu.replicas"] == "4"
+    # Renamed (renameByDefault): GFD adds no -SHARED (device-plugin v0.20.0 internal/lm/resource.go).
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert labels["nvidia.com/gpu.replicas"] == "4" and labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
     assert nodes["gpu1"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.5+k3s1"
-    runtime_classes = cluster.kubectl_json("get", "runtimeclass")["items"]
-    assert [rc["metadata"]["name"] for rc in runtime_classes] == ["nvidia"]
+    # K3s's manifests/runtimes.yaml: ten RuntimeClasses; `-o name` prints group-qualified names.
+    names = cluster.sh("gpu1", "kubectl get runtimeclass -o name").stdout.split()
+    assert len(names) == 10 and "runtimeclass.node.k8s.io/nvidia" in names
+    assert {"runtimeclass.node.k8s.io/nvidia-experimental", "runtimeclass.node.k8s.io/crun"} <= set(names)
 
 
 def test_generated_containerd_config_has_nvidia_runtime(cluster):

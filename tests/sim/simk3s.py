@@ -44,6 +44,9 @@ DB = f"{SERVER_DIR}/sim-cluster.json"
 CONTAINERD_DIR = f"{DATA}/agent/etc/containerd"
 TOOLKIT_PATHS = ["/usr/local/nvidia/toolkit", "/usr/bin", "/usr/local/bin", "/usr/sbin"]
 HEARTBEAT_S = 2
+# K3s manifests/runtimes.yaml (release-1.34): node.k8s.io/v1 RuntimeClasses, name == handler.
+RUNTIME_CLASSES = ("nvidia", "nvidia-experimental", "crun", "lunatic", "slight", "spin", "wws", "wasmedge",
+                   "wasmer", "wasmtime")
 STALE_S = 6
 
 
@@ -479,8 +482,12 @@ def run_server(argv):
             "server": "https://127.0.0.1:6443"}}], "current-context": "default", "simulation": True}, f)
     os.chmod(KUBECONFIG, mode)
     with cluster(write=True) as state:
-        # K3s >= v1.28.5 creates RuntimeClass nvidia (k3s-io/k3s#8936).
-        state["runtimeclasses"]["nvidia"] = {"handler": "nvidia"}
+        # K3s >= v1.28.5 creates RuntimeClasses (k3s-io/k3s#8936): the static manifest
+        # manifests/runtimes.yaml (release-1.34, same list in release-1.29), whatever runtimes the
+        # node found, unless `disable: [runtimes]` (pkg/cli/cmds/stage.go DisableItems).
+        if "runtimes" not in (config.get("disable") or []):
+            for name in RUNTIME_CLASSES:
+                state["runtimeclasses"][name] = {"handler": name}
         state["server"] = {"pid": os.getpid(), "started": started, "version": VERSION,
                            "disabled": sorted(config.get("disable", []) or [])}
         record_node(state, node_report(config, "server", containerd, started))
@@ -586,20 +593,25 @@ def plugin_on_node(state, node):
         runtime_ok = "nvidia" in state["runtimeclasses"] and "nvidia" in containerd["runtimes"]
     else:
         runtime_ok = containerd["default_runtime"] == "nvidia" and "nvidia" in containerd["runtimes"]
+    gfd = bool((values.get("gfd") or {}).get("enabled"))
     if not runtime_ok or not node["nvml"]:
         # NVIDIA/k8s-device-plugin#477: under runc the plugin cannot load NVML.
-        return {"running": False, "reason": "failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND"}
+        return {"running": False, "reason": "failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND", "gfd": gfd}
     configs = (values.get("config") or {}).get("map") or {}
     name = labels.get("nvidia.com/device-plugin.config") or (values.get("config") or {}).get("default")
     sharing = (yaml.safe_load(configs[name]) if name in configs else {}) or {}
     slicing = (sharing.get("sharing") or {}).get("timeSlicing") or {}
-    replicas = 1
+    replicas, rename = 1, None
     for resource in slicing.get("resources") or []:
         if resource.get("name") == "nvidia.com/gpu":
-            replicas = int(resource.get("replicas", 1))
+            replicas, rename = int(resource.get("replicas", 1)), resource.get("rename")
     shared = replicas > 1
-    resource = "nvidia.com/gpu.shared" if shared and slicing.get("renameByDefault") else "nvidia.com/gpu"
-    return {"running": True, "resource": resource, "replicas": replicas, "shared": shared}
+    # device-plugin v0.20.0 api/config/v1/replicas.go: renameByDefault gives every shared resource
+    # without its own `rename` the name NAME.shared (DefaultSharedResourceNameSuffix, consts.go).
+    if shared and not rename and slicing.get("renameByDefault"):
+        rename = "nvidia.com/gpu.shared"
+    return {"running": True, "resource": rename if shared and rename else "nvidia.com/gpu", "replicas": replicas,
+            "shared": shared, "renamed": bool(shared and rename), "gfd": gfd}
 
 
 def effective_labels(state, node):
@@ -617,8 +629,13 @@ def node_object(state, node):
         count = node["gpus"] * plugin["replicas"]
         capacity[plugin["resource"]] = str(count)
         allocatable[plugin["resource"]] = "0" if node.get("unhealthy_plugin") else str(count)
+    if plugin and plugin["running"] and node["gpus"] and plugin["gfd"]:
+        # GFD's labels (device-plugin v0.20.0 internal/lm/resource.go): keyed on nvidia.com/gpu
+        # whatever the resource is called; the product gets "-SHARED" only when shared AND not
+        # renamed (`if rl.isShared() && !rl.isRenamed()`).
         labels.update({"nvidia.com/gpu.count": str(node["gpus"]), "nvidia.com/gpu.replicas": str(plugin["replicas"]),
-                       "nvidia.com/gpu.product": node["model"].replace(" ", "-") + ("-SHARED" if plugin["shared"] else ""),
+                       "nvidia.com/gpu.product": node["model"].replace(" ", "-")
+                       + ("-SHARED" if plugin["shared"] and not plugin["renamed"] else ""),
                        "nvidia.com/gpu.sharing-strategy": "time-slicing" if plugin["shared"] else "none"})
     ready = time.time() - node["heartbeat"] < STALE_S and (node["role"] != "server" or server_running(state))
     return {"apiVersion": "v1", "kind": "Node",
@@ -782,13 +799,18 @@ def matches(labels, selector):
 
 def output(items, flags, kind="List", single=False):
     fmt = flags.get("-o", "")
+    # kubectl prints a list of any kind as a v1 List (kubectl get -o json|yaml).
+    listed = {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
     if fmt == "json":
-        print(json.dumps(items[0] if single else {"apiVersion": "v1", "kind": kind, "items": items}, indent=2))
+        print(json.dumps(items[0] if single else listed, indent=2))
     elif fmt == "yaml":
-        print(yaml.safe_dump(items[0] if single else {"apiVersion": "v1", "kind": kind, "items": items}))
+        print(yaml.safe_dump(items[0] if single else listed))
     elif fmt == "name":
+        # k8s.io/cli-runtime pkg/printers/name.go: "kind/name" for the core group, else
+        # "kind.group/name" (lowercased kind): runtimeclass.node.k8s.io/nvidia, job.batch/x.
         for item in items:
-            print(f"{item['kind'].lower()}/{item['metadata']['name']}")
+            group = item.get("apiVersion", "v1").rpartition("/")[0]
+            print(f"{item['kind'].lower()}{'.' + group if group else ''}/{item['metadata']['name']}")
     else:
         for item in items:
             status = item.get("status", {})
