@@ -96,7 +96,8 @@ INVENTORY = Section({
         "runtime": Value(str, "runtimeclass", choices=RUNTIME_MODES),
         "plugin_chart_version": Value(str, DEVICE_PLUGIN_CHART, test=names.chart_version),
         "replicas": Value(int, 8, test=_replicas),
-        "test_image": Value(str, TEST_IMAGE, test=names.image),
+        "test_image": Value(str, TEST_IMAGE, test=names.image,
+                            hint="one of NVIDIA's nvcr.io/nvidia/k8s/cuda-sample images (the Job runs /cuda-samples/sample)"),
         "toolkit_version": Value(str, TOOLKIT_VERSION, test=names.package_version),
     }),
     "hub": Section({

@@ -117,7 +117,8 @@ FAULT_CASES = {
                     {("gpu3", "k3s_unit"), ("gpu3", "node"), ("gpu3", "drift")}),
     "gpus-unhealthy": ("gpu3", f"touch {FAULTS}/plugin-unhealthy-after-restart && systemctl restart k3s-agent",
                        [("gpu3", f"rm -f {FAULTS}/plugin-unhealthy-after-restart"),
-                        ("gpu1", "k3s kubectl delete pod nvdp-gpu3 -n nvidia-device-plugin >/dev/null")],
+                        ("gpu1", "k3s kubectl rollout restart daemonset/nvdp-nvidia-device-plugin "
+                                 "-n nvidia-device-plugin >/dev/null")],
                        {("gpu3", "allocatable"), ("gpu1", "drift")}),
     "hub-not-ready": ("gpu1", f"touch {FAULTS}/hub-never-ready", [("gpu1", f"rm -f {FAULTS}/hub-never-ready")],
                       {("gpu1", "hub_ready"), ("gpu1", "hub_login")}),

@@ -184,7 +184,10 @@ def test_gpus_unhealthy_after_a_restart_are_healed_once(site):
         assert "restart the device plugin pod on gpu3" in plan["gpu1"]["gpu.plugin"]["summary"]
         result = site.fab("provision")
         assert result.returncode == 0, result.stderr
-        assert "restarting nvdp-gpu3" in result.stderr
+        # The plugin's own pod, not GFD's (same labels, same node): chart 0.20.0 names.
+        restarted = [line for line in result.stderr.splitlines() if "restarting " in line]
+        assert len(restarted) == 1 and "restarting nvdp-nvidia-device-plugin-" in restarted[0], restarted
+        assert "gpu-feature-discovery" not in restarted[0]
         assert site.plan()["gpu1"]["gpu.plugin"]["status"] == "ok"
     finally:
         site.sh("gpu3", "rm -f /etc/gpuhub-sim/faults/plugin-unhealthy-after-restart")

@@ -25,7 +25,7 @@ from sim.hardware import give_gpus
 from test_simulation import PLUGIN_VALUES
 from testdata import env_file_values
 
-from gpuhub import facts
+from gpuhub import facts, render
 from gpuhub.inventory import TOOLKIT_PACKAGES
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ class Hosts:
         return self.sh(host, f"systemctl is-active {unit or UNIT[host]}", check=False).stdout.strip()
 
     def upload_scripts(self, host):
-        for path in sorted(SCRIPTS.glob("*.sh")):
+        for path in sorted([*SCRIPTS.glob("*.sh"), *SCRIPTS.glob("*.py")]):
             self.t.put(host, path, f"{REMOTE}/{path.name}", 0o755)
 
     def make_bare(self, host):
@@ -151,7 +151,7 @@ def install_env(h, host):
 def job(name, resource, node, runtime_class="nvidia"):
     spec = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
             "containers": [{"name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0",
-                            "resources": {"limits": {resource: 1}}}]}
+                            "command": render.GPU_TEST_COMMAND, "resources": {"limits": {resource: 1}}}]}
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
@@ -385,7 +385,9 @@ def test_gpu_test_pending_prints_the_schedulers_reason(h):
     started = time.monotonic()
     result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/stuck.yaml", JOB_NAME="stuck", TIMEOUT=4)
     assert result.returncode == 1 and time.monotonic() - started < 60
-    assert "Pending" in result.stderr and "Insufficient nvidia.com/gpu" in result.stderr
+    # The PodScheduled condition's message; the FailedScheduling event says the same: said once.
+    assert "is Pending: Unschedulable: 0/2 nodes are available: " in result.stderr
+    assert result.stderr.count("Insufficient nvidia.com/gpu") == 1  # condition and event: one message
     assert h.kubectl_json("get", "jobs")["items"] == []
 
 
@@ -396,7 +398,31 @@ def test_gpu_test_failed_job_prints_its_log(h):
     started = time.monotonic()
     result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-runtime.yaml", JOB_NAME="no-runtime", TIMEOUT=60)
     assert result.returncode == 1 and time.monotonic() - started < 30  # reported at once, not at TIMEOUT
-    assert "failed" in result.stderr and "CUDA error" in result.stderr
+    # How it ended, from the container's terminated state, then the log (no GPU, no nvidia-smi).
+    assert "job no-runtime failed: pod no-runtime-" in result.stderr
+    assert "is Failed: container cuda: Error (exit code 1); its log:" in result.stderr
+    assert "nvidia-smi: not found" in result.stderr and "Failed to allocate device vector A" in result.stderr
+    assert h.kubectl_json("get", "jobs")["items"] == []
+
+
+def test_gpu_test_pod_that_cannot_start_says_why(h):
+    """A container's waiting reason (kubelet: containerStatuses[].state.waiting), not the
+    scheduler's; and a Job whose pod the API refused (FailedCreate on the Job)."""
+    h.sh("gpu2", "touch /etc/gpuhub-sim/faults/image-pull-fails")
+    try:
+        h.t.put("gpu1", yaml.safe_dump(job("no-image", "nvidia.com/gpu", "gpu2")).encode(), "/root/no-image.yaml", 0o644)
+        time.sleep(2.5)  # the agent reports its faults with its next heartbeat (2 s)
+        result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-image.yaml", JOB_NAME="no-image", TIMEOUT=2)
+        assert result.returncode == 1
+        assert "pod no-image-" in result.stderr and "is Pending: container cuda: ImagePullBackOff: Back-off pulling" \
+            in result.stderr
+    finally:
+        h.sh("gpu2", "rm -f /etc/gpuhub-sim/faults/image-pull-fails")
+    h.t.put("gpu1", yaml.safe_dump(job("no-class", "nvidia.com/gpu", "gpu2", runtime_class="nope")).encode(),
+            "/root/no-class.yaml", 0o644)
+    result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-class.yaml", JOB_NAME="no-class", TIMEOUT=2)
+    assert result.returncode == 1 and "has no pod: Error creating: pods \"no-class-\" is forbidden: pod rejected: " \
+        'RuntimeClass "nope" not found' in result.stderr
     assert h.kubectl_json("get", "jobs")["items"] == []
 
 
