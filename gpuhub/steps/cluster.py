@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 
 from .. import facts as f
@@ -172,7 +173,7 @@ def verify_allocatable(ctx: Context):
                 # The plugin's own pod: GFD's, on the same node with the same labels, heals nothing.
                 for pod in daemonset_pods(pods, plugin_daemonsets()[0], name):
                     ctx.log(f"{ctx.host.name}: {PLUGIN}: restarting {pod['name']} (GPUs unhealthy after a restart)")
-                    ctx.target.check(f"{f.KUBECTL} delete pod {pod['name']} -n {namespace}", PLUGIN)
+                    ctx.target.check(f"{f.KUBECTL} delete pod {shlex.quote(pod['name'])} -n {namespace}", PLUGIN)
                 healed.add(name)
         if time.monotonic() > deadline:
             pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} -o json"))
