@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from . import names, render
+from . import facts, names, render
 from .steps import BLOCKED, CHANGE, ERROR, PENDING, Context
 from .steps import cluster as cluster_steps
 from .steps.runtime import driver_preflight
@@ -175,20 +175,27 @@ def check_traefik(inv, host, fx, server):
 # --- GPUs schedulable ----------------------------------------------------------------------------
 
 def check_plugin_pod(inv, host, fx, server):
+    """The device plugin's own pod on the host: GFD's pods carry the same labels (chart 0.20.0), so
+    pods are picked by the DaemonSet that owns them, and the evidence names the pod."""
     if not host.gpus:
         return None
-    pods = [p for p in (server["plugin_pods"] or []) if p["node"] == host.name] if server else []
-    if not pods:
+    pods = (server["plugin_pods"] or []) if server else []
+    plugin, gfd = cluster_steps.plugin_daemonsets()
+    mine = cluster_steps.daemonset_pods(pods, plugin, host.name)
+    if not mine:
+        others = cluster_steps.daemonset_pods(pods, gfd, host.name)
         return Finding("plugin_pod", False, f"no device plugin pod on {host.name}",
-                       "is the node labelled nvidia.com/gpu.present=true? (NVIDIA/k8s-device-plugin#1213)",
+                       f"no pod of DaemonSet {plugin} there"
+                       + (f" (only GFD's {', '.join(p['name'] for p in others)})" if others else "")
+                       + "; is the node labelled nvidia.com/gpu.present=true? (NVIDIA/k8s-device-plugin#1213)",
                        _fix(FIX_PLUGIN, inv, host))
-    bad = [p for p in pods if not p["ready"] or p["phase"] != "Running"]
+    bad = [p for p in mine if not p["ready"] or p["phase"] != "Running"]
     if bad:
         return Finding("plugin_pod", False, f"the device plugin pod on {host.name} is not Running",
                        "; ".join(f"{p['name']}: {p['reason'] or p['phase']}" for p in bad),
                        "runtimeClassName: nvidia is needed unless nvidia is the default runtime "
                        "(NVIDIA/k8s-device-plugin#477): " + _fix(FIX_PLUGIN, inv, host))
-    return Finding("plugin_pod", True, f"{pods[0]['name']} Running")
+    return Finding("plugin_pod", True, f"{mine[0]['name']} Running", f"pod {mine[0]['name']} of DaemonSet {plugin}")
 
 
 def check_allocatable(inv, host, fx, server):
@@ -305,12 +312,28 @@ def run_job(target, job: dict, timeout: float = 300):
                 break
             time.sleep(2)
         logs = target.run(f"{kubectl} logs job/{name} -n {ns}").stdout
-        if phase == "Pending":
-            pods = json.loads(target.run(f"{kubectl} get pods -n {ns} -l job-name={name} -o json").stdout or "{}")
-            reason = "; ".join(p.get("status", {}).get("reason", "") for p in pods.get("items", []))
+        if phase != "Succeeded":
+            reason = job_pods_reason(target, kubectl, name, ns)
         return phase, logs, reason
     finally:
         target.run(f"{kubectl} delete job {name} -n {ns} --ignore-not-found")
+
+
+def job_pods_reason(target, kubectl: str, name: str, ns: str) -> str:
+    """Why Job `name`'s pods do not run (podstatus.why: scheduler, kubelet, exit code); with no pod
+    at all, the Job controller's FailedCreate events (a pod the API refused, e.g. "pod rejected:
+    RuntimeClass \"nvidia\" not found": kubernetes pkg/controller/job, FailedCreate)."""
+    pods = facts.parse_pods(*_out(target.run(f"{kubectl} get pods -n {ns} -l job-name={name} -o json"))) or []
+    if pods:
+        return "; ".join(f"{p['name']}: {p['reason'] or p['phase']}" for p in pods)
+    events = facts.parse_json(*_out(target.run(f"{kubectl} get events -n {ns} "
+                                               f"--field-selector involvedObject.name={name} -o json"))) or {}
+    created = sorted({e.get("message", "") for e in events.get("items", []) if e.get("reason") == "FailedCreate"})
+    return "no pod: " + ("; ".join(created) if created else "the Job made none (yet)")
+
+
+def _out(result):
+    return result.stdout, result.exited
 
 
 def _gpu_lines(logs: str) -> list:

@@ -13,6 +13,7 @@ import shlex
 import tomllib
 from dataclasses import dataclass, field
 
+from . import podstatus
 from .secret import digested
 
 K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
@@ -199,16 +200,23 @@ def parse_releases(out: str, rc: int):
 
 
 def parse_pods(out: str, rc: int):
-    """`kubectl get pods -o json` -> [{name, node, phase, ready, labels, reason}]."""
+    """`kubectl get pods -o json` -> [{name, node, phase, ready, labels, owner, reason}].
+
+    `owner`: the controller that made the pod, `KIND/NAME` from metadata.ownerReferences (the one
+    with `controller: true`), e.g. `DaemonSet/nvdp-nvidia-device-plugin`: pods of two DaemonSets
+    can carry the same labels. `reason`: why it does not run (podstatus.why), '' when it does."""
     data = parse_json(out, rc)
     if data is None:
         return None
     pods = []
     for item in data.get("items", []):
-        status = item.get("status", {})
-        pods.append({"name": item["metadata"]["name"], "node": item.get("spec", {}).get("nodeName"),
-                     "labels": item["metadata"].get("labels", {}), "phase": status.get("phase"),
-                     "reason": status.get("reason", ""),
+        status, metadata = item.get("status", {}), item["metadata"]
+        owners = metadata.get("ownerReferences") or []
+        owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+        pods.append({"name": metadata["name"], "node": item.get("spec", {}).get("nodeName"),
+                     "labels": metadata.get("labels", {}), "phase": status.get("phase"),
+                     "owner": f"{owner.get('kind')}/{owner.get('name')}" if owner else None,
+                     "reason": podstatus.why(item),
                      "ready": any(c.get("type") == "Ready" and c.get("status") == "True"
                                   for c in status.get("conditions", []))})
     return pods
@@ -263,6 +271,13 @@ def host_probes() -> dict:
     }
 
 
+def plugin_pod_selector(release: str) -> str:
+    """The pods of device-plugin release NS/NAME: its plugin's AND its GFD's, whose pod templates
+    carry the same labels (chart 0.20.0 templates/_helpers.tpl templateLabels); they are told
+    apart by the DaemonSet that owns them (parse_pods' `owner`, steps.cluster.daemonset_pods)."""
+    return f"app.kubernetes.io/name=nvidia-device-plugin,app.kubernetes.io/instance={shlex.quote(release.split('/')[-1])}"
+
+
 def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     """On the server, once K3s answers: what the cluster steps compare."""
     plugin_ns, plugin_name = plugin_release.split("/")
@@ -276,7 +291,7 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
         "hub_values": Probe(f"{HELM} get values {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} -o json",
                             parse_release_values),
         "plugin_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(plugin_ns)} "
-                             "-l app.kubernetes.io/name=nvidia-device-plugin -o json", parse_pods),
+                             f"-l {plugin_pod_selector(plugin_release)} -o json", parse_pods),
         "hub_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(hub_ns)} -o json", parse_pods),
         "traefik_pods": Probe(f"{KUBECTL} get pods -A -l app.kubernetes.io/name=traefik -o json", parse_pods),
     }

@@ -91,7 +91,8 @@ INVENTORY = Section({
         "runtime": Value(str, "runtimeclass", choices=RUNTIME_MODES),
         "plugin_chart_version": Value(str, DEVICE_PLUGIN_CHART, test=names.chart_version),
         "replicas": Value(int, 8, test=_replicas),
-        "test_image": Value(str, TEST_IMAGE, test=names.image),
+        "test_image": Value(str, TEST_IMAGE, test=names.image,
+                            hint="one of NVIDIA's nvcr.io/nvidia/k8s/cuda-sample images (the Job runs /cuda-samples/sample)"),
         "toolkit_version": Value(str, TOOLKIT_VERSION, test=names.package_version),
     }),
     "hub": Section({
@@ -240,7 +241,7 @@ class Inventory:
         return self.hosts[name]
 
 
-def _airgap_checks(airgap: dict, base: Path) -> list:
+def _airgap_checks(airgap: dict, base: Path, toolkit_version: str) -> list:
     problems = []
     for key, value in airgap.items():
         for i, path in enumerate(value if isinstance(value, list) else [value]):
@@ -253,6 +254,47 @@ def _airgap_checks(airgap: dict, base: Path) -> list:
     if given and len(given) != len(AIRGAP_TOGETHER):
         problems.append(Problem("airgap", "k3s_binary and k3s_install_script go together",
                                 "the install script installs the binary you give (INSTALL_K3S_SKIP_DOWNLOAD)"))
+    if airgap["toolkit_packages"]:
+        problems += _toolkit_package_checks(airgap["toolkit_packages"], base, toolkit_version)
+    return problems
+
+
+# The NVIDIA container toolkit on Debian/Ubuntu (nvidia-container-toolkit v1.17.8
+# packaging/debian/control): nvidia-container-toolkit Depends nvidia-container-toolkit-base
+# (= VERSION), libnvidia-container-tools (>= VERSION), (<< 2.0.0); libnvidia-container-tools
+# needs libnvidia-container1 (libnvidia-container pkg/deb/control, through shlibs). dpkg -i of
+# them all at once enforces those Depends: a missing one fails on the host, after the upload.
+TOOLKIT_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+                    "libnvidia-container1")
+
+
+def _toolkit_package_checks(paths: list, base: Path, version: str) -> list:
+    """Each of the four packages given once, at gpu.toolkit_version, read from the files' own
+    control data (standard library only: loading never runs a command)."""
+    from .debfile import DebError, control
+    problems, found = [], {}
+    for i, path in enumerate(paths):
+        where = f"airgap.toolkit_packages[{i}]"
+        if not (base / path).is_file():
+            continue  # reported above
+        try:
+            fields = control(base / path)
+        except DebError as e:
+            problems.append(Problem(where, f"{base / path}: {e}"))
+            continue
+        name, got = fields.get("Package", "?"), fields.get("Version", "?")
+        found.setdefault(name, []).append(i)
+        if name in TOOLKIT_PACKAGES and got != version:
+            problems.append(Problem(where, f"{base / path} is {name} {got}, not gpu.toolkit_version {version}",
+                                    "give all four toolkit packages at one version, or set gpu.toolkit_version"))
+    for name in TOOLKIT_PACKAGES:
+        if name not in found:
+            problems.append(Problem("airgap.toolkit_packages", f"{name} {version} is missing",
+                                    "the toolkit is four packages, installed together (dpkg enforces their "
+                                    "Depends): " + ", ".join(f"{n}_{version}_ARCH.deb" for n in TOOLKIT_PACKAGES)))
+        elif len(found[name]) > 1:
+            problems.append(Problem("airgap.toolkit_packages", f"{name} is given more than once: items "
+                                    + ", ".join(map(str, found[name]))))
     return problems
 
 
@@ -289,7 +331,7 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
             problems.append(Problem("gpu.runtime", f"template mode needs containerd 2 (K3s >= v1.31.6 / v1.32.2), "
                                     f"not {data['cluster']['k3s_version']}",
                                     "use runtime: default-runtime with this K3s, or bump cluster.k3s_version"))
-    problems += _airgap_checks(data["airgap"], base)
+    problems += _airgap_checks(data["airgap"], base, data["gpu"]["toolkit_version"])
     hub = data["hub"]
     if not (hub["github"]["organizations"] or hub["github"]["allowed_users"] or hub["allow_any_github_user"]):
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",

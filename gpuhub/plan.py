@@ -154,10 +154,11 @@ class Run:
     # --- apply ---------------------------------------------------------------------------
 
     def upload_scripts(self, host):
-        """scripts/ onto the host: install-file.sh first (it places every other file)."""
+        """scripts/ onto the host: install-file.sh first (it places every other file); the shell
+        steps and the Python helpers they run (pod-why.py)."""
         target = self.targets[host.name]
         target.install_installer((LOCAL_SCRIPTS / "install-file.sh").read_text())
-        for script in sorted(LOCAL_SCRIPTS.glob("*.sh")):
+        for script in sorted([*LOCAL_SCRIPTS.glob("*.sh"), *LOCAL_SCRIPTS.glob("*.py")]):
             if script.name != "install-file.sh":
                 target.put_text(script.read_text(), f"{SCRIPTS_DIR}/{script.name}", 0o700, backup=False)
 

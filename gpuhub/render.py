@@ -221,6 +221,14 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
 # --- GPU test ------------------------------------------------------------------------------
 
 GPU_TEST_NAME = "gpuhub-gpu-test"
+# `nvidia-smi -L` first, so the log names the GPU the container was given (the NVIDIA runtime
+# mounts nvidia-smi into containers that get a GPU with the `utility` capability, which CUDA base
+# images set), then the image's own program: NVIDIA's cuda-sample images (K3s's and the device
+# plugin's docs use them) have ENTRYPOINT ["/cuda-samples/sample"], a link to the sample they were
+# built for (NVIDIA/k8s-samples deployments/container/Dockerfile.ubuntu); `command` replaces the
+# entrypoint, so the Job names it. `;` and not `&&`: without nvidia-smi the sample still says
+# why CUDA failed, and its exit status is the Job's.
+GPU_TEST_COMMAND = ["sh", "-c", "nvidia-smi -L; exec /cuda-samples/sample"]
 
 
 def gpu_test_job(inv: Inventory, host: Host = None) -> dict:
@@ -237,6 +245,7 @@ def gpu_test_job(inv: Inventory, host: Host = None) -> dict:
     pod["containers"] = [{
         "name": "cuda",
         "image": inv.gpu["test_image"],
+        "command": list(GPU_TEST_COMMAND),
         "resources": {"limits": {resource: 1}},
     }]
     return {

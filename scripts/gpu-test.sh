@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Run one GPU test Job on this K3s server (KUBECONFIG /etc/rancher/k3s/k3s.yaml) and report:
 # delete any old Job of that name, apply JOB_FILE, wait for it to complete, print its pod's log.
-# When it does not complete, say why: a Pending pod's FailedScheduling events (e.g.
-# "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."), or a failed pod's log.
+# When it does not complete, say why, from where Kubernetes keeps it (pod-why.py beside this
+# script, run with python3): a Pending pod's PodScheduled condition and FailedScheduling events
+# (e.g. "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. ..."), a container's waiting
+# reason (ImagePullBackOff ...) or exit code with the pod's log, or the Job's FailedCreate
+# events when it has no pod.
 # The Job is deleted at the end in every case.
 #
 # Inputs (environment):
@@ -10,7 +13,8 @@
 #   JOB_NAME   the Job's metadata.name in JOB_FILE (DNS label; required)
 #   NAMESPACE  the Job's namespace (default: default)
 #   TIMEOUT    seconds to wait for completion (default 300)
-# Output (stdout), on success: the pod's log, then "succeeded job/JOB_NAME".
+# Output (stdout), on success: the pod's log (the Job's `nvidia-smi -L` line "GPU 0: ... (UUID:
+#   ...)" first, then the sample's, e.g. "Test PASSED"), then "succeeded job/JOB_NAME".
 # Exit status: 0 the Job completed; 1 it failed, stayed Pending (the scheduler's reasons on
 #   stderr) or timed out; 2 bad input (nothing changed).
 #
@@ -76,42 +80,52 @@ if [ "$result" = complete ]; then
 fi
 
 # ------------------------------------------------------------------ why not
-if ! command -v python3 >/dev/null; then
+# Each pod's reason is read where Kubernetes keeps it, by pod-why.py beside this script (the
+# PodScheduled condition, the containers' waiting/terminated states, status.reason; never
+# status.reason alone, which holds only pod-level reasons such as Evicted).
+why="$(dirname -- "$0")/pod-why.py"
+if ! command -v python3 >/dev/null || [ ! -f "$why" ]; then
   {
     echo "$me: job $JOB_NAME did not complete ($result) in ${TIMEOUT}s; its pods and events" \
-      "(install python3 for the scheduler's reasons alone):"
+      "(install python3, and keep pod-why.py beside this script, for the reasons alone):"
     k get pods -l "job-name=$JOB_NAME" -o wide 2>&1 || true
     k get events 2>&1 | tail -n 20 || true
   } >&2
   exit 1
 fi
-# "NAME PHASE" per pod of the Job (kubectl's JSON read with python3: no jsonpath dependence).
-pods=$(k get pods -l "job-name=$JOB_NAME" -o json 2>/dev/null | python3 -c '
-import json, sys
-for p in json.load(sys.stdin).get("items", []):
-    print(p["metadata"]["name"], p.get("status", {}).get("phase", "Unknown"))
-' 2>/dev/null || true)
-if [ "$result" = failed ]; then
-  {
-    echo "$me: job $JOB_NAME failed; its log:"
-    k logs "job/$JOB_NAME" 2>&1 || true
-  } >&2
-  exit 1
-fi
-while read -r pod phase; do
-  [ -n "$pod" ] || continue
-  if [ "$phase" = Pending ]; then
-    reasons=$(k get events --field-selector "involvedObject.name=$pod" -o json 2>/dev/null | python3 -c '
+# The messages of events REASON about object NAME, one per line, each once.
+events() {
+  k get events --field-selector "involvedObject.name=$1" -o json 2>/dev/null | python3 -c '
 import json, sys
 for e in json.load(sys.stdin).get("items", []):
-    if e.get("reason") == "FailedScheduling":
+    if e.get("reason") == sys.argv[1]:
         print(e.get("message", "").strip())
-' 2>/dev/null | sort -u || true)
+' "$2" 2>/dev/null | sort -u || true
+}
+# "NAME PHASE WHY" per pod of the Job.
+pods=$(k get pods -l "job-name=$JOB_NAME" -o json 2>/dev/null | python3 "$why" 2>/dev/null || true)
+if [ -z "$pods" ]; then
+  # No pod at all: the API refused it (e.g. "pod rejected: RuntimeClass "nvidia" not found"),
+  # which the Job controller reports on the Job as FailedCreate.
+  created=$(events "$JOB_NAME" FailedCreate)
+  fail "job $JOB_NAME did not complete ($result) in ${TIMEOUT}s and has no pod${created:+: $created}"
+fi
+while read -r pod phase reason; do
+  [ -n "$pod" ] || continue
+  if [ "$phase" = Pending ]; then
+    # The scheduler's events say what the PodScheduled condition says: each message once.
+    while read -r message; do
+      [ -n "$message" ] && [[ "$reason" != *"$message"* ]] && reason="${reason:+$reason; }$message"
+    done <<< "$(events "$pod" FailedScheduling)"
     fail "job $JOB_NAME did not complete in ${TIMEOUT}s: pod $pod is Pending:" \
-      "${reasons:-no FailedScheduling event (yet)}"
+      "${reason:-no reason given (yet)}"
   fi
   {
-    echo "$me: job $JOB_NAME did not complete in ${TIMEOUT}s: pod $pod is $phase; its log:"
+    if [ "$result" = failed ]; then
+      echo "$me: job $JOB_NAME failed: pod $pod is $phase${reason:+: $reason}; its log:"
+    else
+      echo "$me: job $JOB_NAME did not complete in ${TIMEOUT}s: pod $pod is $phase${reason:+: $reason}; its log:"
+    fi
     k logs "$pod" 2>&1 | tail -n 20 || true
   } >&2
   exit 1

@@ -6,8 +6,10 @@
 #
 # Inputs (environment):
 #   TOOLKIT_PACKAGES  optional: space-separated paths on this host of .deb files (airgap), all
-#                     installed with one `dpkg -i` (nvidia-container-toolkit and the lib packages
-#                     it depends on)
+#                     installed with one `dpkg -i`, which enforces their Depends: the toolkit
+#                     1.17.x is nvidia-container-toolkit, nvidia-container-toolkit-base (which holds
+#                     nvidia-container-runtime), libnvidia-container-tools, libnvidia-container1
+#                     (NVIDIA/nvidia-container-toolkit v1.17.8 packaging/debian/control)
 #   TOOLKIT_VERSION   the pinned version, e.g. 1.17.8-1 (required without TOOLKIT_PACKAGES)
 # Output (stdout), one line per thing:
 #   "unchanged nvidia-container-toolkit"                 nvidia-container-runtime is on PATH

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 
 from .. import facts as f
@@ -128,9 +129,31 @@ def allocatable_problems(inv, nodes, hosts=None):
     return problems, unhealthy
 
 
+def plugin_daemonsets(release: str = PLUGIN_RELEASE) -> tuple:
+    """(device plugin DaemonSet, GPU feature discovery DaemonSet) of the chart's `release`.
+
+    Chart nvidia-device-plugin 0.20.0: `fullname` is the release name when it contains the chart
+    name, else `RELEASE-nvidia-device-plugin`, cut to 63 (templates/_helpers.tpl); the plugin's
+    DaemonSet is `fullname` (daemonset-device-plugin.yml), GFD's `fullname-gpu-feature-discovery`
+    (daemonset-gfd.yml). Their pods carry the same labels (templateLabels), so a label selector
+    finds both: pods are told apart by the DaemonSet that owns them."""
+    name = release.split("/")[-1]
+    fullname = (name if "nvidia-device-plugin" in name else f"{name}-nvidia-device-plugin")[:63].rstrip("-")
+    return fullname, f"{fullname}-gpu-feature-discovery"[:63].rstrip("-")
+
+
+def daemonset_pods(pods, daemonset: str, node: str = None) -> list:
+    """The pods (facts.parse_pods) that DaemonSet `daemonset` owns, on `node` if given."""
+    return [p for p in pods or [] if p.get("owner") == f"DaemonSet/{daemonset}"
+            and (node is None or p["node"] == node)]
+
+
 def plugin_pod_reasons(pods) -> str:
-    bad = [f"{p['name']} on {p['node']}: {p['reason'] or p['phase']}" for p in (pods or []) if not p["ready"]]
-    return (" [plugin pods: " + "; ".join(bad) + "]") if bad else ""
+    plugin, gfd = plugin_daemonsets()
+    bad = [f"{kind} pod {p['name']} on {p['node']}: {p['reason'] or p['phase']}"
+           for kind, daemonset in (("plugin", plugin), ("GFD", gfd))
+           for p in daemonset_pods(pods, daemonset) if not p["ready"]]
+    return (" [" + "; ".join(bad) + "]") if bad else ""
 
 
 def verify_allocatable(ctx: Context, hosts=None):
@@ -149,10 +172,11 @@ def verify_allocatable(ctx: Context, hosts=None):
         for name in unhealthy:
             if name not in healed:
                 pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} "
-                                               "-l app.kubernetes.io/name=nvidia-device-plugin -o json")) or []
-                for pod in (p for p in pods if p["node"] == name):
+                                               f"-l {f.plugin_pod_selector(PLUGIN_RELEASE)} -o json")) or []
+                # The plugin's own pod: GFD's, on the same node with the same labels, heals nothing.
+                for pod in daemonset_pods(pods, plugin_daemonsets()[0], name):
                     ctx.log(f"{ctx.host.name}: {PLUGIN}: restarting {pod['name']} (GPUs unhealthy after a restart)")
-                    ctx.target.check(f"{f.KUBECTL} delete pod {pod['name']} -n {namespace}", PLUGIN)
+                    ctx.target.check(f"{f.KUBECTL} delete pod {shlex.quote(pod['name'])} -n {namespace}", PLUGIN)
                 healed.add(name)
         if time.monotonic() > deadline:
             pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} -o json"))

@@ -102,8 +102,10 @@ FAULT_CASES = {
     "nvml-failing": ("gpu2", f"touch {FAULTS}/nvml-failing", [("gpu2", f"rm -f {FAULTS}/nvml-failing")],
                      {("gpu2", "driver"), ("gpu2", "plugin_pod"), ("gpu2", "allocatable"),
                       ("gpu2", "sharing_labels"), ("gpu2", "drift"), ("gpu1", "drift")}),
-    "toolkit-missing": ("gpu3", "dpkg -r nvidia-container-toolkit >/dev/null && systemctl restart k3s-agent",
-                        [("gpu3", "dpkg -i /var/lib/gpuhub/work/nvidia-container-toolkit_*.deb >/dev/null && "
+    # nvidia-container-runtime is in nvidia-container-toolkit-base (toolkit v1.17.8 packaging/debian).
+    "toolkit-missing": ("gpu3", "dpkg -r nvidia-container-toolkit nvidia-container-toolkit-base >/dev/null && "
+                                "systemctl restart k3s-agent",
+                        [("gpu3", "dpkg -i /var/lib/gpuhub/work/*.deb >/dev/null && "
                                   "systemctl restart k3s-agent")],
                         {("gpu3", "toolkit"), ("gpu3", "containerd"), ("gpu3", "plugin_pod"), ("gpu3", "allocatable"),
                          ("gpu3", "sharing_labels"), ("gpu3", "drift"), ("gpu1", "drift")}),
@@ -111,7 +113,8 @@ FAULT_CASES = {
                     {("gpu3", "k3s_unit"), ("gpu3", "node"), ("gpu3", "drift")}),
     "gpus-unhealthy": ("gpu3", f"touch {FAULTS}/plugin-unhealthy-after-restart && systemctl restart k3s-agent",
                        [("gpu3", f"rm -f {FAULTS}/plugin-unhealthy-after-restart"),
-                        ("gpu1", "k3s kubectl delete pod nvdp-gpu3 -n nvidia-device-plugin >/dev/null")],
+                        ("gpu1", "k3s kubectl rollout restart daemonset/nvdp-nvidia-device-plugin "
+                                 "-n nvidia-device-plugin >/dev/null")],
                        {("gpu3", "allocatable"), ("gpu1", "drift")}),
     "hub-not-ready": ("gpu1", f"touch {FAULTS}/hub-never-ready", [("gpu1", f"rm -f {FAULTS}/hub-never-ready")],
                       {("gpu1", "hub_ready"), ("gpu1", "hub_login")}),

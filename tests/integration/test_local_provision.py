@@ -53,8 +53,10 @@ def local_site(testhosts, wheels, tmp_path_factory):
             tar.add(ROOT / name, arcname=name)
         for wheel in wheels.iterdir():
             tar.add(wheel, arcname=f"wheels/{wheel.name}")
-        for key in ("k3s", "install_script", "images", "helm", "plugin_chart", "hub_chart_4.4.0", "toolkit"):
+        for key in ("k3s", "install_script", "images", "helm", "plugin_chart", "hub_chart_4.4.0"):
             tar.add(bundle[key], arcname=f"bundle/{bundle[key].name}")
+        for deb in bundle["toolkit_packages"]:
+            tar.add(deb, arcname=f"bundle/{deb.name}")
     testhosts.put(HOST, archive, "/root/gpuhub.tar.gz", 0o600)
     inventory = {
         "hub": {"hostname": "hub.lab.test", "letsencrypt_email": "admin@lab.test",
@@ -65,7 +67,7 @@ def local_site(testhosts, wheels, tmp_path_factory):
                    "helm_binary": f"{CHECKOUT}/bundle/helm",
                    "plugin_chart": f"{CHECKOUT}/bundle/{bundle['plugin_chart'].name}",
                    "hub_chart": f"{CHECKOUT}/bundle/{bundle['hub_chart_4.4.0'].name}",
-                   "toolkit_packages": [f"{CHECKOUT}/bundle/{bundle['toolkit'].name}"]},
+                   "toolkit_packages": [f"{CHECKOUT}/bundle/{deb.name}" for deb in bundle["toolkit_packages"]]},
     }
     testhosts.put(HOST, yaml.safe_dump(inventory).encode(), f"{SITE}/hosts.yaml", 0o644)
     testhosts.put(HOST, b"github_client_id: local-id\ngithub_client_secret: local-secret\n",

@@ -43,7 +43,7 @@ def inventory(bundle, **changes):
         "airgap": {"k3s_binary": str(bundle["k3s"]), "k3s_install_script": str(bundle["install_script"]),
                    "k3s_images": str(bundle["images"]), "helm_binary": str(bundle["helm"]),
                    "plugin_chart": str(bundle["plugin_chart"]), "hub_chart": str(bundle["hub_chart_4.4.0"]),
-                   "toolkit_packages": [str(bundle["toolkit"])]},
+                   "toolkit_packages": [str(deb) for deb in bundle["toolkit_packages"]]},
     }
     for dotted, value in changes.items():
         *parents, last = dotted.split("__")
@@ -190,7 +190,10 @@ def test_gpus_unhealthy_after_a_restart_are_healed_once(site):
         assert "restart the device plugin pod on gpu3" in plan["gpu1"]["gpu.plugin"]["summary"]
         result = site.fab("provision")
         assert result.returncode == 0, result.stderr
-        assert "restarting nvdp-gpu3" in result.stderr
+        # The plugin's own pod, not GFD's (same labels, same node): chart 0.20.0 names.
+        restarted = [line for line in result.stderr.splitlines() if "restarting " in line]
+        assert len(restarted) == 1 and "restarting nvdp-nvidia-device-plugin-" in restarted[0], restarted
+        assert "gpu-feature-discovery" not in restarted[0]
         assert site.plan()["gpu1"]["gpu.plugin"]["status"] == "ok"
     finally:
         site.sh("gpu3", "rm -f /etc/gpuhub-sim/faults/plugin-unhealthy-after-restart")

@@ -25,7 +25,8 @@ from sim.hardware import give_gpus
 from test_simulation import PLUGIN_VALUES
 from testdata import env_file_values
 
-from gpuhub import facts
+from gpuhub import facts, render
+from gpuhub.inventory import TOOLKIT_PACKAGES
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +42,7 @@ UNIT = {"gpu1": "k3s", "gpu2": "k3s-agent"}
 TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
 PLUGIN_NS = "nvidia-device-plugin"
 BACKUPS = "/var/backups/gpuhub"
+TOOLKIT = " ".join(TOOLKIT_PACKAGES)
 # A kubectl already on PATH (a distribution's package, say) that is not K3s's: the install script
 # then makes no /usr/local/bin/kubectl link (k3s install.sh release-1.34, create_symlinks).
 FOREIGN_KUBECTL = b"#!/bin/sh\necho \"kubectl of the distribution, not K3s's: $*\" >&2\nexit 1\n"
@@ -85,7 +87,7 @@ class Hosts:
         return self.sh(host, f"systemctl is-active {unit or UNIT[host]}", check=False).stdout.strip()
 
     def upload_scripts(self, host):
-        for path in sorted(SCRIPTS.glob("*.sh")):
+        for path in sorted([*SCRIPTS.glob("*.sh"), *SCRIPTS.glob("*.py")]):
             self.t.put(host, path, f"{REMOTE}/{path.name}", 0o755)
 
     def make_bare(self, host):
@@ -94,7 +96,7 @@ class Hosts:
         for role in ("server", "agent"):  # whichever was installed; the second finds nothing
             reset = self.script(host, "k3s-reset.sh", K3S_ROLE=role, DESTROY_USER_DATA="true")
             assert reset.returncode == 0, reset.stderr
-        self.sh(host, "umount /mnt/small 2>/dev/null; dpkg --purge nvidia-container-toolkit >/dev/null 2>&1; "
+        self.sh(host, f"umount /mnt/small 2>/dev/null; dpkg --purge {TOOLKIT} >/dev/null 2>&1; "
                       f"rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl {BUNDLE} "
                       f"{BACKUPS} /etc/systemd/system/k3s-backup.service "
                       "/mnt/small /etc/rancher/k3s /var/lib/rancher/k3s /root/*.yaml /root/*.tmpl; true")
@@ -119,7 +121,8 @@ def stage_bundle(h, host):
     p = h.paths
     give_gpus(h.t, host, p, GPUS[host])
     h.sh(host, "mkdir -p /etc/gpuhub-sim/faults")
-    h.t.put(host, p["toolkit"], f"{BUNDLE}/{p['toolkit'].name}", 0o644)
+    for deb in p["toolkit_packages"]:
+        h.t.put(host, deb, f"{BUNDLE}/{deb.name}", 0o644)
     h.t.put(host, p["k3s"], f"{BUNDLE}/k3s", 0o755)
     h.t.put(host, p["install_script"], f"{BUNDLE}/install.sh", 0o755)
     h.t.put(host, p["images"], f"{BUNDLE}/{p['images'].name}", 0o644)
@@ -151,7 +154,7 @@ def install_env(h, host):
 def job(name, resource, node, runtime_class="nvidia"):
     spec = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
             "containers": [{"name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0",
-                            "resources": {"limits": {resource: 1}}}]}
+                            "command": render.GPU_TEST_COMMAND, "resources": {"limits": {resource: 1}}}]}
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
@@ -185,11 +188,19 @@ def test_bad_input_exits_2_and_changes_nothing(h):
 def test_toolkit_install_from_package_then_unchanged(h):
     for host in USED:
         stage_bundle(h, host)
-        deb = f"{BUNDLE}/{h.paths['toolkit'].name}"
-        first = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=deb)
+        debs = " ".join(f"{BUNDLE}/{deb.name}" for deb in h.paths["toolkit_packages"])
+        # dpkg enforces the packages' real Depends: the toolkit alone is refused, nothing installed.
+        toolkit = next(d for d in h.paths["toolkit_packages"] if d.name.startswith("nvidia-container-toolkit_"))
+        alone = h.script(host, "toolkit-install.sh", TOOLKIT_PACKAGES=f"{BUNDLE}/{toolkit.name}")
+        assert alone.returncode == 1 and "dependency problems" in alone.stderr
+        assert "nvidia-container-toolkit-base" in alone.stderr and "libnvidia-container-tools" in alone.stderr
+        first = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=debs)
         assert first.stdout == "changed nvidia-container-toolkit 1.17.8-1\n"
-        assert h.sh(host, "nvidia-container-runtime --version").stdout.startswith("NVIDIA Container Runtime")
-        again = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=deb)
+        assert h.sh(host, "nvidia-container-runtime --version").stdout.startswith("nvidia-container-runtime version")
+        installed = h.sh(host, "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' " + TOOLKIT).stdout
+        assert sorted(installed.splitlines()) == sorted(f"{name} 1.17.8-1 install ok installed"
+                                                        for name in TOOLKIT.split())
+        again = h.ok(host, "toolkit-install.sh", TOOLKIT_PACKAGES=debs)
         assert again.stdout == "unchanged nvidia-container-toolkit\n"
 
 
@@ -377,7 +388,9 @@ def test_gpu_test_pending_prints_the_schedulers_reason(h):
     started = time.monotonic()
     result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/stuck.yaml", JOB_NAME="stuck", TIMEOUT=4)
     assert result.returncode == 1 and time.monotonic() - started < 60
-    assert "Pending" in result.stderr and "Insufficient nvidia.com/gpu" in result.stderr
+    # The PodScheduled condition's message; the FailedScheduling event says the same: said once.
+    assert "is Pending: Unschedulable: 0/2 nodes are available: " in result.stderr
+    assert result.stderr.count("Insufficient nvidia.com/gpu") == 1  # condition and event: one message
     assert h.kubectl_json("get", "jobs")["items"] == []
 
 
@@ -388,7 +401,31 @@ def test_gpu_test_failed_job_prints_its_log(h):
     started = time.monotonic()
     result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-runtime.yaml", JOB_NAME="no-runtime", TIMEOUT=60)
     assert result.returncode == 1 and time.monotonic() - started < 30  # reported at once, not at TIMEOUT
-    assert "failed" in result.stderr and "CUDA error" in result.stderr
+    # How it ended, from the container's terminated state, then the log (no GPU, no nvidia-smi).
+    assert "job no-runtime failed: pod no-runtime-" in result.stderr
+    assert "is Failed: container cuda: Error (exit code 1); its log:" in result.stderr
+    assert "nvidia-smi: not found" in result.stderr and "Failed to allocate device vector A" in result.stderr
+    assert h.kubectl_json("get", "jobs")["items"] == []
+
+
+def test_gpu_test_pod_that_cannot_start_says_why(h):
+    """A container's waiting reason (kubelet: containerStatuses[].state.waiting), not the
+    scheduler's; and a Job whose pod the API refused (FailedCreate on the Job)."""
+    h.sh("gpu2", "touch /etc/gpuhub-sim/faults/image-pull-fails")
+    try:
+        h.t.put("gpu1", yaml.safe_dump(job("no-image", "nvidia.com/gpu", "gpu2")).encode(), "/root/no-image.yaml", 0o644)
+        time.sleep(2.5)  # the agent reports its faults with its next heartbeat (2 s)
+        result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-image.yaml", JOB_NAME="no-image", TIMEOUT=2)
+        assert result.returncode == 1
+        assert "pod no-image-" in result.stderr and "is Pending: container cuda: ImagePullBackOff: Back-off pulling" \
+            in result.stderr
+    finally:
+        h.sh("gpu2", "rm -f /etc/gpuhub-sim/faults/image-pull-fails")
+    h.t.put("gpu1", yaml.safe_dump(job("no-class", "nvidia.com/gpu", "gpu2", runtime_class="nope")).encode(),
+            "/root/no-class.yaml", 0o644)
+    result = h.script("gpu1", "gpu-test.sh", JOB_FILE="/root/no-class.yaml", JOB_NAME="no-class", TIMEOUT=2)
+    assert result.returncode == 1 and "has no pod: Error creating: pods \"no-class-\" is forbidden: pod rejected: " \
+        'RuntimeClass "nope" not found' in result.stderr
     assert h.kubectl_json("get", "jobs")["items"] == []
 
 

@@ -15,6 +15,9 @@ import yaml
 from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 
+from gpuhub import render
+from gpuhub.inventory import TOOLKIT_PACKAGES
+
 pytestmark = pytest.mark.integration
 
 GPUS = {"gpu1": 1, "gpu2": 2, "gpu3": 1}
@@ -39,7 +42,7 @@ PLUGIN_VALUES = {"gfd": {"enabled": True}, "runtimeClassName": "nvidia",
 # What a bare host is for the provisioning tests: no K3s, no toolkit, no helm, no simulation state.
 BARE_HOST = ("for s in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do "
              "[ -x \"$s\" ] && \"$s\" >/dev/null 2>&1; done; "
-             "dpkg -r nvidia-container-toolkit >/dev/null 2>&1; "
+             f"dpkg --purge {' '.join(TOOLKIT_PACKAGES)} >/dev/null 2>&1; "
              "rm -rf /usr/local/bin/helm /etc/gpuhub-sim /usr/bin/nvidia-smi /usr/bin/kubectl /root/bundle "
              "/var/lib/gpuhub /var/backups/gpuhub /etc/rancher /var/lib/rancher; : > /etc/environment; true")
 
@@ -113,8 +116,9 @@ def install_host(c, host, role, server_address):
     hosts, p = c.hosts, c.paths
     give_gpus(hosts, host, p, GPUS[host])
     c.sh(host, "mkdir -p /etc/gpuhub-sim/faults /var/lib/rancher/k3s/agent/images /etc/rancher/k3s /root/bundle")
-    hosts.put(host, p["toolkit"], "/root/bundle/toolkit.deb", 0o644)
-    c.sh(host, "dpkg -i /root/bundle/toolkit.deb >/dev/null")
+    for deb in p["toolkit_packages"]:
+        hosts.put(host, deb, f"/root/bundle/{deb.name}", 0o644)
+    c.sh(host, "dpkg -i /root/bundle/*.deb >/dev/null")
     hosts.put(host, p["k3s"], "/usr/local/bin/k3s", 0o755)
     hosts.put(host, p["images"], "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst", 0o644)
     hosts.put(host, p["install_script"], "/root/bundle/install.sh", 0o755)
@@ -195,11 +199,29 @@ def test_nodes_registered_with_gpus_times_replicas(cluster):
     assert nodes["gpu2"]["status"]["allocatable"]["nvidia.com/gpu"] == "2"
     assert "nvidia.com/gpu" not in nodes["gpu3"]["status"]["capacity"]
     labels = nodes["gpu3"]["metadata"]["labels"]
-    assert labels["nvidia.com/gpu.product"].endswith("-SHARED")
-    assert labels["nvidia.com/gpu.replicas"] == "4"
+    # Renamed (renameByDefault): GFD adds no -SHARED (device-plugin v0.20.0 internal/lm/resource.go).
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert labels["nvidia.com/gpu.replicas"] == "4" and labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
     assert nodes["gpu1"]["status"]["nodeInfo"]["kubeletVersion"] == K3S_VERSION
-    runtime_classes = cluster.kubectl_json("get", "runtimeclass")["items"]
-    assert [rc["metadata"]["name"] for rc in runtime_classes] == ["nvidia"]
+    # K3s's manifests/runtimes.yaml: ten RuntimeClasses; `-o name` prints group-qualified names.
+    names = cluster.sh("gpu1", "kubectl get runtimeclass -o name").stdout.split()
+    assert len(names) == 10 and "runtimeclass.node.k8s.io/nvidia" in names
+    assert {"runtimeclass.node.k8s.io/nvidia-experimental", "runtimeclass.node.k8s.io/crun"} <= set(names)
+
+
+def test_plugin_and_gfd_pods_share_their_labels_and_differ_by_owner(cluster):
+    """Chart 0.20.0: both DaemonSets' pods carry only app.kubernetes.io/name and /instance."""
+    pods = cluster.kubectl_json("get", "pods", "-n", PLUGIN_NS, "-l", "app.kubernetes.io/name=nvidia-device-plugin")["items"]
+    owners = {}
+    for p in pods:
+        owner = p["metadata"]["ownerReferences"][0]
+        assert owner["kind"] == "DaemonSet" and p["metadata"]["name"].startswith(owner["name"] + "-")
+        assert {k: v for k, v in p["metadata"]["labels"].items() if k.startswith("app.")} == {
+            "app.kubernetes.io/name": "nvidia-device-plugin", "app.kubernetes.io/instance": "nvdp"}
+        owners.setdefault(p["spec"]["nodeName"], set()).add(owner["name"])
+    plugin = "nvdp-nvidia-device-plugin"
+    assert owners == {n: {plugin, f"{plugin}-gpu-feature-discovery"} for n in ("gpu1", "gpu2", "gpu3")}
+    assert all(p["status"]["phase"] == "Running" and "reason" not in p["status"] for p in pods)
 
 
 def test_generated_containerd_config_has_nvidia_runtime(cluster):
@@ -222,28 +244,42 @@ def test_agent_with_wrong_token_is_refused(cluster):
 
 
 def test_gpu_test_job_succeeds_or_pends_with_the_reason(cluster):
-    def job(name, resource, node):
+    def job(name, resource, node, command=render.GPU_TEST_COMMAND):
+        container = {"name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0",
+                     "resources": {"limits": {resource: 1}}}
+        if command:
+            container["command"] = command
         return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
                 "spec": {"backoffLimit": 0, "template": {"spec": {
                     "restartPolicy": "Never", "runtimeClassName": "nvidia",
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "containers": [{"name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0",
-                                    "resources": {"limits": {resource: 1}}}]}}}}
-    cluster.hosts.put("gpu1", yaml.safe_dump_all([job("ok", "nvidia.com/gpu.shared", "gpu3"),
-                                                  job("stuck", "nvidia.com/gpu", "gpu1")]).encode(),
-                      "/root/jobs.yaml", 0o644)
+                    "nodeSelector": {"kubernetes.io/hostname": node}, "containers": [container]}}}}
+    jobs = [job("ok", "nvidia.com/gpu.shared", "gpu3"), job("stuck", "nvidia.com/gpu", "gpu1"),
+            job("sample", "nvidia.com/gpu", "gpu2", command=None)]
+    cluster.hosts.put("gpu1", yaml.safe_dump_all(jobs).encode(), "/root/jobs.yaml", 0o644)
     try:
         cluster.sh("gpu1", "kubectl apply -f /root/jobs.yaml")
-        cluster.sh("gpu1", "kubectl wait --for=condition=complete job/ok --timeout=20s")
+        for name in ("ok", "sample"):
+            cluster.sh("gpu1", f"kubectl wait --for=condition=complete job/{name} --timeout=20s")
         logs = cluster.sh("gpu1", "kubectl logs job/ok").stdout
-        assert "Test PASSED" in logs and logs.startswith("GPU 0: NVIDIA")
+        assert logs.startswith("GPU 0: NVIDIA H100 80GB HBM3 (UUID: ") and "Test PASSED" in logs
+        # The image's own entrypoint: the sample's lines only, no GPU line.
+        sample = cluster.sh("gpu1", "kubectl logs job/sample").stdout
+        assert sample.startswith("[Vector addition of 50000 elements]\n") and sample.endswith("Test PASSED\nDone\n")
+        ran = cluster.kubectl_json("get", "pods", "-l", "job-name=ok")["items"][0]
+        assert ran["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
         pods = cluster.kubectl_json("get", "pods", "-l", "job-name=stuck")["items"]
-        assert pods[0]["status"]["phase"] == "Pending"
+        status = pods[0]["status"]
+        # The scheduler's reason is in the PodScheduled condition and its event, not status.reason.
+        assert status["phase"] == "Pending" and "reason" not in status and "nodeName" not in pods[0]["spec"]
+        scheduled = next(c for c in status["conditions"] if c["type"] == "PodScheduled")
+        assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
+        assert scheduled["message"].startswith("0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) "
+                                               "didn't match Pod's node affinity/selector. preemption: ")
         events = cluster.kubectl_json("get", "events", "--field-selector",
                                       f"involvedObject.name={pods[0]['metadata']['name']}")["items"]
-        assert "Insufficient nvidia.com/gpu" in events[0]["message"]
+        assert [(e["reason"], e["message"]) for e in events] == [("FailedScheduling", scheduled["message"])]
     finally:
-        cluster.sh("gpu1", "kubectl delete job ok --ignore-not-found; kubectl delete job stuck --ignore-not-found")
+        cluster.sh("gpu1", "for j in ok stuck sample; do kubectl delete job $j --ignore-not-found; done")
 
 
 def test_helm_releases(cluster):
@@ -271,8 +307,12 @@ def test_fault_nvml_failing(healthy_after):
         result = c.sh("gpu2", "nvidia-smi", check=False)
         assert result.returncode == 18 and "Driver/library version mismatch" in result.stdout
         c.wait_for("gpu2 to lose its GPUs", lambda: c.capacity("gpu2", "nvidia.com/gpu") is None)
-        plugin = [p for p in c.kubectl_json("get", "pods", "-n", PLUGIN_NS)["items"] if p["spec"]["nodeName"] == "gpu2"]
-        assert "NVML" in plugin[0]["status"]["reason"]
+        plugin = [p for p in c.kubectl_json("get", "pods", "-n", PLUGIN_NS)["items"] if p["spec"]["nodeName"] == "gpu2"
+                  and p["metadata"]["ownerReferences"][0]["name"] == "nvdp-nvidia-device-plugin"]
+        # The kubelet's reason: the container's waiting state and its last exit, not status.reason.
+        ctr = next(s for s in plugin[0]["status"]["containerStatuses"] if s["name"] == "nvidia-device-plugin-ctr")
+        assert ctr["state"]["waiting"]["reason"] == "CrashLoopBackOff" and not ctr["ready"]
+        assert ctr["lastState"]["terminated"]["exitCode"] == 1 and "reason" not in plugin[0]["status"]
 
 
 def test_fault_no_toolkit(healthy_after):
@@ -298,8 +338,16 @@ def test_fault_plugin_unhealthy_after_restart_and_heal(healthy_after):
         c.restart("gpu3")
         c.wait_for("allocatable 0 on gpu3", lambda: c.allocatable("gpu3", "nvidia.com/gpu.shared") == "0")
         assert c.capacity("gpu3", "nvidia.com/gpu.shared") == "4"
-        c.sh("gpu1", f"kubectl delete pod nvdp-gpu3 -n {PLUGIN_NS}")
+        on_gpu3 = {p["metadata"]["ownerReferences"][0]["name"]: p["metadata"]["name"]
+                   for p in c.kubectl_json("get", "pods", "-n", PLUGIN_NS)["items"] if p["spec"]["nodeName"] == "gpu3"}
+        gfd = on_gpu3.pop("nvdp-nvidia-device-plugin-gpu-feature-discovery")
+        c.sh("gpu1", f"kubectl delete pod {gfd} -n {PLUGIN_NS}")  # same labels, but not the plugin: no heal
+        assert c.allocatable("gpu3", "nvidia.com/gpu.shared") == "0"
+        c.sh("gpu1", f"kubectl delete pod {on_gpu3['nvdp-nvidia-device-plugin']} -n {PLUGIN_NS}")
         assert c.allocatable("gpu3", "nvidia.com/gpu.shared") == "4"
+        renamed = [p["metadata"]["name"] for p in c.kubectl_json("get", "pods", "-n", PLUGIN_NS)["items"]
+                   if p["spec"]["nodeName"] == "gpu3"]
+        assert gfd not in renamed and on_gpu3["nvdp-nvidia-device-plugin"] not in renamed  # new pods, new names
 
 
 def test_fault_helm_fails(healthy_after):
@@ -315,7 +363,7 @@ def test_fault_hub_never_ready(healthy_after):
 
     def hub_ready():
         pods = c.kubectl_json("get", "pods", "-n", "jhub", "-l", "component=hub")["items"]
-        return pods[0]["status"]["conditions"][0]["status"] == "True"
+        return next(x for x in pods[0]["status"]["conditions"] if x["type"] == "Ready")["status"] == "True"
 
     try:
         with c.fault("gpu1", "hub-never-ready"):
@@ -323,7 +371,7 @@ def test_fault_hub_never_ready(healthy_after):
                          "-n jhub --create-namespace")
             assert not hub_ready()
             proxy = c.kubectl_json("get", "pods", "-n", "jhub", "-l", "component=proxy")["items"]
-            assert proxy[0]["status"]["conditions"][0]["status"] == "True"
+            assert next(x for x in proxy[0]["status"]["conditions"] if x["type"] == "Ready")["status"] == "True"
         assert hub_ready()
     finally:
         c.sh("gpu1", "helm uninstall jhub -n jhub", check=False)

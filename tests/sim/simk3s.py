@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -44,6 +45,9 @@ DB = f"{SERVER_DIR}/sim-cluster.json"
 CONTAINERD_DIR = f"{DATA}/agent/etc/containerd"
 TOOLKIT_PATHS = ["/usr/local/nvidia/toolkit", "/usr/bin", "/usr/local/bin", "/usr/sbin"]
 HEARTBEAT_S = 2
+# K3s manifests/runtimes.yaml (release-1.34): node.k8s.io/v1 RuntimeClasses, name == handler.
+RUNTIME_CLASSES = ("nvidia", "nvidia-experimental", "crun", "lunatic", "slight", "spin", "wws", "wasmedge",
+                   "wasmer", "wasmtime")
 STALE_S = 6
 
 
@@ -369,7 +373,7 @@ def cluster(write=False):
             state = json.load(open(DB))
         except (FileNotFoundError, ValueError):
             state = {"nodes": {}, "runtimeclasses": {}, "namespaces": ["default", "kube-system"],
-                     "releases": {}, "jobs": {}, "labels": {}, "deleted_plugin_pods": {}}
+                     "releases": {}, "jobs": {}, "labels": {}, "pod_generations": {}}
         yield state
         if write:
             tmp = DB + ".tmp"
@@ -537,8 +541,12 @@ def run_server(argv):
             "server": "https://127.0.0.1:6443"}}], "current-context": "default", "simulation": True}, f)
     os.chmod(KUBECONFIG, mode)
     with cluster(write=True) as state:
-        # K3s >= v1.28.5 creates RuntimeClass nvidia (k3s-io/k3s#8936).
-        state["runtimeclasses"]["nvidia"] = {"handler": "nvidia"}
+        # K3s >= v1.28.5 creates RuntimeClasses (k3s-io/k3s#8936): the static manifest
+        # manifests/runtimes.yaml (release-1.34, same list in release-1.29), whatever runtimes the
+        # node found, unless `disable: [runtimes]` (pkg/cli/cmds/stage.go DisableItems).
+        if "runtimes" not in (config.get("disable") or []):
+            for name in RUNTIME_CLASSES:
+                state["runtimeclasses"][name] = {"handler": name}
         state["server"] = {"pid": os.getpid(), "started": started, "version": VERSION,
                            "disabled": sorted(config.get("disable", []) or [])}
         record_node(state, node_report(config, "server", containerd, started))
@@ -641,20 +649,25 @@ def plugin_on_node(state, node):
         runtime_ok = "nvidia" in state["runtimeclasses"] and "nvidia" in containerd["runtimes"]
     else:
         runtime_ok = containerd["default_runtime"] == "nvidia" and "nvidia" in containerd["runtimes"]
+    gfd = bool((values.get("gfd") or {}).get("enabled"))
     if not runtime_ok or not node["nvml"]:
         # NVIDIA/k8s-device-plugin#477: under runc the plugin cannot load NVML.
-        return {"running": False, "reason": "failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND"}
+        return {"running": False, "reason": "failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND", "gfd": gfd}
     configs = (values.get("config") or {}).get("map") or {}
     name = labels.get("nvidia.com/device-plugin.config") or (values.get("config") or {}).get("default")
     sharing = (yaml.safe_load(configs[name]) if name in configs else {}) or {}
     slicing = (sharing.get("sharing") or {}).get("timeSlicing") or {}
-    replicas = 1
+    replicas, rename = 1, None
     for resource in slicing.get("resources") or []:
         if resource.get("name") == "nvidia.com/gpu":
-            replicas = int(resource.get("replicas", 1))
+            replicas, rename = int(resource.get("replicas", 1)), resource.get("rename")
     shared = replicas > 1
-    resource = "nvidia.com/gpu.shared" if shared and slicing.get("renameByDefault") else "nvidia.com/gpu"
-    return {"running": True, "resource": resource, "replicas": replicas, "shared": shared}
+    # device-plugin v0.20.0 api/config/v1/replicas.go: renameByDefault gives every shared resource
+    # without its own `rename` the name NAME.shared (DefaultSharedResourceNameSuffix, consts.go).
+    if shared and not rename and slicing.get("renameByDefault"):
+        rename = "nvidia.com/gpu.shared"
+    return {"running": True, "resource": rename if shared and rename else "nvidia.com/gpu", "replicas": replicas,
+            "shared": shared, "renamed": bool(shared and rename), "gfd": gfd}
 
 
 def effective_labels(state, node):
@@ -672,8 +685,13 @@ def node_object(state, node):
         count = node["gpus"] * plugin["replicas"]
         capacity[plugin["resource"]] = str(count)
         allocatable[plugin["resource"]] = "0" if node.get("unhealthy_plugin") else str(count)
+    if plugin and plugin["running"] and node["gpus"] and plugin["gfd"]:
+        # GFD's labels (device-plugin v0.20.0 internal/lm/resource.go): keyed on nvidia.com/gpu
+        # whatever the resource is called; the product gets "-SHARED" only when shared AND not
+        # renamed (`if rl.isShared() && !rl.isRenamed()`).
         labels.update({"nvidia.com/gpu.count": str(node["gpus"]), "nvidia.com/gpu.replicas": str(plugin["replicas"]),
-                       "nvidia.com/gpu.product": node["model"].replace(" ", "-") + ("-SHARED" if plugin["shared"] else ""),
+                       "nvidia.com/gpu.product": node["model"].replace(" ", "-")
+                       + ("-SHARED" if plugin["shared"] and not plugin["renamed"] else ""),
                        "nvidia.com/gpu.sharing-strategy": "time-slicing" if plugin["shared"] else "none"})
     alive = time.time() - node["heartbeat"] < STALE_S and (node["role"] != "server" or server_running(state))
     cri = (node.get("containerd") or {}).get("cri", True)
@@ -705,12 +723,133 @@ def node_object(state, node):
             "status": status}
 
 
-def pod(name, namespace, labels, node, phase, ready, reason="", spec=None):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": dict(spec or {}, nodeName=node),
-            "status": {"phase": phase, "reason": reason,
-                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+# ------------------------------------------------------------------------------ pods
+#
+# Pods are shaped as core/v1 Pods are (kubernetes/api v0.34.10 core/v1/types.go) and carry each
+# reason where Kubernetes keeps it: the scheduler's in the PodScheduled condition (and a
+# FailedScheduling event), the kubelet's in containerStatuses[].state (waiting: CrashLoopBackOff,
+# ImagePullBackOff; terminated: exit code and reason), never in status.reason, which holds only
+# pod-level reasons such as Evicted.
+
+# k8s.io/apimachinery pkg/util/rand: the alphabet of the 5 characters generateName appends
+# (names.SimpleNameGenerator). The simulation derives them from a hash, so names are stable.
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+STAMP = "2025-01-02T03:04:05Z"
+
+
+def name_suffix(*parts) -> str:
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return "".join(_NAME_CHARS[b % len(_NAME_CHARS)] for b in digest[:5])
+
+
+def sim_uid(*parts) -> str:
+    h = hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"
+
+
+def running():
+    return {"running": {"startedAt": STAMP}}
+
+
+def waiting(reason, message=""):
+    return {"waiting": dict({"reason": reason}, **({"message": message} if message else {}))}
+
+
+def terminated(code, reason):
+    return {"terminated": {"exitCode": code, "reason": reason, "startedAt": STAMP, "finishedAt": STAMP}}
+
+
+def container_status(name, image, state, last=None, restarts=0, ready=None):
+    return {"name": name, "image": image, "imageID": "" if "waiting" in state else f"{image.split(':')[0]}@sha256:{'0' * 64}",
+            "ready": bool("running" in state) if ready is None else ready, "restartCount": restarts,
+            "started": "running" in state, "state": state, "lastState": last or {}}
+
+
+def pod(name, namespace, labels, node, phase, spec=None, owner=None, init=(), containers=(), unschedulable=None,
+        host_ip=""):
+    """A core/v1 Pod. `init`/`containers`: container statuses (container_status); `unschedulable`:
+    the scheduler's message for a pod it could not place (then no node, no container status)."""
+    metadata = {"name": name, "namespace": namespace, "labels": labels, "uid": sim_uid(namespace, name),
+                "creationTimestamp": STAMP}
+    if owner:
+        kind, owner_name = owner
+        metadata["ownerReferences"] = [{"apiVersion": "batch/v1" if kind == "Job" else "apps/v1", "kind": kind,
+                                        "name": owner_name, "uid": sim_uid(namespace, kind, owner_name),
+                                        "controller": True, "blockOwnerDeletion": True}]
+    spec = dict(spec or {})
+    if unschedulable is not None:
+        spec.pop("nodeName", None)
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
+                "status": {"phase": "Pending", "qosClass": "BestEffort",
+                           "conditions": [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                                           "lastTransitionTime": STAMP, "reason": "Unschedulable",
+                                           "message": unschedulable}]}}
+    spec["nodeName"] = node
+    unready = [c["name"] for c in containers if not c["ready"]]
+    terminal = phase in ("Succeeded", "Failed")
+
+    def condition(kind, ok, reason=None, message=None):
+        c = {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None, "lastTransitionTime": STAMP}
+        return dict(c, **({"reason": reason} if reason else {}), **({"message": message} if message else {}))
+    if terminal:
+        # kubelet GeneratePodReadyCondition: PodCompleted for Succeeded, PodFailed for Failed.
+        why = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+        ready = [condition("Ready", False, why), condition("ContainersReady", False, why)]
+    elif unready:
+        message = f"containers with unready status: [{' '.join(unready)}]"
+        ready = [condition("Ready", False, "ContainersNotReady", message),
+                 condition("ContainersReady", False, "ContainersNotReady", message)]
+    else:
+        ready = [condition("Ready", True), condition("ContainersReady", True)]
+    status = {"phase": phase, "hostIP": host_ip, "startTime": STAMP, "qosClass": "BestEffort",
+              "conditions": [condition("PodReadyToStartContainers", not terminal), condition("Initialized", True),
+                             *ready, condition("PodScheduled", True)],
+              "containerStatuses": list(containers)}
+    if init:
+        status["initContainerStatuses"] = list(init)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status}
+
+
+def plugin_daemonsets(release):
+    """Chart nvidia-device-plugin 0.20.0 names: fullname is the release name when it contains
+    the chart name, else RELEASE-nvidia-device-plugin (templates/_helpers.tpl); the plugin's
+    DaemonSet is fullname (daemonset-device-plugin.yml), GFD's fullname-gpu-feature-discovery
+    (daemonset-gfd.yml)."""
+    name = release["name"]
+    fullname = (name if "nvidia-device-plugin" in name else f"{name}-nvidia-device-plugin")[:63].rstrip("-")
+    return fullname, f"{fullname}-gpu-feature-discovery"[:63].rstrip("-")
+
+
+def daemonset_pod(state, release, daemonset, prefix, node, plugin):
+    """One DaemonSet pod of the device-plugin chart on `node`. Both DaemonSets' pod templates carry
+    only templateLabels (chart 0.20.0 _helpers.tpl): app.kubernetes.io/name and /instance, the same
+    for the plugin and GFD; the DaemonSet adds controller-revision-hash and pod-template-generation.
+    With a config map (config.map or config.name: hasConfigMap) each pod has PREFIX-init
+    (config-manager, one shot) and PREFIX-sidecar beside PREFIX-ctr (daemonset-*.yml)."""
+    ns, values = release["namespace"], release["values"]
+    generation = state.setdefault("pod_generations", {}).get(f"{ns}/{daemonset}/{node['name']}", 0)
+    name = f"{daemonset}-{name_suffix(daemonset, node['name'], generation)}"
+    labels = {"app.kubernetes.io/name": "nvidia-device-plugin", "app.kubernetes.io/instance": release["name"],
+              "controller-revision-hash": name_suffix(daemonset, "revision")[:5] + "7d9", "pod-template-generation": "1"}
+    image = f"nvcr.io/nvidia/k8s-device-plugin:v{release['version']}"
+    config = values.get("config") or {}
+    has_config_map = bool(config.get("map") or config.get("name"))
+    main = f"{prefix}-ctr"
+    if plugin["running"]:
+        state_main = container_status(main, image, running())
+    else:
+        # The container exits at start (NVML cannot load; its log says so) and the kubelet backs off:
+        # waiting CrashLoopBackOff, message "back-off %s restarting failed container=%s pod=%s"
+        # (kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go), the exit in lastState.
+        uid = sim_uid(ns, name)
+        state_main = container_status(main, image, waiting(
+            "CrashLoopBackOff", f"back-off 5m0s restarting failed container={main} pod={name}_{ns}({uid})"),
+            last=terminated(1, "Error"), restarts=6)
+    containers = ([container_status(f"{prefix}-sidecar", image, running())] if has_config_map else []) + [state_main]
+    init = [container_status(f"{prefix}-init", image, terminated(0, "Completed"), ready=True)] if has_config_map else []
+    spec = {"runtimeClassName": values["runtimeClassName"]} if values.get("runtimeClassName") else {}
+    return pod(name, ns, labels, node["name"], "Running", spec=spec, owner=("DaemonSet", daemonset),
+               init=init, containers=containers, host_ip=node["address"])
 
 
 def release_pods(state):
@@ -720,29 +859,118 @@ def release_pods(state):
         if release["status"] != "deployed":
             continue
         if release["chart"] == "nvidia-device-plugin":
+            plugin_ds, gfd_ds = plugin_daemonsets(release)
             for node in state["nodes"].values():
                 plugin = plugin_on_node(state, node)
                 if plugin is None:
                     continue
-                labels = {"app.kubernetes.io/name": "nvidia-device-plugin", "app.kubernetes.io/instance": release["name"]}
-                if plugin["running"]:
-                    pods.append(pod(f"{release['name']}-{node['name']}", ns, labels, node["name"], "Running", True))
-                else:
-                    pods.append(pod(f"{release['name']}-{node['name']}", ns, labels, node["name"], "Running", False,
-                                    reason=f"CrashLoopBackOff: {plugin['reason']}"))
+                pods.append(daemonset_pod(state, release, plugin_ds, "nvidia-device-plugin", node, plugin))
+                if plugin["gfd"]:
+                    pods.append(daemonset_pod(state, release, gfd_ds, "gpu-feature-discovery", node, plugin))
         elif release["chart"] == "jupyterhub":
             server = next((n for n in state["nodes"].values() if n["role"] == "server"), None)
             never = fault("hub-never-ready") is not None  # read where kubectl runs: the server
             for component in ("hub", "proxy"):
                 labels = {"app": "jupyterhub", "component": component, "release": release["name"]}
+                # hub-never-ready: the hub runs but its readiness probe fails (ready false, running).
                 ready = not (never and component == "hub")
-                pods.append(pod(f"{component}-{release['revision']}", ns, labels,
-                                server["name"] if server else "", "Running", ready))
+                status = container_status(component, f"quay.io/jupyterhub/k8s-{component}", running(), ready=ready)
+                pods.append(pod(f"{component}-{release['revision']}", ns, labels, server["name"] if server else "",
+                                "Running", containers=[status], host_ip=server["address"] if server else ""))
     return pods
 
 
+SAMPLE = "/cuda-samples/sample"
+
+
+def entrypoint(image):
+    """The image's ENTRYPOINT: NVIDIA's cuda-sample images (NVIDIA/k8s-samples
+    deployments/container/Dockerfile.ubuntu) run ENTRYPOINT ["/cuda-samples/sample"], a link to
+    the sample they were built for (vectorAdd for the vectoradd-* tags)."""
+    return [SAMPLE] if "/k8s/cuda-sample:" in image else ["sh"]
+
+
+def run_container(container, runtime, visible, model):
+    """(exit code, log) of one container, from its command as a shell would run it: only the
+    programs GPU tests use are known. `runtime`: "nvidia" or "runc"; `visible`: the GPU uuids the
+    NVIDIA runtime hands the container (NVIDIA_VISIBLE_DEVICES)."""
+    argv = list(container.get("command") or entrypoint(container.get("image", ""))) + list(container.get("args") or [])
+    if argv[:2] in (["sh", "-c"], ["/bin/sh", "-c"]) and len(argv) > 2:
+        return run_shell(argv[2], runtime, visible, model)
+    code, out, err = run_program(argv, runtime, visible, model)
+    return code, out + err
+
+
+def run_shell(script, runtime, visible, model):
+    """`a && b`, `a || b`, `a; b` (left to right, as sh), `exec`, `2>/dev/null`, `echo`."""
+    parts = re.split(r"\s*(&&|\|\||;)\s*", script.strip())
+    log, status, op = [], 0, ";"
+    for i in range(0, len(parts), 2):
+        if i:
+            op = parts[i - 1]
+        if (op == "&&" and status != 0) or (op == "||" and status == 0):
+            continue
+        words = [w for w in shlex.split(parts[i]) if w != "exec"]
+        quiet = "2>/dev/null" in words
+        words = [w for w in words if w != "2>/dev/null"]
+        if words[:1] == ["echo"]:
+            status, out, err = 0, " ".join(words[1:]) + "\n", ""
+        else:
+            status, out, err = run_program(words, runtime, visible, model)
+        log.append(out + ("" if quiet else err))
+    return status, "".join(log)
+
+
+def run_program(argv, runtime, visible, model):
+    """(exit code, stdout, stderr) of `argv` in the container."""
+    program = argv[0] if argv else ""
+    if program in ("nvidia-smi", "/usr/bin/nvidia-smi"):
+        # The NVIDIA runtime mounts nvidia-smi into the container only when it hands it GPUs
+        # (utility capability, which CUDA base images set); under runc, or with
+        # NVIDIA_VISIBLE_DEVICES=void, there is none.
+        if runtime != "nvidia" or not visible:
+            return 127, "", f"sh: 1: {program}: not found\n"
+        if argv[1:] == ["-L"]:
+            return 0, "".join(f"GPU {i}: {model} (UUID: {uuid})\n" for i, uuid in enumerate(visible)), ""
+        return 0, f"(SIMULATION) nvidia-smi {' '.join(argv[1:])}\n", ""
+    if program in (SAMPLE, "/cuda-samples/vectorAdd"):
+        # NVIDIA/cuda-samples Samples/0_Introduction/vectorAdd/vectorAdd.cu (the image builds
+        # tag v11.6): its printf lines, "Test PASSED", "Done"; when cudaMalloc fails it prints
+        # "Failed to allocate device vector A (error code %s)!" to stderr and exits EXIT_FAILURE.
+        # The error string: no driver library in the container (runc) -> "CUDA driver version is
+        # insufficient for CUDA runtime version"; no GPU handed over -> "no CUDA-capable device is
+        # detected" (cudaGetErrorString, from knowledge of the CUDA runtime, not re-read).
+        head = "[Vector addition of 50000 elements]\n"
+        if runtime != "nvidia" or not visible:
+            error = ("CUDA driver version is insufficient for CUDA runtime version" if runtime != "nvidia"
+                     else "no CUDA-capable device is detected")
+            return 1, head, f"Failed to allocate device vector A (error code {error})!\n"
+        return 0, head + ("Copy input data from the host memory to the CUDA device\n"
+                          "CUDA kernel launch with 196 blocks of 256 threads\n"
+                          "Copy output data from the CUDA device to the host memory\n"
+                          "Test PASSED\nDone\n"), ""
+    return 127, "", f"sh: 1: {program}: not found\n"
+
+
+def fit_error(counts: dict, preemption: dict, total: int) -> str:
+    """The scheduler's message: kubernetes pkg/scheduler/framework/types.go FitError.Error,
+    "0/%v nodes are available: " + the "%v %v" (count, reason) entries sorted and joined by ", ",
+    then "."; then the DefaultPreemption PostFilter's message in the same form ("No preemption
+    victims found for incoming pod" where evicting could help, "Preemption is not helpful for
+    scheduling" where it cannot). The trailing periods differ between releases (field outputs
+    show both "pod." and "pod.."); this is the one-period form."""
+    if not total:
+        return "no nodes available to schedule pods"
+
+    def histogram(entries):
+        return ", ".join(sorted(f"{n} {reason}" for reason, n in entries.items()))
+    return (f"0/{total} nodes are available: {histogram(counts)}. "
+            f"preemption: 0/{total} nodes are available: {histogram(preemption)}.")
+
+
 def schedule(state, job):
-    """Place the Job's pod: the node must offer the GPU resource it asks for."""
+    """Place the Job's pod as the scheduler and kubelet would; -> the pod's fate (a dict)."""
+    name = job["metadata"]["name"]
     spec = job["spec"]["template"]["spec"]
     wanted = {}
     for container in spec.get("containers", []):
@@ -752,58 +980,99 @@ def schedule(state, job):
     selector = spec.get("nodeSelector") or {}
     runtime_class = spec.get("runtimeClassName")
     if runtime_class and runtime_class not in state["runtimeclasses"]:
-        return "Failed", None, f'pod rejected: RuntimeClass "{runtime_class}" not found', ""
+        # The RuntimeClass admission plugin refuses the pod, so none exists; the Job controller
+        # records it on the Job: event FailedCreate "Error creating: pods \"NAME-\" is forbidden:
+        # pod rejected: RuntimeClass \"X\" not found" (kubernetes plugin/pkg/admission/runtimeclass,
+        # pkg/controller/job; from knowledge, not re-read).
+        return {"fate": "no-pod", "message": f'Error creating: pods "{name}-" is forbidden: '
+                                             f'pod rejected: RuntimeClass "{runtime_class}" not found'}
     nodes = [node_object(state, n) for n in state["nodes"].values()]
-    fits, reasons = [], {}
+    fits, counts, preemption = [], {}, {}
+
+    def refuse(reason, helps):
+        counts[reason] = counts.get(reason, 0) + 1
+        key = "No preemption victims found for incoming pod" if helps else "Preemption is not helpful for scheduling"
+        preemption[key] = preemption.get(key, 0) + 1
     for node in nodes:
         labels = node["metadata"]["labels"]
+        ready = node["status"]["conditions"][0]["status"]
         if any(labels.get(k) != v for k, v in selector.items()):
-            reasons["didn't match Pod's node affinity/selector"] = reasons.get("didn't match Pod's node affinity/selector", 0) + 1
-            continue
-        if node["status"]["conditions"][0]["status"] != "True":
-            reasons["node(s) were not ready"] = reasons.get("node(s) were not ready", 0) + 1
-            continue
-        short = [k for k, v in wanted.items() if int(node["status"]["allocatable"].get(k, "0")) < v]
-        if short:
-            for k in short:
-                reasons[f"Insufficient {k}"] = reasons.get(f"Insufficient {k}", 0) + 1
-            continue
-        fits.append(node)
+            refuse("node(s) didn't match Pod's node affinity/selector", False)
+        elif ready != "True":
+            # The node lifecycle controller taints a node whose status is Unknown `unreachable`,
+            # one that is not Ready `not-ready` (NoSchedule); the scheduler names the taint.
+            taint = "node.kubernetes.io/unreachable" if ready == "Unknown" else "node.kubernetes.io/not-ready"
+            refuse(f"node(s) had untolerated taint {{{taint}: }}", False)
+        elif any(int(node["status"]["allocatable"].get(k, "0")) < v for k, v in wanted.items()):
+            for k, v in wanted.items():
+                if int(node["status"]["allocatable"].get(k, "0")) < v:
+                    counts[f"Insufficient {k}"] = counts.get(f"Insufficient {k}", 0) + 1
+            key = "No preemption victims found for incoming pod"
+            preemption[key] = preemption.get(key, 0) + 1
+        else:
+            fits.append(node)
     if not fits:
-        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-        return "Pending", None, f"0/{len(nodes)} nodes are available: {detail}.", ""
+        return {"fate": "unschedulable", "message": fit_error(counts, preemption, len(nodes))}
     node = fits[0]
     raw = state["nodes"][node["metadata"]["name"]]
+    if "image-pull-fails" in raw.get("faults", []):
+        image = spec["containers"][0].get("image", "")
+        # The kubelet's back-off after a failed pull (kubernetes pkg/kubelet/images/image_manager.go:
+        # "Back-off pulling image %q" + ": " + the previous pull error; containerd's resolver says
+        # "REF: not found" for a tag the registry does not have).
+        return {"fate": "waiting", "node": raw["name"], "reason": "ImagePullBackOff",
+                "message": f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound desc = '
+                           f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
+                           f'{image}: not found'}
     uses_nvidia = (runtime_class == "nvidia") or raw["containerd"]["default_runtime"] == "nvidia"
-    if wanted and (not uses_nvidia or "nvidia" not in raw["containerd"]["runtimes"]):
-        return "Failed", node["metadata"]["name"], "", "CUDA error: no CUDA-capable device is detected\nTest FAILED\n"
+    runtime = "nvidia" if uses_nvidia and "nvidia" in raw["containerd"]["runtimes"] else "runc"
     # What the container sees (NVIDIA container runtime): the allocated GPU when it asked for one;
     # none under runc or with NVIDIA_VISIBLE_DEVICES=void; ALL of them under the nvidia runtime
     # when it asked for none and the image says "all" (NVIDIA/k8s-device-plugin#87, #1596).
     env = {e.get("name"): e.get("value") for c in spec.get("containers", []) for e in c.get("env") or []}
     uuids = raw.get("uuids", [])
-    if not uses_nvidia or "nvidia" not in raw["containerd"]["runtimes"] or env.get("NVIDIA_VISIBLE_DEVICES") == "void":
+    if runtime != "nvidia" or env.get("NVIDIA_VISIBLE_DEVICES") == "void":
         visible = []
     else:
         visible = uuids[:1] if wanted else uuids
-    lines = [f"GPU {i}: {raw['model']} (UUID: {uuid})" for i, uuid in enumerate(visible)]
-    if wanted:
-        lines += ["[Vector addition of 50000 elements]", "Copy input data from the host memory to the CUDA device",
-                  "CUDA kernel launch with 196 blocks of 256 threads",
-                  "Copy output data from the CUDA device to the host memory", "Test PASSED", "Done"]
-    elif not visible:
-        lines.append("No devices were found")
-    return "Succeeded", node["metadata"]["name"], "", "\n".join(lines) + "\n"
+    code, logs = run_container(spec["containers"][0], runtime, visible, raw["model"])
+    return {"fate": "Succeeded" if code == 0 else "Failed", "node": raw["name"], "exit": code, "logs": logs}
+
+
+def job_phase(job) -> str:
+    fate = job["placement"]["fate"]
+    return fate if fate in ("Succeeded", "Failed") else "Pending"
 
 
 def job_pods(state):
     pods = []
     for key, job in state["jobs"].items():
         ns, name = key.split("/", 1)
-        phase, node, message, logs = job["placement"]
-        labels = dict((job["spec"]["template"].get("metadata") or {}).get("labels") or {}, **{"job-name": name})
-        p = pod(f"{name}-sim", ns, labels, node or "", phase, False, reason=message, spec=job["spec"]["template"]["spec"])
-        p["sim_logs"] = logs
+        fate = job["placement"]
+        if fate["fate"] == "no-pod":
+            continue
+        # The Job controller labels its pods job-name and batch.kubernetes.io/job-name (and the
+        # controller-uid pair); names are generateName NAME- + 5 characters.
+        uid = sim_uid(ns, "Job", name)
+        labels = dict((job["spec"]["template"].get("metadata") or {}).get("labels") or {},
+                      **{"job-name": name, "batch.kubernetes.io/job-name": name,
+                         "controller-uid": uid, "batch.kubernetes.io/controller-uid": uid})
+        spec = job["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        image = container.get("image", "")
+        pod_name = f"{name}-{name_suffix(ns, name)}"
+        host_ip = state["nodes"].get(fate.get("node") or "", {}).get("address", "")
+        if fate["fate"] == "unschedulable":
+            p = pod(pod_name, ns, labels, None, "Pending", spec=spec, owner=("Job", name), unschedulable=fate["message"])
+        elif fate["fate"] == "waiting":
+            p = pod(pod_name, ns, labels, fate["node"], "Pending", spec=spec, owner=("Job", name), host_ip=host_ip,
+                    containers=[container_status(container["name"], image, waiting(fate["reason"], fate["message"]))])
+        else:
+            code = fate["exit"]
+            p = pod(pod_name, ns, labels, fate["node"], fate["fate"], spec=spec, owner=("Job", name), host_ip=host_ip,
+                    containers=[container_status(container["name"], image,
+                                                 terminated(code, "Completed" if code == 0 else "Error"))])
+        p["sim_logs"] = fate.get("logs", "")
         pods.append(p)
     return pods
 
@@ -811,8 +1080,8 @@ def job_pods(state):
 def refresh_jobs(state):
     """The scheduler retries Pending pods; a pod that ran keeps its result."""
     for job in state["jobs"].values():
-        if job["placement"][0] == "Pending":
-            job["placement"] = list(schedule(state, job))
+        if job["placement"]["fate"] in ("unschedulable", "waiting", "no-pod"):
+            job["placement"] = schedule(state, job)
 
 
 # ------------------------------------------------------------------------------ kubectl
@@ -857,13 +1126,18 @@ def matches(labels, selector):
 
 def output(items, flags, kind="List", single=False):
     fmt = flags.get("-o", "")
+    # kubectl prints a list of any kind as a v1 List (kubectl get -o json|yaml).
+    listed = {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
     if fmt == "json":
-        print(json.dumps(items[0] if single else {"apiVersion": "v1", "kind": kind, "items": items}, indent=2))
+        print(json.dumps(items[0] if single else listed, indent=2))
     elif fmt == "yaml":
-        print(yaml.safe_dump(items[0] if single else {"apiVersion": "v1", "kind": kind, "items": items}))
+        print(yaml.safe_dump(items[0] if single else listed))
     elif fmt == "name":
+        # k8s.io/cli-runtime pkg/printers/name.go: "kind/name" for the core group, else
+        # "kind.group/name" (lowercased kind): runtimeclass.node.k8s.io/nvidia, job.batch/x.
         for item in items:
-            print(f"{item['kind'].lower()}/{item['metadata']['name']}")
+            group = item.get("apiVersion", "v1").rpartition("/")[0]
+            print(f"{item['kind'].lower()}{'.' + group if group else ''}/{item['metadata']['name']}")
     else:
         for item in items:
             status = item.get("status", {})
@@ -895,11 +1169,13 @@ def kubectl(argv):
         elif verb == "logs":
             kubectl_logs(state, rest, flags, ns)
         elif verb == "rollout":
-            if rest[:1] == ["restart"]:
-                state["deleted_plugin_pods"] = {}
+            if rest[:1] == ["restart"] and len(rest) > 1:
+                kind, _, daemonset = rest[1].partition("/")
+                if kind not in ("daemonset", "ds", "daemonset.apps"):
+                    die(f"kubectl (SIMULATION): rollout restart {rest[1]} not simulated")
                 for node in state["nodes"].values():
-                    node["unhealthy_plugin"] = False
-                print(f"{rest[1]} restarted")
+                    restart_pod(state, ns, daemonset, node["name"])
+                print(f"daemonset.apps/{daemonset} restarted")
             else:
                 die(f"kubectl (SIMULATION): rollout {' '.join(rest)} not simulated")
         elif verb == "wait":
@@ -922,11 +1198,15 @@ def objects(state, kind, ns, flags):
         for key, job in state["jobs"].items():
             jns, name = key.split("/", 1)
             if everywhere or jns == ns:
-                phase = job["placement"][0]
+                phase = job_phase(job)
                 status = {"succeeded": 1} if phase == "Succeeded" else {"failed": 1} if phase == "Failed" else {"active": 1}
+                # batch/v1 JobStatus; with backoffLimit 0 one failed pod ends the Job:
+                # reason BackoffLimitExceeded (kubernetes pkg/controller/job/job_controller.go).
                 conditions = ([{"type": "Complete", "status": "True"}] if phase == "Succeeded" else
-                              [{"type": "Failed", "status": "True"}] if phase == "Failed" else [])
-                items.append(dict(job, status=dict(status, conditions=conditions)))
+                              [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                "message": "Job has reached the specified backoff limit"}] if phase == "Failed" else [])
+                shown = {k: v for k, v in job.items() if k != "placement"}
+                items.append(dict(shown, status=dict(status, conditions=conditions)))
         return items, "Job"
     if kind in ("runtimeclass", "runtimeclasses"):
         return [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": n}, "handler": rc["handler"]}
@@ -934,15 +1214,36 @@ def objects(state, kind, ns, flags):
     if kind in ("namespace", "namespaces", "ns"):
         return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in state["namespaces"]], "Namespace"
     if kind in ("event", "events", "ev"):
+        # core/v1 Events as `kubectl get events -o json` shows them (kubernetes/api v0.34.10
+        # core/v1/types.go Event). The scheduler's FailedScheduling (events.k8s.io recorder: eventTime
+        # set, no first/lastTimestamp) carries the PodScheduled condition's message; the Job
+        # controller's FailedCreate is about the Job when the API refused its pod.
         events = []
         for p in job_pods(state):
-            if p["status"]["phase"] == "Pending" and (everywhere or p["metadata"]["namespace"] == ns):
-                events.append({"kind": "Event", "type": "Warning", "reason": "FailedScheduling",
-                               "message": p["status"]["reason"], "metadata": {"name": p["metadata"]["name"] + ".sim",
-                                                                                "namespace": p["metadata"]["namespace"]},
-                               "involvedObject": {"kind": "Pod", "name": p["metadata"]["name"]}})
+            scheduled = next((c for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"), {})
+            if scheduled.get("status") == "False" and (everywhere or p["metadata"]["namespace"] == ns):
+                events.append(event(p["metadata"]["namespace"], "Pod", p["metadata"]["name"], "FailedScheduling",
+                                    scheduled["message"], "default-scheduler", action="Scheduling"))
+        for key, job in state["jobs"].items():
+            jns, name = key.split("/", 1)
+            if job["placement"]["fate"] == "no-pod" and (everywhere or jns == ns):
+                events.append(event(jns, "Job", name, "FailedCreate", job["placement"]["message"], "job-controller"))
         return events, "Event"
     die(f'error: the server doesn\'t have a resource type "{kind}"')
+
+
+def event(ns, kind, name, reason, message, component, action=None):
+    item = {"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason, "message": message,
+            "metadata": {"name": f"{name}.{name_suffix(ns, name, reason)}", "namespace": ns},
+            "involvedObject": {"apiVersion": "batch/v1" if kind == "Job" else "v1", "kind": kind, "namespace": ns,
+                               "name": name, "uid": sim_uid(ns, kind, name) if kind == "Job" else sim_uid(ns, name)},
+            "source": {} if action else {"component": component}, "reportingComponent": component,
+            "reportingInstance": "", "count": None if action else 1}
+    if action:
+        item.update(action=action, eventTime="2025-01-02T03:04:05.000000Z", firstTimestamp=None, lastTimestamp=None)
+    else:
+        item.update(firstTimestamp=STAMP, lastTimestamp=STAMP)
+    return item
 
 
 def kubectl_get(state, rest, flags, ns):
@@ -985,7 +1286,7 @@ def kubectl_apply(state, flags, ns):
                 die(f'The Job "{name}" is invalid: spec.template: field is immutable')
             job = dict(doc)
             job["metadata"] = dict(doc["metadata"], namespace=dns)
-            job["placement"] = list(schedule(state, job))
+            job["placement"] = schedule(state, job)
             state["jobs"][key] = job
             print(f"job.batch/{name} created")
         else:
@@ -1004,16 +1305,26 @@ def kubectl_delete(state, rest, flags, ns):
         deleted = [p for p in release_pods(state) + job_pods(state)
                    if p["metadata"]["namespace"] == ns and (p["metadata"]["name"] == name if name else matches(p["metadata"]["labels"], flags.get("-l")))]
         for p in deleted:
-            if p["metadata"]["labels"].get("app.kubernetes.io/name") == "nvidia-device-plugin":
-                # A new plugin pod starts and sees the GPUs healthy again (the #426 heal).
-                node = state["nodes"].get(p["spec"]["nodeName"])
-                if node:
-                    node["unhealthy_plugin"] = False
+            owner = (p["metadata"].get("ownerReferences") or [{}])[0]
+            if owner.get("kind") == "DaemonSet":
+                restart_pod(state, ns, owner["name"], p["spec"]["nodeName"])
             print(f'pod "{p["metadata"]["name"]}" deleted')
         if not deleted and "--ignore-not-found" not in flags:
             die(f'Error from server (NotFound): pods "{name}" not found')
     else:
         die(f"kubectl (SIMULATION): delete {kind} not simulated")
+
+
+def restart_pod(state, ns, daemonset, node_name):
+    """The DaemonSet replaces its pod on the node: a new pod, a new name. Only the device plugin's
+    own new pod sees the GPUs healthy again (the #426 heal); GFD's, with the same labels, does not."""
+    key = f"{ns}/{daemonset}/{node_name}"
+    generations = state.setdefault("pod_generations", {})
+    generations[key] = generations.get(key, 0) + 1
+    release = plugin_release(state)
+    node = state["nodes"].get(node_name)
+    if release and node and release["namespace"] == ns and daemonset == plugin_daemonsets(release)[0]:
+        node["unhealthy_plugin"] = False
 
 
 def kubectl_label(state, rest, flags):
@@ -1043,7 +1354,13 @@ def kubectl_logs(state, rest, flags, ns):
     for p in job_pods(state):
         if p["metadata"]["namespace"] == ns and (p["metadata"]["labels"].get("job-name") == name or p["metadata"]["name"] == name):
             if p["status"]["phase"] == "Pending":
-                die(f'Error from server (BadRequest): container "cuda" in pod "{p["metadata"]["name"]}" is waiting to start: ContainerCreating')
+                # kubelet pkg/kubelet/kubelet_pods.go validateContainerLogStatus (from knowledge).
+                statuses = p["status"].get("containerStatuses") or [{}]
+                reason = ((statuses[0].get("state") or {}).get("waiting") or {}).get("reason", "ContainerCreating")
+                reason = "trying and failing to pull image" if reason in ("ErrImagePull", "ImagePullBackOff") else reason
+                container = p["spec"]["containers"][0]["name"]
+                die(f'Error from server (BadRequest): container "{container}" in pod "{p["metadata"]["name"]}" '
+                    f'is waiting to start: {reason}')
             sys.stdout.write(p["sim_logs"])
             return
     die(f'Error from server (NotFound): pods "{name}" not found')

@@ -12,8 +12,9 @@ def test_converged_host_passes_every_check(secrets):
     inv = load()
     fx = converged(inv, inv.hosts["workstation"], secrets)
     fx.values.update(runtimeclasses=["nvidia"], kubeconfig_mode="600", traefik_pods=[],
-                     plugin_pods=[{"name": "nvdp-workstation", "node": "workstation", "phase": "Running",
-                                   "ready": True, "reason": "", "labels": {}}],
+                     plugin_pods=[{"name": "nvdp-nvidia-device-plugin-x7k2p", "node": "workstation", "phase": "Running",
+                                   "ready": True, "reason": "", "labels": {},
+                                   "owner": "DaemonSet/nvdp-nvidia-device-plugin"}],
                      hub_pods=[{"name": n, "node": "workstation", "phase": "Running", "ready": True, "reason": "",
                                 "labels": {"component": n}} for n in ("hub", "proxy")])
     fx.values["nodes"]["workstation"]["labels"]["nvidia.com/gpu.replicas"] = "8"

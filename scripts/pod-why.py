@@ -1,0 +1,1 @@
+../gpuhub/podstatus.py
