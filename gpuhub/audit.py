@@ -237,7 +237,7 @@ def check_sharing_labels(inv, host, fx, server):
 def check_hub_ready(inv, host, fx, server):
     if host.role != "server":
         return None
-    release = (fx["releases"] or {}).get(cluster_steps.hub_release(inv))
+    release = facts.release_view(fx["hub_release"])
     if release is None:
         return Finding("hub_ready", False, "JupyterHub is not installed", f"no release {cluster_steps.hub_release(inv)}",
                        f"run `fab -H {host.name} provision` (hub.launch)")

@@ -134,6 +134,12 @@ def parse_kib(out: str, rc: int):
     return int(m.group(1)) if rc == 0 and m else 0
 
 
+def parse_int(out: str, rc: int):
+    """A whole number on its own, or None."""
+    text = out.strip()
+    return int(text) if rc == 0 and text.isascii() and text.isdigit() else None
+
+
 def parse_json(out: str, rc: int):
     if rc != 0:
         return None
@@ -150,10 +156,13 @@ def parse_release_values(out: str, rc: int):
 
 
 def _epoch(stamp):
-    """RFC 3339 as the API writes it ('2025-01-02T03:04:05Z') -> seconds, or None."""
+    """RFC 3339 as the API and helm write it ('2025-01-02T03:04:05Z', Go's RFC3339Nano
+    '2025-01-02T03:04:05.123456789+01:00') -> seconds, or None. Python before 3.11 reads at most
+    six fraction digits: the rest are cut."""
     from datetime import datetime
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(stamp)).replace("Z", "+00:00")
     try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
 
@@ -186,17 +195,46 @@ def parse_node(out: str, rc: int):
     return node_view(data) if isinstance(data, dict) and data.get("kind") == "Node" else None
 
 
-def parse_releases(out: str, rc: int):
-    """`helm list -A -o json` -> {'ns/name': {chart, version, status, revision}}."""
-    data = parse_json(out, rc)
-    if data is None:
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")  # helm pkg/release/status.go IsPending
+
+
+def parse_history(out: str, rc: int):
+    """`helm history NAME -n NS -o json 2>&1` -> the release's revisions, oldest first:
+    [{revision, status, chart, version, updated (epoch seconds), description}]; [] when there is
+    no such release; None when helm could not tell (no cluster, no helm).
+
+    helm v3.17.3 cmd/helm/history.go: a JSON list of {revision (int), updated (time.Time as JSON:
+    RFC 3339 with nanoseconds), status, chart (NAME-VERSION), app_version, description}, oldest
+    first, the last --max revisions; "Error: release: not found" for none. Unlike `helm list`,
+    which helm 3 shows only deployed and failed releases by default (pkg/action/list.go
+    SetStateMask), history shows every status, pending-* included (helm 4 too). stderr is read
+    with stdout, where helm says "release: not found"; the JSON is its last line starting "["."""
+    if rc != 0:
+        return [] if "release: not found" in out else None
+    line = next((x for x in reversed(out.splitlines()) if x.startswith("[")), None)
+    try:
+        items = json.loads(line) if line else None
+    except ValueError:
+        items = None
+    if not isinstance(items, list):
         return None
-    releases = {}
-    for r in data:
-        chart, _, version = r.get("chart", "").rpartition("-")
-        releases[f"{r['namespace']}/{r['name']}"] = {"chart": chart, "version": version,
-                                                      "status": r.get("status"), "revision": int(r.get("revision", 0))}
-    return releases
+    revisions = []
+    for item in items:
+        chart, _, version = str(item.get("chart", "")).rpartition("-")
+        revisions.append({"revision": int(item.get("revision", 0)), "status": item.get("status"),
+                          "chart": chart, "version": version, "updated": _epoch(item.get("updated")),
+                          "description": item.get("description", "")})
+    return sorted(revisions, key=lambda r: r["revision"])
+
+
+def release_view(history):
+    """A release from its history: {chart, version, status, revision, updated, deployed (the last
+    deployed revision's number, or None)}, or None when there is no such release."""
+    if not history:
+        return None
+    last = history[-1]
+    deployed = next((r["revision"] for r in reversed(history) if r["status"] == "deployed"), None)
+    return dict(last, deployed=deployed)
 
 
 def parse_pods(out: str, rc: int):
@@ -285,7 +323,13 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     return {
         "nodes": Probe(f"{KUBECTL} get nodes -o json", parse_nodes),
         "runtimeclasses": Probe(f"{KUBECTL} get runtimeclass -o name", parse_names),
-        "releases": Probe(f"{HELM} list -A -o json", parse_releases),
+        # Each release's revisions, every status: helm 3's `list` hides pending ones.
+        "plugin_release": Probe(f"{HELM} history {shlex.quote(plugin_name)} -n {shlex.quote(plugin_ns)} "
+                                "--max 20 -o json 2>&1", parse_history),
+        "hub_release": Probe(f"{HELM} history {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} "
+                             "--max 20 -o json 2>&1", parse_history),
+        # The server's clock, which stamped those revisions: how old a pending one is.
+        "now": Probe("date +%s", parse_int),
         "plugin_values": Probe(f"{HELM} get values {shlex.quote(plugin_name)} -n {shlex.quote(plugin_ns)} -o json",
                                parse_json),
         "hub_values": Probe(f"{HELM} get values {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} -o json",

@@ -109,6 +109,13 @@ INVENTORY = Section({
         }),
         "admin_users": ListOf(Value(str, test=names.github_user)),
         "allow_any_github_user": Value(bool, False),
+        # helm's --timeout for the hub release: its first install pulls every profile image on
+        # every node before anything else starts (the chart's pre-install image-puller hook,
+        # prePuller.hook in Z2JH 4.4.0 values.yaml), several GB for CUDA notebooks; helm's own
+        # default, 5m, is too short for that on most links. 90m: what the lab behind the guide
+        # needed for the default images on a slow link.
+        "helm_timeout": Value(str, "90m", test=names.wait_duration,
+                              hint="how long helm may wait for the hub's image pulls, e.g. 90m or 2h"),
         "storage_class": Value(str, None, test=names.dns_subdomain,
                                hint="default: K3s's local-path, which pins each home to one node"),
         "profiles": Section({

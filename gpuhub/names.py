@@ -169,3 +169,26 @@ def helm_version(value: str) -> str:
 
 def package_version(value: str) -> str:
     return "" if _PACKAGE_VERSION.match(value) else f"{quoted(value)} is not a package version such as 1.17.8-1"
+
+
+_DURATION = whole(r"^(?:(\d{1,3})h)?(?:(\d{1,4})m)?(?:(\d{1,5})s)?$")
+MIN_WAIT_S, MAX_WAIT_S = 10, 24 * 3600
+
+
+def duration_seconds(value: str):
+    """'90m', '1h30m', '45s' (hours, minutes, seconds as helm's --timeout writes them) -> seconds,
+    or None when it is not such a duration."""
+    m = _DURATION.match(value)
+    if not m or not any(m.groups()):
+        return None
+    hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def wait_duration(value: str) -> str:
+    seconds = duration_seconds(value)
+    if seconds is None:
+        return f"{quoted(value)} is not a duration such as 90m, 1h30m or 45s"
+    if not MIN_WAIT_S <= seconds <= MAX_WAIT_S:
+        return f"{quoted(value)} is out of range: from {MIN_WAIT_S}s to 24h"
+    return ""

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Install or upgrade one helm release on this K3s server (KUBECONFIG /etc/rancher/k3s/k3s.yaml):
 #   helm upgrade --cleanup-on-fail --install RELEASE CHART [--repo CHART_REPO] \
-#     --version CHART_VERSION --namespace NAMESPACE --create-namespace --values VALUES_FILE
+#     --version CHART_VERSION --namespace NAMESPACE --create-namespace --values VALUES_FILE \
+#     --timeout TIMEOUT_Ss
+# or repair one that an interrupted run left pending-* (helm refuses to upgrade it: "another
+# operation (install/upgrade/rollback) is in progress"):
+#   ACTION=rollback: helm rollback RELEASE REVISION --namespace NAMESPACE --timeout TIMEOUT_Ss
+#   ACTION=uninstall: helm uninstall RELEASE --namespace NAMESPACE --timeout TIMEOUT_Ss
+#     (deletes the release's objects: for JupyterHub, the hub database's volume)
 # No global helm repository state is used or left behind (--repo, or a local chart archive).
 # The values may hold secrets (the hub's OAuth client secret). gpuhub streams them on stdin
 # (VALUES_BYTES): they go into a private folder under /run (memory, not disk) that this script
@@ -9,15 +15,21 @@
 # exit too, so pass a copy when running by hand.
 #
 # Inputs (environment):
+#   ACTION         upgrade (default), rollback or uninstall
 #   RELEASE        release name (DNS label: lower-case letters, digits, '-'; required)
 #   NAMESPACE      namespace (DNS label; required)
+#   TIMEOUT_S      how long helm may wait, in seconds (its --timeout; default 300, helm's own):
+#                  JupyterHub's first install pulls every profile image on every node first
+#   REVISION       ACTION=rollback: the revision to go back to (the last deployed)
+#   The rest for ACTION=upgrade only:
 #   CHART          path on this host of a chart archive (.tgz, airgap), or a chart name used
 #                  with CHART_REPO (or repo/chart) (required)
 #   CHART_REPO     optional: the chart repository's URL, e.g. https://hub.jupyter.org/helm-chart/
 #   CHART_VERSION  the pinned chart version, e.g. 4.4.0 (required)
 #   VALUES_BYTES   read exactly this many bytes of values (YAML or JSON) from stdin, or
 #   VALUES_FILE    the values file, mode 0600 (no group/other access; removed on exit)
-# Output (stdout): "changed release NAMESPACE/RELEASE" (helm's own output is kept quiet).
+# Output (stdout): "changed release NAMESPACE/RELEASE", "rolled back release NAMESPACE/RELEASE to
+#   revision N" or "uninstalled release NAMESPACE/RELEASE" (helm's own output is kept quiet).
 # Exit status: 0 installed/upgraded; 1 helm failed (the tail of its stderr on stderr);
 #   2 bad input (nothing changed on the cluster).
 #
@@ -53,8 +65,11 @@ if [ -n "$VALUES_BYTES" ]; then
     || fail "read $(stat -c %s -- "$VALUES_FILE") bytes of values on stdin, not the $VALUES_BYTES announced"
 fi
 
+ACTION="${ACTION:-upgrade}"
 RELEASE="${RELEASE:-}"
 NAMESPACE="${NAMESPACE:-}"
+TIMEOUT_S="${TIMEOUT_S:-300}"
+REVISION="${REVISION:-}"
 CHART="${CHART:-}"
 CHART_REPO="${CHART_REPO:-}"
 CHART_VERSION="${CHART_VERSION:-}"
@@ -65,6 +80,29 @@ dns_label='^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$'
   || bad "RELEASE must be a DNS label (a-z, 0-9, '-', at most 53 characters), not '$RELEASE'"
 [[ "$NAMESPACE" =~ $dns_label ]] \
   || bad "NAMESPACE must be a DNS label (a-z, 0-9, '-', at most 53 characters), not '$NAMESPACE'"
+[[ "$TIMEOUT_S" =~ ^[1-9][0-9]{0,5}$ ]] || bad "TIMEOUT_S must be a number of seconds, not '$TIMEOUT_S'"
+case "$ACTION" in
+  upgrade) ;;
+  rollback|uninstall)
+    if [ "$ACTION" = rollback ]; then
+      [[ "$REVISION" =~ ^[1-9][0-9]{0,8}$ ]] || bad "REVISION must be a revision number, not '$REVISION'"
+    fi
+    command -v helm >/dev/null || fail "helm is not installed (helm-install.sh)"
+    [ -r "$KUBECONFIG" ] || fail "$KUBECONFIG is missing: is this a running K3s server?"
+    workdir=$(mktemp -d)
+    if [ "$ACTION" = rollback ]; then
+      args=(rollback "$RELEASE" "$REVISION"); done="rolled back release $NAMESPACE/$RELEASE to revision $REVISION"
+    else
+      args=(uninstall "$RELEASE"); done="uninstalled release $NAMESPACE/$RELEASE"
+    fi
+    if ! helm "${args[@]}" --namespace "$NAMESPACE" --timeout "${TIMEOUT_S}s" > "$workdir/out" 2> "$workdir/err"; then
+      tail -n 20 -- "$workdir/err" >&2
+      fail "helm $ACTION of release $NAMESPACE/$RELEASE failed"
+    fi
+    echo "$done"
+    exit 0 ;;
+  *) bad "ACTION must be upgrade, rollback or uninstall, not '$ACTION'" ;;
+esac
 [ -n "$CHART" ] || bad "set CHART to a chart archive's path or a chart name"
 if [ -f "$CHART" ]; then
   : # a local chart archive (airgap)
@@ -92,6 +130,7 @@ command -v helm >/dev/null || fail "helm is not installed (helm-install.sh)"
 args=(upgrade --cleanup-on-fail --install "$RELEASE" "$CHART")
 if [ -n "$CHART_REPO" ]; then args+=(--repo "$CHART_REPO"); fi
 args+=(--version "$CHART_VERSION" --namespace "$NAMESPACE" --create-namespace --values "$VALUES_FILE")
+args+=(--timeout "${TIMEOUT_S}s")
 
 workdir=$(mktemp -d)
 if ! helm "${args[@]}" > "$workdir/out" 2> "$workdir/err"; then

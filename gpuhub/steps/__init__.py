@@ -13,6 +13,16 @@ WORK_DIR = "/var/lib/gpuhub/work"
 LOCAL_SCRIPTS = Path(__file__).resolve().parent.parent.parent / "scripts"
 
 
+# What a command may take beyond the wait it was given (its own TIMEOUT, helm's --timeout):
+# starting up, the last poll, printing the failure. A command that waits is never cut by the
+# host's general deadline (GPUHUB_COMMAND_TIMEOUT), which is for the commands that do not.
+COMMAND_MARGIN_S = 120
+
+
+def command_deadline(wait_s: int) -> int:
+    return int(wait_s) + COMMAND_MARGIN_S
+
+
 @dataclass
 class Change:
     summary: str

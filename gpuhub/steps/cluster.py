@@ -6,16 +6,23 @@ import shlex
 import time
 
 from .. import facts as f
-from .. import render
+from .. import names, pulls, render
 from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
-from . import VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, changes, pending
+from . import VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, changes, command_deadline, pending
 
 PLUGIN, HUB, GPU_TEST = "gpu.plugin", "hub.launch", "gpu.test"
 PLUGIN_RELEASE = "nvidia-device-plugin/nvdp"
 SHARING_LABEL = "nvidia.com/device-plugin.config"
 PLUGIN_WAIT_S = 120
+PLUGIN_HELM_TIMEOUT_S = 300  # helm's own default: the device plugin's chart has no hooks to wait for
+HUB_WAIT_S = 300
+GPU_TEST_WAIT_S = 300
+
+
+def hub_helm_timeout_s(inv) -> int:
+    return names.duration_seconds(inv.hub["helm_timeout"])
 
 
 def hub_release(inv) -> str:
@@ -31,15 +38,27 @@ def cluster_not_ready(ctx: Context):
     return None
 
 
+class ReleaseBusy(Exception):
+    """A release another helm run may still be changing: the step is blocked, nothing is tried."""
+
+
 def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: str, version: str,
-                   wanted_values: dict, current_values, label: str, compare=lambda values: values):
+                   wanted_values: dict, current_values, label: str, timeout_s: int, history_key: str,
+                   compare=lambda values: values):
     """A helm upgrade --install when the release is missing, at another version, or has other
-    values (`compare` turns the wanted values into the form the facts hold them in)."""
-    current = (ctx.facts["releases"] or {}).get(release)
+    values (`compare` turns the wanted values into the form the facts hold them in); a repair
+    first when an interrupted run left it pending. Raises ReleaseBusy when a pending revision
+    is younger than helm's own timeout: that may be another person's run in progress."""
+    history = ctx.facts[history_key]
+    current = f.release_view(history)
     compared = compare(wanted_values)
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
         return None
+    namespace, name = release.split("/")
+    upgrade = helm_upgrade(step, release, chart_key, repo, version, wanted_values, timeout_s)
+    if current and current["status"] in f.PENDING:
+        return repair_pending(ctx, step, release, label, current, timeout_s, upgrade, version)
     if current is None:
         summary = f"install {label} release {release} (chart {version})"
     elif current["version"] != version:
@@ -50,6 +69,10 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
         differing = sorted({k for k in set(compared) | set(current_values or {})
                             if (current_values or {}).get(k) != compared.get(k)})
         summary = f"update {label} release {release} values ({', '.join(differing)})"
+    return Change(summary, upgrade)
+
+
+def helm_upgrade(step, release, chart_key, repo, version, wanted_values, timeout_s):
     namespace, name = release.split("/")
 
     def apply(c: Context):
@@ -64,8 +87,48 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
         values = json.dumps(wanted_values)
         c.script("helm-release.sh", step, {"RELEASE": name, "NAMESPACE": namespace, "CHART": chart,
                                            "CHART_REPO": "" if chart_file else repo, "CHART_VERSION": version,
-                                           "VALUES_BYTES": str(len(values.encode()))}, stdin=values)
-    return Change(summary, apply)
+                                           "TIMEOUT_S": str(timeout_s), "VALUES_BYTES": str(len(values.encode()))},
+                 stdin=values, timeout=command_deadline(timeout_s))
+    return apply
+
+
+def repair_pending(ctx, step, release, label, current, timeout_s, upgrade, version):
+    """An interrupted helm run (its SSH session dropped, the machine rebooted) leaves the release
+    pending-install/-upgrade/-rollback, and every later upgrade fails with "another operation
+    (install/upgrade/rollback) is in progress" (helm v3.17.3 pkg/action/upgrade.go errPending).
+    Once the pending revision is older than the step's own helm timeout no helm run can still be
+    at it: roll back to the last deployed revision (helm rollback works on a pending release,
+    pkg/action/rollback.go), or, when none was ever deployed, uninstall and install afresh."""
+    now, updated = ctx.facts["now"], current["updated"]
+    age = None if now is None or updated is None else int(now - updated)
+    stuck = f"{current['status']} (revision {current['revision']})"
+    if age is None or age < timeout_s:
+        since = "since an unknown time" if age is None else f"for {_minutes(age)}"
+        raise ReleaseBusy(f"{label} release {release} is {stuck} {since}: another helm run may still be at "
+                          f"it (its timeout is {_minutes(timeout_s)}). Wait; once it is older than that, "
+                          "gpuhub repairs it")
+    namespace, name = release.split("/")
+    base = {"RELEASE": name, "NAMESPACE": namespace, "TIMEOUT_S": str(timeout_s)}
+    if current["deployed"] is not None:
+        def apply(c: Context):
+            c.script("helm-release.sh", step, dict(base, ACTION="rollback", REVISION=str(current["deployed"])),
+                     timeout=command_deadline(timeout_s))
+            upgrade(c)
+        return Change(f"repair {label} release {release}: left {stuck} {_minutes(age)} ago by an interrupted "
+                      f"run; roll back to revision {current['deployed']}, the last deployed, then upgrade to "
+                      f"chart {version}", apply)
+
+    def reinstall(c: Context):
+        c.script("helm-release.sh", step, dict(base, ACTION="uninstall"), timeout=command_deadline(timeout_s))
+        upgrade(c)
+    lost = " and the hub database's volume (users, tokens, servers' records)" if step == HUB else ""
+    return Change(f"repair {label} release {release}: left {stuck} {_minutes(age)} ago by an interrupted "
+                  f"run, never deployed; uninstall it (deletes its objects{lost}), then install chart {version}",
+                  reinstall, destructive=True)
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
 
 
 # --- gpu.plugin -----------------------------------------------------------------------------
@@ -79,9 +142,12 @@ def plan_plugin(ctx: Context) -> StepPlan:
         return pending(PLUGIN, waiting)
     items = []
     values = json.loads(json.dumps(render.device_plugin_values(inv)))
-    release = release_change(ctx, PLUGIN, PLUGIN_RELEASE, "plugin_chart", PLUGIN_CHART_REPO,
-                             inv.gpu["plugin_chart_version"],
-                             values, ctx.facts["plugin_values"], "device plugin")
+    try:
+        release = release_change(ctx, PLUGIN, PLUGIN_RELEASE, "plugin_chart", PLUGIN_CHART_REPO,
+                                 inv.gpu["plugin_chart_version"], values, ctx.facts["plugin_values"],
+                                 "device plugin", PLUGIN_HELM_TIMEOUT_S, "plugin_release")
+    except ReleaseBusy as e:
+        return blocked(PLUGIN, str(e))
     if release:
         items.append(release)
     nodes = ctx.facts["nodes"]
@@ -203,12 +269,17 @@ def plan_hub(ctx: Context) -> StepPlan:
     if waiting:
         return pending(HUB, waiting)
     values = json.loads(json.dumps(values))
-    release = release_change(ctx, HUB, hub_release(inv), "hub_chart", HUB_CHART_REPO, inv.hub["chart_version"],
-                             values, ctx.facts["hub_values"], "JupyterHub", compare=digested)
+    try:
+        release = release_change(ctx, HUB, hub_release(inv), "hub_chart", HUB_CHART_REPO, inv.hub["chart_version"],
+                                 values, ctx.facts["hub_values"], "JupyterHub", hub_helm_timeout_s(inv),
+                                 "hub_release", compare=digested)
+    except ReleaseBusy as e:
+        return blocked(HUB, str(e))
     if release is None:
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
     checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}",
-                     lambda c: (check_hub(c, values), release.apply(c)))
+                     lambda c: (check_hub(c, values), pulls.watched(c, release.apply)),
+                     destructive=release.destructive)
     return changes(HUB, [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
                                          wait_hub)])
 
@@ -231,7 +302,7 @@ def check_hub(ctx: Context, values: dict):
 def wait_hub(ctx: Context):
     for component in ("hub", "proxy"):
         ctx.script("wait-ready.sh", HUB, {"NAMESPACE": ctx.inv.hub["namespace"], "SELECTOR": f"component={component}",
-                                          "TIMEOUT": "300"})
+                                          "TIMEOUT": str(HUB_WAIT_S)}, timeout=command_deadline(HUB_WAIT_S))
     ctx.log(f"JupyterHub is up: https://{ctx.inv.hub['hostname']}/")
 
 
@@ -250,7 +321,7 @@ def plan_node_plugin(ctx: Context) -> StepPlan:
     cluster = ctx.server_facts
     if cluster is None or cluster["nodes"] is None:
         return blocked(PLUGIN, f"the cluster does not answer on {server}: is K3s running there?")
-    release = (cluster["releases"] or {}).get(PLUGIN_RELEASE)
+    release = f.release_view(cluster["plugin_release"])
     wanted = json.loads(json.dumps(render.device_plugin_values(inv)))
     if not release or release["status"] != "deployed" or (cluster["plugin_values"] or {}) != wanted:
         return blocked(PLUGIN, f"the device plugin release on {server} is not this inventory's (missing, not "
@@ -298,7 +369,9 @@ def run_gpu_tests(ctx: Context, hosts=None):
         path = f"{WORK_DIR}/{job['metadata']['name']}.yaml"
         ctx.target.put_text(render.dump(job), path, 0o644, backup=False)
         result = ctx.script("gpu-test.sh", GPU_TEST, {"JOB_FILE": path, "JOB_NAME": job["metadata"]["name"],
-                                                      "NAMESPACE": job["metadata"]["namespace"], "TIMEOUT": "300"})
+                                                      "NAMESPACE": job["metadata"]["namespace"],
+                                                      "TIMEOUT": str(GPU_TEST_WAIT_S)},
+                           timeout=command_deadline(GPU_TEST_WAIT_S))
         seen = next((line for line in result.stdout.splitlines() if line.startswith("GPU ")), "")
         passed = "Test PASSED" in result.stdout
         if not passed:

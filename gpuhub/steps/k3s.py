@@ -8,7 +8,7 @@ from .. import facts as f
 from .. import render
 from ..secret import Secret
 from ..target import StepFailed
-from . import RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok
+from . import RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, changes, command_deadline, ok
 
 INSTALL, RESET = "k3s.install", "k3s.reset"
 
@@ -128,7 +128,7 @@ def restart_k3s(ctx: Context, written=()):
     try:
         if ctx.host.role == "agent":
             check_agent_token(ctx)
-        ctx.script("k3s-restart.sh", INSTALL, env, timeout=READY_TIMEOUT_S + 60)
+        ctx.script("k3s-restart.sh", INSTALL, env, timeout=command_deadline(READY_TIMEOUT_S))
         wait_node(ctx, since, logged)
     except StepFailed as failed:
         raise rolled_back(ctx, failed, written) from None
@@ -219,7 +219,7 @@ def rolled_back(ctx: Context, failed: "StepFailed", written) -> "StepFailed":
         if restarted:
             try:
                 ctx.target.check(f"{SCRIPTS_DIR}/k3s-restart.sh", INSTALL, env=restart_env(ctx, False),
-                                 timeout=READY_TIMEOUT_S + 60)
+                                 timeout=command_deadline(READY_TIMEOUT_S))
             except StepFailed as again:
                 lines.append(f"{ctx.k3s_unit} did not come back after the rollback either: {again.details}")
     log = ctx.target.run(f"tail -n 6 {CONTAINERD_LOG}")

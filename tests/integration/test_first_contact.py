@@ -12,8 +12,7 @@ import json
 
 import pytest
 
-from test_provision import HOSTS, bare_site
-from test_simulation import BARE_HOST
+from test_provision import HOSTS, module_site
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +23,7 @@ TEMPLATE = "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl"
 
 @pytest.fixture(scope="module")
 def site(testhosts, tmp_path_factory):
-    site = bare_site(testhosts, tmp_path_factory.mktemp("first-contact"))
-    yield site
-    for host in HOSTS:
-        testhosts.run(host, BARE_HOST, check=False)
+    yield from module_site(testhosts, tmp_path_factory, "first-contact")
 
 
 def converged(site, **changes):

@@ -106,6 +106,14 @@ def bare_site(testhosts, folder, kind=Site):
     return site
 
 
+def module_site(testhosts, tmp_path_factory, label):
+    """A module's bare_site, the hosts made bare again after the module's last test."""
+    site = bare_site(testhosts, tmp_path_factory.mktemp(label))
+    yield site
+    for host in HOSTS:
+        testhosts.run(host, BARE_HOST, check=False)
+
+
 @pytest.fixture(scope="module")
 def site(testhosts, tmp_path_factory):
     site = bare_site(testhosts, tmp_path_factory.mktemp("site"))

@@ -355,7 +355,17 @@ def node_report(config, role, containerd, started):
         labels["node-role.kubernetes.io/control-plane"] = "true"
     return {"name": node_name(config), "role": role, "version": VERSION, "address": host_address(),
             "labels": labels, "containerd": containerd, "started": started,
-            "faults": sorted(os.listdir(FAULTS)) if os.path.isdir(FAULTS) else [], **gpu_facts()}
+            "faults": sorted(os.listdir(FAULTS)) if os.path.isdir(FAULTS) else [], "image_pull_s": image_pull_seconds(),
+            **gpu_facts()}
+
+
+def image_pull_seconds() -> float:
+    """How long this node takes to pull one image it does not have (a test setting standing for
+    the link's speed; CUDA notebook images are several GB): /etc/gpuhub-sim/image-pull-seconds."""
+    try:
+        return max(0.0, float(open(f"{SIM_ETC}/image-pull-seconds").read().strip() or 0))
+    except (OSError, ValueError):
+        return 0.0
 
 
 # ------------------------------------------------------------------------------ cluster state
@@ -465,7 +475,7 @@ class HubProxy(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         with cluster() as state:
-            release = next((r for r in state["releases"].values() if r["chart"] == "jupyterhub"), None)
+            release = next((r for r in deployed_releases(state) if r["chart"] == "jupyterhub"), None)
         if release is None:
             return self.reply(404, "no JupyterHub release")
         if fault("hub-never-ready") is not None:
@@ -631,8 +641,8 @@ def server_running(state) -> bool:
 
 
 def plugin_release(state):
-    for release in state["releases"].values():
-        if release["chart"] == "nvidia-device-plugin" and release["status"] == "deployed":
+    for release in deployed_releases(state):
+        if release["chart"] == "nvidia-device-plugin":
             return release
     return None
 
@@ -854,10 +864,8 @@ def daemonset_pod(state, release, daemonset, prefix, node, plugin):
 
 def release_pods(state):
     pods = []
-    for release in state["releases"].values():
+    for release in deployed_releases(state):
         ns = release["namespace"]
-        if release["status"] != "deployed":
-            continue
         if release["chart"] == "nvidia-device-plugin":
             plugin_ds, gfd_ds = plugin_daemonsets(release)
             for node in state["nodes"].values():
@@ -1016,14 +1024,8 @@ def schedule(state, job):
     node = fits[0]
     raw = state["nodes"][node["metadata"]["name"]]
     if "image-pull-fails" in raw.get("faults", []):
-        image = spec["containers"][0].get("image", "")
-        # The kubelet's back-off after a failed pull (kubernetes pkg/kubelet/images/image_manager.go:
-        # "Back-off pulling image %q" + ": " + the previous pull error; containerd's resolver says
-        # "REF: not found" for a tag the registry does not have).
-        return {"fate": "waiting", "node": raw["name"], "reason": "ImagePullBackOff",
-                "message": f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound desc = '
-                           f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
-                           f'{image}: not found'}
+        reason, message = pull_backoff(spec["containers"][0].get("image", ""))
+        return {"fate": "waiting", "node": raw["name"], "reason": reason, "message": message}
     uses_nvidia = (runtime_class == "nvidia") or raw["containerd"]["default_runtime"] == "nvidia"
     runtime = "nvidia" if uses_nvidia and "nvidia" in raw["containerd"]["runtimes"] else "runc"
     # What the container sees (NVIDIA container runtime): the allocated GPU when it asked for one;
@@ -1037,6 +1039,16 @@ def schedule(state, job):
         visible = uuids[:1] if wanted else uuids
     code, logs = run_container(spec["containers"][0], runtime, visible, raw["model"])
     return {"fate": "Succeeded" if code == 0 else "Failed", "node": raw["name"], "exit": code, "logs": logs}
+
+
+def pull_backoff(image: str) -> tuple:
+    """(reason, message) of a container whose image cannot be pulled: the kubelet's back-off after
+    a failed pull (kubernetes pkg/kubelet/images/image_manager.go: "Back-off pulling image %q" +
+    ": " + the previous pull error; containerd's resolver says "REF: not found" for a tag the
+    registry does not have)."""
+    return "ImagePullBackOff", (f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound desc = '
+                                f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
+                                f'{image}: not found')
 
 
 def job_phase(job) -> str:
@@ -1191,7 +1203,7 @@ def objects(state, kind, ns, flags):
     if kind in ("node", "nodes", "no"):
         return [node_object(state, n) for n in sorted(state["nodes"].values(), key=lambda n: n["name"])], "Node"
     if kind in ("pod", "pods", "po"):
-        pods = release_pods(state) + job_pods(state)
+        pods = release_pods(state) + hook_pods(state) + job_pods(state)
         return [p for p in pods if everywhere or p["metadata"]["namespace"] == ns], "Pod"
     if kind in ("job", "jobs"):
         items = []
@@ -1228,12 +1240,13 @@ def objects(state, kind, ns, flags):
             jns, name = key.split("/", 1)
             if job["placement"]["fate"] == "no-pod" and (everywhere or jns == ns):
                 events.append(event(jns, "Job", name, "FailedCreate", job["placement"]["message"], "job-controller"))
+        events += hook_events(state, ns, everywhere)
         return events, "Event"
     die(f'error: the server doesn\'t have a resource type "{kind}"')
 
 
-def event(ns, kind, name, reason, message, component, action=None):
-    item = {"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason, "message": message,
+def event(ns, kind, name, reason, message, component, action=None, kind_="Warning"):
+    item = {"apiVersion": "v1", "kind": "Event", "type": kind_, "reason": reason, "message": message,
             "metadata": {"name": f"{name}.{name_suffix(ns, name, reason)}", "namespace": ns},
             "involvedObject": {"apiVersion": "batch/v1" if kind == "Job" else "v1", "kind": kind, "namespace": ns,
                                "name": name, "uid": sim_uid(ns, kind, name) if kind == "Job" else sim_uid(ns, name)},
@@ -1393,6 +1406,66 @@ def kubectl_wait(rest, flags, ns):
 
 
 # ------------------------------------------------------------------------------ helm
+# helm v3.17.3 as gpuhub meets it. A release is kept as its revisions, the way helm's storage
+# keeps one record per revision (pkg/release/release.go, info.go):
+#   state["releases"]["NS/NAME"] = {"name", "namespace", "revisions": [{"revision", "status",
+#   "chart", "version", "values", "updated_ns", "description"}, ...]}
+# A command that changes a release records its pending revision first and commits it, as helm
+# does (pkg/action/install.go Releases.Create before performInstall; upgrade.go and rollback.go
+# likewise), then lets the state go while hooks run (kubectl answers meanwhile): a helm that dies
+# in between (SIGKILL, or SIGHUP when its SSH session drops: helm traps only SIGINT and SIGTERM,
+# cmd/helm/upgrade.go signal.Notify) leaves the release pending-*.
+
+HELM_VERSION = "v3.17.3"
+HELM_TIMEOUT_S = 300  # cmd/helm/upgrade.go, install.go: --timeout, default 300*time.Second
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")  # pkg/release/status.go IsPending
+# pkg/action/list.go ListStates; SetStateMask: with no state flag, ListDeployed | ListFailed.
+LIST_STATES = {"--deployed": ("deployed",), "--failed": ("failed",), "--pending": PENDING,
+               "--superseded": ("superseded",), "--uninstalled": ("uninstalled",),
+               "--uninstalling": ("uninstalling",)}
+ERR_PENDING = "another operation (install/upgrade/rollback) is in progress"  # pkg/action/action.go errPending
+HOOK_PULLER, HOOK_AWAITER = "hook-image-puller", "hook-image-awaiter"
+
+
+def _fraction(ns: int) -> tuple:
+    seconds, fraction = divmod(ns, 10**9)
+    digits = f"{fraction:09d}".rstrip("0")
+    return seconds, f".{digits}" if digits else ""
+
+
+def go_time(ns: int) -> str:
+    """Go's time.Time.String() in UTC, the test hosts' zone ('2006-01-02 15:04:05.999999999 -0700
+    MST': trailing zeros of the fraction dropped): `helm list`'s `updated` (cmd/helm/list.go)."""
+    seconds, fraction = _fraction(ns)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + fraction + " +0000 UTC"
+
+
+def go_json_time(ns: int) -> str:
+    """time.Time.MarshalJSON, RFC 3339 with nanoseconds: `helm history -o json`'s `updated`
+    (cmd/helm/history.go releaseInfo.Updated, pkg/time/time.go)."""
+    seconds, fraction = _fraction(ns)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + fraction + "Z"
+
+
+def go_duration(text: str) -> float:
+    """A --timeout as Go's time.ParseDuration reads it: '300s', '90m', '1h30m'."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text or "")
+    if not parts or "".join(v + u for v, u in parts) != text:
+        die(f'Error: invalid argument "{text}" for "--timeout" flag: time: invalid duration "{text}"')
+    return sum(float(v) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for v, u in parts)
+
+
+def deployed_releases(state) -> list:
+    """Each release's deployed revision (the one whose objects run), flat: name, namespace, chart,
+    version, values, revision, status. A pending or failed upgrade leaves the previous one
+    deployed (pkg/action/upgrade.go supersedes it only on success)."""
+    found = []
+    for record in state["releases"].values():
+        revision = next((r for r in reversed(record["revisions"]) if r["status"] == "deployed"), None)
+        if revision:
+            found.append(dict(revision, name=record["name"], namespace=record["namespace"]))
+    return found
+
 
 def chart_from(ref, repo, version):
     """(name, version) from a local chart archive (airgap) or `repo/chart` / --repo chart."""
@@ -1410,67 +1483,402 @@ def chart_from(ref, repo, version):
     return ref.split("/")[-1], version
 
 
+# --- Zero to JupyterHub's pre-install / pre-upgrade image pull (chart 4.4.0) ---------------------
+
+def _image(spec, default_name, version):
+    spec = spec or {}
+    return f"{spec.get('name') or default_name}:{spec.get('tag') or version}"
+
+
+def hook_init_containers(version: str, values: dict) -> list:
+    """[(init container, image)] of the hook-image-puller DaemonSet, in the chart's order
+    (templates/image-puller/_helpers-daemonset.tpl; Go templates range over maps in key order),
+    or [] when the hook is off (prePuller.hook.enabled). Chart defaults from values.yaml; the
+    published chart's "set-by-chartpress" tags are its version."""
+    pre, single = values.get("prePuller") or {}, values.get("singleuser") or {}
+    if (pre.get("hook") or {}).get("enabled", True) is False:
+        return []
+    items = []
+    cloud = single.get("cloudMetadata") or {}
+    if (not cloud["enabled"]) if "enabled" in cloud else cloud.get("blockWithIptables", True):
+        items.append(("image-pull-metadata-block",
+                      _image((single.get("networkTools") or {}).get("image"), "quay.io/jupyterhub/k8s-network-tools",
+                             version)))
+    items.append(("image-pull-singleuser", _image(single.get("image"), "quay.io/jupyterhub/k8s-singleuser-sample",
+                                                  version)))
+    for k, container in enumerate((single.get("initContainers") or []) + (single.get("extraContainers") or [])):
+        items.append((f"image-pull-singleuser-init-and-extra-containers-{k}", container["image"]))
+    if pre.get("pullProfileListImages", True):
+        for k, profile in enumerate(single.get("profileList") or []):
+            image = (profile.get("kubespawner_override") or {}).get("image")
+            if image:
+                items.append((f"image-pull-singleuser-profilelist-{k}", image))
+            for option, spec in sorted((profile.get("profile_options") or {}).items()):
+                for choice, choice_spec in sorted((spec.get("choices") or {}).items()):
+                    image = (choice_spec.get("kubespawner_override") or {}).get("image")
+                    if image:
+                        items.append((f"image-pull-profile-{k}-option-{option}-{choice}", image))
+    for k, extra in sorted((pre.get("extraImages") or {}).items()):
+        items.append((f"image-pull-{k}", f"{extra['name']}:{extra['tag']}"))
+    return items
+
+
+def hook_checksum(items) -> str:
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def start_hook(state, key, version, values):
+    """Create the hook's DaemonSet (its pods on every node that runs user pods: here every Ready
+    node) and Job, when it is due: with prePuller.hook.pullOnlyOnChanges (default true) only when
+    the DaemonSet differs from the one the hub's ConfigMap records from the last release that
+    went through (checksum_hook-image-puller, _helpers-daemonset.tpl ...hook.install). A previous
+    hook left behind by a failed run is deleted first (hook-delete-policy before-hook-creation);
+    what its pods pulled stays in the nodes' image stores. -> the hook, or None."""
+    finish_hook(state, key)
+    items = hook_init_containers(version, values)
+    pre = values.get("prePuller") or {}
+    only_on_changes = (pre.get("hook") or {}).get("pullOnlyOnChanges", True)
+    if not items or (only_on_changes and state.setdefault("hub_checksums", {}).get(key) == hook_checksum(items)):
+        return None
+    nodes = {}
+    for node in state["nodes"].values():
+        if time.time() - node.get("heartbeat", 0) < STALE_S:
+            nodes[node["name"]] = {"cached": sorted(state.setdefault("images", {}).get(node["name"], [])),
+                                   "pull_s": float(node.get("image_pull_s", 0)),
+                                   "fails": "image-pull-fails" in node.get("faults", [])}
+    hook = {"started": time.time(), "items": items, "nodes": nodes, "checksum": hook_checksum(items)}
+    state.setdefault("hooks", {})[key] = hook
+    return hook
+
+
+def hook_progress(hook, node, now=None):
+    """On `node`, at `now`: [(init container, image, 'done'|'pulling'|'failed'|'waiting')]. The
+    kubelet pulls one image at a time (serializeImagePulls, default true) as each init container
+    comes up, in order; an image already in the node's store starts at once."""
+    view = hook["nodes"][node]
+    elapsed = (now or time.time()) - hook["started"]
+    have, spent, states, blocked = set(view["cached"]), 0.0, [], False
+    for name, image in hook["items"]:
+        if blocked:
+            states.append((name, image, "waiting"))
+            continue
+        if image not in have:
+            if view["fails"]:
+                states.append((name, image, "failed"))
+                blocked = True
+                continue
+            if elapsed < spent + view["pull_s"]:
+                states.append((name, image, "pulling"))
+                blocked = True
+                continue
+            spent += view["pull_s"]
+            have.add(image)
+        states.append((name, image, "done"))
+    return states
+
+
+def hook_done(hook) -> bool:
+    return all(s == "done" for node in hook["nodes"] for _, _, s in hook_progress(hook, node))
+
+
+def finish_hook(state, key):
+    """Delete the hook (hook-succeeded, or before the next one): the images pulled stay."""
+    hook = state.setdefault("hooks", {}).pop(key, None)
+    if hook:
+        for node in hook["nodes"]:
+            store = state.setdefault("images", {}).setdefault(node, [])
+            store.extend(i for _, i, s in hook_progress(hook, node) if s == "done" and i not in store)
+
+
+def hook_pods(state) -> list:
+    """The hook's pods as the API shows them while it runs: one hook-image-puller pod per node
+    (Pending while an init container's image is pulled: the kubelet's default waiting reason
+    with init containers is PodInitializing, pkg/kubelet/kubelet_pods.go; ErrImagePull /
+    ImagePullBackOff when a pull fails), and the image-awaiter Job's pod."""
+    pods = []
+    for key, hook in (state.get("hooks") or {}).items():
+        ns, release = key.split("/", 1)
+        labels = {"app": "jupyterhub", "component": HOOK_PULLER, "release": release}
+        for node in sorted(hook["nodes"]):
+            if node not in state["nodes"]:
+                continue
+            init = []
+            for name, image, status in hook_progress(hook, node):
+                state_ = {"done": terminated(0, "Completed"), "pulling": waiting("PodInitializing"),
+                          "waiting": waiting("PodInitializing"), "failed": waiting(*pull_backoff(image))}[status]
+                init.append(container_status(name, image, state_))
+            done = all(s["state"].get("terminated") for s in init)
+            pause = container_status("pause", "registry.k8s.io/pause:3.10",
+                                     running() if done else waiting("PodInitializing"))
+            p = pod(f"{HOOK_PULLER}-{name_suffix(ns, HOOK_PULLER, node, hook['started'])}", ns, labels, node,
+                    "Running" if done else "Pending", owner=("DaemonSet", HOOK_PULLER), init=init,
+                    containers=[pause], host_ip=state["nodes"][node].get("address", ""))
+            if not done:
+                for c in p["status"]["conditions"]:
+                    if c["type"] == "Initialized":
+                        c.update(status="False", reason="ContainersNotInitialized",
+                                 message="containers with incomplete status: ["
+                                 + " ".join(s["name"] for s in init if not s["state"].get("terminated")) + "]")
+            pods.append(p)
+        server = next((n for n in state["nodes"].values() if n["role"] == "server"), None)
+        if server:
+            awaiter = container_status(HOOK_AWAITER, "quay.io/jupyterhub/k8s-image-awaiter:4.4.0", running())
+            pods.append(pod(f"{HOOK_AWAITER}-{name_suffix(ns, HOOK_AWAITER, hook['started'])}", ns,
+                            {"app": "jupyterhub", "component": "image-puller", "release": release,
+                             "job-name": HOOK_AWAITER}, server["name"], "Running", owner=("Job", HOOK_AWAITER),
+                            containers=[awaiter], host_ip=server.get("address", "")))
+    return pods
+
+
+def hook_events(state, ns, everywhere) -> list:
+    """The kubelet's Pulling / Pulled / Failed events for the hook's pods (pkg/kubelet/images/
+    image_manager.go: 'Pulling image %q', 'Successfully pulled image %q in %v ...')."""
+    events = []
+    for p in hook_pods(state):
+        pns = p["metadata"]["namespace"]
+        if not (everywhere or pns == ns) or not p["metadata"]["name"].startswith(HOOK_PULLER):
+            continue
+        for status in p["status"].get("initContainerStatuses", []):
+            name, image, st = p["metadata"]["name"], status["image"], status["state"]
+            if st.get("terminated") or st.get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                events.append(event(pns, "Pod", name, "Pulling", f'Pulling image "{image}"', "kubelet", kind_="Normal"))
+            if st.get("terminated"):
+                events.append(event(pns, "Pod", name, "Pulled", f'Successfully pulled image "{image}"', "kubelet",
+                                    kind_="Normal"))
+            elif st.get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                events.append(event(pns, "Pod", name, "Failed", st["waiting"]["message"], "kubelet"))
+        pulling = next((s for s in p["status"].get("initContainerStatuses", [])
+                        if s["state"].get("waiting", {}).get("reason") == "PodInitializing"), None)
+        if pulling:
+            events.append(event(pns, "Pod", p["metadata"]["name"], "Pulling", f'Pulling image "{pulling["image"]}"',
+                                "kubelet", kind_="Normal"))
+    return events
+
+
+def run_hook(key, timeout_s):
+    """helm's wait for the hook Job (pkg/kube/client.go watchUntilReady, with --timeout): the
+    awaiter completes once every hook-image-puller pod runs. -> None, or helm's error."""
+    deadline = time.time() + timeout_s
+    while True:
+        with cluster() as state:
+            hook = (state.get("hooks") or {}).get(key)
+            if hook is None or hook_done(hook):
+                return None
+        if time.time() >= deadline:
+            # watchtools.UntilWithSync on a context with the timeout: wait.ErrWaitTimeout.
+            return "timed out waiting for the condition"
+        time.sleep(min(0.5, max(0.0, deadline - time.time())))
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+def new_revision(record, status, chart, version, values, description):
+    revision = {"revision": (record["revisions"][-1]["revision"] + 1) if record["revisions"] else 1,
+                "status": status, "chart": chart, "version": version, "values": values,
+                "updated_ns": time.time_ns(), "description": description}
+    record["revisions"].append(revision)
+    return revision
+
+
+def settle(key, revision_no, status, description, supersede=False, checksum=None):
+    """The end of a command: its revision gets `status`; on success the revisions deployed before
+    are superseded (upgrade.go releasingUpgrade, rollback.go performRollback)."""
+    with cluster(write=True) as state:
+        record = state["releases"].get(key)
+        if record is None:
+            return
+        for r in record["revisions"]:
+            if r["revision"] == revision_no:
+                r.update(status=status, description=description, updated_ns=time.time_ns())
+            elif supersede and r["status"] == "deployed":
+                r["status"] = "superseded"
+        if status == "deployed":
+            finish_hook(state, key)
+            if checksum:
+                state.setdefault("hub_checksums", {})[key] = checksum
+
+
+def on_cancel(key, revision_no, release):
+    """SIGINT / SIGTERM: helm cancels the operation and the revision fails
+    (cmd/helm/upgrade.go: "Release %s has been cancelled.")."""
+    def handler(signum, frame):
+        print(f"Release {release} has been cancelled.")
+        settle(key, revision_no, "failed", f"Release \"{release}\" failed: context canceled")
+        sys.exit(1)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def killed_mid_operation(key, revision_no):
+    """Fault helm-killed: the SSH session dropped while helm ran (SIGHUP, which helm does not
+    trap): the revision stays pending. The fault's value, if any, backdates it by that many
+    seconds, standing for an interrupted run that long ago."""
+    age = fault("helm-killed")
+    if age is None:
+        return
+    if age:
+        with cluster(write=True) as state:
+            for r in state["releases"][key]["revisions"]:
+                if r["revision"] == revision_no:
+                    r["updated_ns"] -= int(float(age) * 10**9)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def helm_upgrade(args, flags, ns):
+    if len(args) < 3:
+        die("Error: \"helm upgrade\" requires 2 arguments")
+    name, key = args[1], f"{ns}/{args[1]}"
+    timeout_s = go_duration(flags["--timeout"]) if "--timeout" in flags else HELM_TIMEOUT_S
+    chart, version = chart_from(args[2], flags.get("--repo"), flags.get("--version"))
+    source = flags.get("-f") or flags.get("--values")
+    values = (yaml.safe_load(sys.stdin.read() if source == "-" else open(source).read()) or {}) if source else {}
+    with cluster(write=True) as state:
+        record = state["releases"].get(key)
+        if record is None:
+            if "--install" not in flags and "-i" not in flags:
+                die(f'Error: UPGRADE FAILED: "{name}" has no deployed releases')
+            if ns not in state["namespaces"]:
+                if "--create-namespace" not in flags:
+                    die(f'Error: create: failed to create: namespaces "{ns}" not found')
+                state["namespaces"].append(ns)
+            record = state["releases"][key] = {"name": name, "namespace": ns, "revisions": []}
+            install = True
+        else:
+            install = False
+            # upgrade.go prepareUpgrade: the last revision pending is a run in progress.
+            if record["revisions"][-1]["status"] in PENDING:
+                die(f"Error: UPGRADE FAILED: {ERR_PENDING}")
+        revision = new_revision(record, "pending-install" if install else "pending-upgrade", chart, version, values,
+                                "Initial install underway" if install else "Preparing upgrade")
+        number = revision["revision"]
+        hook = start_hook(state, key, version, values) if chart == "jupyterhub" else None
+        checksum = hook["checksum"] if hook else None
+    on_cancel(key, number, name)
+    killed_mid_operation(key, number)
+    error = run_hook(key, timeout_s) if hook else None
+    if error:
+        # install.go: "failed pre-install: %s"; upgrade.go: "pre-upgrade hooks failed: %s".
+        why = f"failed pre-install: {error}" if install else f"pre-upgrade hooks failed: {error}"
+        settle(key, number, "failed", f"Release \"{name}\" failed: {why}" if install else f"Upgrade \"{name}\" failed: {why}")
+        die(f"Error: {why}" if install else f"Error: UPGRADE FAILED: {why}")
+    settle(key, number, "deployed", "Install complete" if install else "Upgrade complete", supersede=True,
+           checksum=checksum)
+    if not install:
+        print(f'Release "{name}" has been upgraded. Happy Helming!')
+    print(f"NAME: {name}\nNAMESPACE: {ns}\nSTATUS: deployed\nREVISION: {number}")
+
+
+def helm_rollback(args, flags, ns):
+    """rollback.go: a new revision with the target's chart and values, pending-rollback then
+    deployed; the target must exist (revision 0: the previous one). No pending check."""
+    if len(args) < 2:
+        die("Error: \"helm rollback\" requires at least 1 argument")
+    key = f"{ns}/{args[1]}"
+    with cluster(write=True) as state:
+        record = state["releases"].get(key)
+        if record is None:
+            die("Error: release: not found")
+        current = record["revisions"][-1]
+        wanted = int(args[2]) if len(args) > 2 else current["revision"] - 1
+        target = next((r for r in record["revisions"] if r["revision"] == wanted), None)
+        if target is None:
+            die(f"Error: release has no {wanted} version")
+        revision = new_revision(record, "pending-rollback", target["chart"], target["version"], target["values"],
+                                f"Rollback to {wanted}")
+        number = revision["revision"]
+    killed_mid_operation(key, number)
+    settle(key, number, "deployed", f"Rollback to {wanted}", supersede=True)
+    print("Rollback was a success! Happy Helming!")
+
+
+def helm_list(state, flags, ns):
+    everywhere = "-A" in flags or "--all-namespaces" in flags
+    if "-a" in flags or "--all" in flags:
+        shown = None
+    else:
+        shown = {s for flag, states in LIST_STATES.items() if flag in flags for s in states} or {"deployed", "failed"}
+    rows = []
+    for record in state["releases"].values():
+        if not (everywhere or record["namespace"] == ns):
+            continue
+        r = record["revisions"][-1]  # list.go filterLatestReleases
+        if shown is not None and r["status"] not in shown:
+            continue
+        rows.append({"name": record["name"], "namespace": record["namespace"], "revision": str(r["revision"]),
+                     "updated": go_time(r["updated_ns"]), "status": r["status"],
+                     "chart": f"{r['chart']}-{r['version']}", "app_version": ""})
+    if flags.get("-o") == "json":
+        print(json.dumps(rows))
+    else:
+        print("NAME\tNAMESPACE\tREVISION\tUPDATED\tSTATUS\tCHART\tAPP VERSION")
+        for r in rows:
+            print("\t".join((r["name"], r["namespace"], r["revision"], r["updated"], r["status"], r["chart"], "")))
+
+
+def helm_history(state, args, flags, ns):
+    record = state["releases"].get(f"{ns}/{args[1]}") if len(args) > 1 else None
+    if record is None:
+        die("Error: release: not found")
+    keep = int(flags.get("--max", 256))
+    rows = [{"revision": r["revision"], "updated": go_json_time(r["updated_ns"]), "status": r["status"],
+             "chart": f"{r['chart']}-{r['version']}", "app_version": "", "description": r["description"]}
+            for r in record["revisions"][-keep:]]
+    if flags.get("-o") == "json":
+        print(json.dumps(rows))
+    else:
+        print("REVISION\tUPDATED\tSTATUS\tCHART\tAPP VERSION\tDESCRIPTION")
+        for r in rows:
+            print(f"{r['revision']}\t{r['updated']}\t{r['status']}\t{r['chart']}\t\t{r['description']}")
+
+
 def helm(argv):
     args, flags = parse_flags(argv, with_value=("-n", "--namespace", "-o", "--output", "-f", "--values", "--version",
-                                                 "--repo", "--timeout", "--kubeconfig"))
+                                                 "--repo", "--timeout", "--kubeconfig", "--max"))
     if not args:
         die("helm (SIMULATION): give a command")
     verb = args[0]
     if verb == "version":
-        print('version.BuildInfo{Version:"v3.17.3-sim"}')
+        print(f'version.BuildInfo{{Version:"{HELM_VERSION}", GitCommit:"(SIMULATION)", GoVersion:"go1.23.7"}}')
         return
     if fault("helm-fail") is not None:
         die("Error: (SIMULATION) helm failed (fault helm-fail)")
     require_cluster(flags)
     ns = flags.get("-n", "default")
-    with cluster(write=verb in ("upgrade", "install", "uninstall")) as state:
+    if verb in ("upgrade", "install"):
+        return helm_upgrade(args if verb == "upgrade" else ["upgrade", *args[1:]],
+                            dict(flags, **({"--install": True} if verb == "install" else {})), ns)
+    if verb == "rollback":
+        return helm_rollback(args, flags, ns)
+    with cluster(write=verb in ("uninstall", "delete")) as state:
         key = f"{ns}/{args[1]}" if len(args) > 1 else ""
-        if verb in ("upgrade", "install"):
-            if len(args) < 3:
-                die("Error: \"helm upgrade\" requires 2 arguments")
-            previous = state["releases"].get(key)
-            if verb == "upgrade" and previous is None and "--install" not in flags and "-i" not in flags:
-                die(f'Error: UPGRADE FAILED: "{args[1]}" has no deployed releases')
-            if ns not in state["namespaces"]:
-                if "--create-namespace" not in flags:
-                    die(f'Error: create: failed to create: namespaces "{ns}" not found')
-                state["namespaces"].append(ns)
-            name, version = chart_from(args[2], flags.get("--repo"), flags.get("--version"))
-            values = {}
-            source = flags.get("-f") or flags.get("--values")
-            if source:
-                values = yaml.safe_load(sys.stdin.read() if source == "-" else open(source).read()) or {}
-            revision = previous["revision"] + 1 if previous else 1
-            state["releases"][key] = {"name": args[1], "namespace": ns, "chart": name, "version": version,
-                                      "values": values, "revision": revision, "status": "deployed",
-                                      "updated": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime())}
-            print(f'Release "{args[1]}" has been {"upgraded" if previous else "installed"}. Happy Helming!')
-            print(f"NAME: {args[1]}\nNAMESPACE: {ns}\nSTATUS: deployed\nREVISION: {revision}")
-        elif verb in ("list", "ls"):
-            everywhere = "-A" in flags or "--all-namespaces" in flags
-            rows = [{"name": r["name"], "namespace": r["namespace"], "revision": str(r["revision"]), "updated": r["updated"],
-                     "status": r["status"], "chart": f"{r['chart']}-{r['version']}", "app_version": ""}
-                    for r in state["releases"].values() if everywhere or r["namespace"] == ns]
-            if flags.get("-o") == "json":
-                print(json.dumps(rows))
-            else:
-                for r in rows:
-                    print(f"{r['name']}\t{r['namespace']}\t{r['revision']}\t{r['status']}\t{r['chart']}")
+        if verb in ("list", "ls"):
+            helm_list(state, flags, ns)
+        elif verb == "history":
+            helm_history(state, args, flags, ns)
         elif verb == "get" and len(args) >= 3 and args[1] == "values":
-            release = state["releases"].get(f"{ns}/{args[2]}")
-            if not release:
+            record = state["releases"].get(f"{ns}/{args[2]}")
+            if not record:
                 die("Error: release: not found")
-            print(json.dumps(release["values"]) if flags.get("-o") == "json" else yaml.safe_dump(release["values"]))
+            # get_values.go: the last revision's values, whatever its status.
+            values = record["revisions"][-1]["values"]
+            print(json.dumps(values) if flags.get("-o") == "json" else yaml.safe_dump(values))
         elif verb == "status":
-            release = state["releases"].get(key)
-            if not release:
+            record = state["releases"].get(key)
+            if not record:
                 die("Error: release: not found")
-            info = {"name": release["name"], "namespace": ns, "version": release["revision"],
-                    "info": {"status": release["status"]}, "chart": {"metadata": {"name": release["chart"], "version": release["version"]}}}
-            print(json.dumps(info) if flags.get("-o") == "json" else f"NAME: {release['name']}\nSTATUS: {release['status']}")
+            r = record["revisions"][-1]
+            info = {"name": record["name"], "namespace": ns, "version": r["revision"],
+                    "info": {"status": r["status"], "description": r["description"],
+                             "last_deployed": go_json_time(r["updated_ns"])},
+                    "chart": {"metadata": {"name": r["chart"], "version": r["version"]}}}
+            print(json.dumps(info) if flags.get("-o") == "json" else f"NAME: {record['name']}\nSTATUS: {r['status']}")
         elif verb in ("uninstall", "delete"):
+            # uninstall.go: every revision goes (without --keep-history), whatever their status;
+            # the chart's objects with them (for the hub, its database's volume).
             if state["releases"].pop(key, None) is None:
                 die(f"Error: uninstall: Release not loaded: {args[1]}: release: not found")
+            state.setdefault("hooks", {}).pop(key, None)
+            state.setdefault("hub_checksums", {}).pop(key, None)
             print(f'release "{args[1]}" uninstalled')
         else:
             die(f"helm (SIMULATION): {verb} not simulated")

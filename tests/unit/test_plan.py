@@ -23,13 +23,23 @@ def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+NOW = 1796116600  # the server's clock (`date +%s`)
+
+
+def revision(number, status, chart, version, age_s=3600):
+    """One revision as facts.parse_history gives it, `age_s` old by the server's clock."""
+    return {"revision": number, "status": status, "chart": chart, "version": version, "updated": NOW - age_s,
+            "description": ""}
+
+
 def bare(**over):
     values = {"uid": "0", "systemd": "yes", "os_id": "debian", "k3s_version": None,
               "unit_k3s": {"active": False, "enabled": False}, "unit_k3s_agent": {"active": False, "enabled": False},
               "k3s_config_sha": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
               "pci_gpus": PCI_ONE,
               "toolkit": None, "containerd": None, "template_sha": None, "helm_sha": None, "helm_version": None,
-              "storage_kib": 0, "nodes": None, "releases": None, "plugin_values": None, "hub_values": None}
+              "storage_kib": 0, "nodes": None, "plugin_release": None, "hub_release": None, "now": NOW,
+              "plugin_values": None, "hub_values": None}
     values.update(over)
     return facts.Facts(values=values)
 
@@ -38,17 +48,16 @@ def converged(inv, host, secrets=None, **over):
     nodes = {h.name: {"ready": True, "labels": {cluster.SHARING_LABEL: h.plugin_config},
                       "capacity": {h.gpu_resource: str(h.allocatable)},
                       "allocatable": {h.gpu_resource: str(h.allocatable)}} for h in inv.gpu_hosts}
-    releases = {cluster.PLUGIN_RELEASE: {"chart": "nvidia-device-plugin", "version": "0.20.0", "status": "deployed"},
-                cluster.hub_release(inv): {"chart": "jupyterhub", "version": "4.4.0", "status": "deployed"}}
     import json
     return bare(k3s_version=inv.cluster["k3s_version"], unit_k3s={"active": True, "enabled": True},
                 k3s_config_sha=sha(render.dump(render.k3s_config(inv, host))), toolkit="/usr/bin/nvidia-container-runtime",
                 containerd={"runtimes": ["nvidia", "runc"], "default_runtime": "runc"},
-                helm_version=inv.cluster["helm_version"], nodes=nodes, releases=releases,
+                helm_version=inv.cluster["helm_version"], nodes=nodes,
                 plugin_values=json.loads(json.dumps(render.device_plugin_values(inv))),
                 hub_values=digested(json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))))
                 if secrets else None,
-                **over)
+                **{"plugin_release": [revision(1, "deployed", "nvidia-device-plugin", "0.20.0")],
+                   "hub_release": [revision(1, "deployed", "jupyterhub", "4.4.0")], **over})
 
 
 def ctx_for(inv, host_name, fx, secrets=None, server_facts=None, earlier=None):
@@ -236,6 +245,70 @@ class TestClusterSteps:
         p = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets=secrets))
         assert p.status == "change" and "values (hub)" in p.summary
         assert "secret" not in p.summary
+
+
+class TestStuckReleases:
+    """A helm run that died (its SSH session dropped) leaves its revision pending-*: helm 3's
+    `list` hides it and every later upgrade fails with "another operation ... is in progress"."""
+
+    def hub_history(self, *revisions):
+        return [revision(n, status, "jupyterhub", version, age) for n, status, version, age in revisions]
+
+    def plan(self, secrets, history, **changes):
+        inv = load(**changes)
+        fx = converged(inv, inv.hosts["workstation"], secrets, hub_release=history)
+        return cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets=secrets))
+
+    def test_a_young_pending_release_may_be_another_run_in_progress(self, secrets):
+        p = self.plan(secrets, self.hub_history((1, "deployed", "4.4.0", 7200), (2, "pending-upgrade", "4.4.0", 600)))
+        assert p.status == "blocked"
+        assert "pending-upgrade (revision 2) for 10 min" in p.reason and "another helm run" in p.reason
+        assert "90 min" in p.reason  # the hub's own helm timeout (hub.helm_timeout default 90m)
+
+    def test_an_old_pending_upgrade_is_rolled_back_to_the_last_deployed_revision(self, secrets):
+        p = self.plan(secrets, self.hub_history((1, "superseded", "4.3.2", 99999), (2, "deployed", "4.3.2", 90000),
+                                                (3, "pending-upgrade", "4.4.0", 7200)))
+        assert p.status == "change" and not p.destructive
+        assert "left pending-upgrade (revision 3) 120 min ago" in p.summary
+        assert "roll back to revision 2, the last deployed, then upgrade to chart 4.4.0" in p.summary
+
+    def test_the_step_timeout_decides_what_is_old(self, secrets):
+        history = self.hub_history((1, "deployed", "4.4.0", 7200), (2, "pending-upgrade", "4.4.0", 600))
+        assert self.plan(secrets, history, hub__helm_timeout="5m").status == "change"
+        assert self.plan(secrets, history, hub__helm_timeout="15m").status == "blocked"
+
+    def test_a_release_never_deployed_is_reinstalled_which_is_destructive(self, secrets):
+        p = self.plan(secrets, self.hub_history((1, "pending-install", "4.4.0", 86400)))
+        assert p.status == "change" and p.destructive
+        assert "never deployed; uninstall it" in p.summary and "hub database's volume" in p.summary
+
+    def test_a_failed_release_is_upgraded_again(self, secrets):
+        p = self.plan(secrets, self.hub_history((1, "deployed", "4.4.0", 7200), (2, "failed", "4.4.0", 60)))
+        assert p.status == "change" and "repair JupyterHub release jhub/jhub (status failed)" in p.summary
+
+    def test_the_device_plugin_uses_helms_default_timeout(self, secrets):
+        inv = load()
+        history = [revision(1, "deployed", "nvidia-device-plugin", "0.20.0", 7200),
+                   revision(2, "pending-upgrade", "nvidia-device-plugin", "0.20.0", 400)]
+        fx = converged(inv, inv.hosts["workstation"], secrets, plugin_release=history)
+        p = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets=secrets))
+        assert p.status == "change" and "roll back to revision 1" in p.summary
+
+    def test_the_repair_runs_rollback_then_upgrade_with_helms_timeout(self, secrets):
+        inv = load()
+        fx = converged(inv, inv.hosts["workstation"], secrets, hub_release=self.hub_history(
+            (1, "deployed", "4.3.2", 90000), (2, "pending-upgrade", "4.4.0", 7200)))
+        ctx = ctx_for(inv, "workstation", fx, secrets=secrets)
+        calls = []
+        ctx.script = lambda name, step, env, stdin=None, timeout=None: calls.append((env, timeout))
+        release = cluster.release_change(ctx, cluster.HUB, "jhub/jhub", "hub_chart", "https://x/", "4.4.0",
+                                         {"a": 1}, {}, "JupyterHub", 5400, "hub_release")
+        release.apply(ctx)
+        (rollback, rollback_deadline), (upgrade, upgrade_deadline) = calls
+        assert rollback["ACTION"] == "rollback" and rollback["REVISION"] == "1" and rollback["TIMEOUT_S"] == "5400"
+        assert "ACTION" not in upgrade and upgrade["TIMEOUT_S"] == "5400"
+        # The command's own deadline follows helm's wait: never cut by the general 900 s one.
+        assert rollback_deadline == upgrade_deadline == 5400 + 120
 
 
 def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):

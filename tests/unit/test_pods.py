@@ -115,3 +115,17 @@ def test_gpu_test_job_names_the_gpu_before_the_sample():
     container = render.gpu_test_job(three_hosts(), three_hosts().hosts["gpu2"])["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["sh", "-c", "nvidia-smi -L; exec /cuda-samples/sample"]
     assert container["image"].startswith("nvcr.io/nvidia/k8s/cuda-sample:")
+
+
+def test_the_hub_image_pulls_are_told_per_node_from_the_hook_pods():
+    """While helm waits for Z2JH's pre-install hook: which image each node pulls, or cannot."""
+    from gpuhub import pulls
+    pods = json.loads((DATA / "hook-pulls" / "two-nodes.json").read_text())["items"]
+    assert pulls.describe(pods) == (
+        "gpu1 pulling quay.io/jupyter/scipy-notebook:2026-08-24 (image 2 of 4); "
+        "gpu2 cannot pull quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24: ImagePullBackOff: Back-off pulling "
+        'image "quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24": ErrImagePull: rpc error: code = NotFound desc = '
+        'failed to pull and unpack image "quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24": not found')
+    done = [dict(pods[0], status={"initContainerStatuses": [{"name": "x", "image": "i", "state": {
+        "terminated": {"exitCode": 0, "reason": "Completed"}}}]})]
+    assert pulls.describe(done) == "gpu1 has every image"
