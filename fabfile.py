@@ -73,17 +73,21 @@ def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wai
 def _audit_all(c):
     o = _options
     cli.audit([f"ssh://{name}" for name in _hosts], o["inventory"], o["ssh_config"], o["workload"], o["json"],
-              o["junit"], o["ca_file"], o["hub_address"])
+              o["json_file"], o["junit"], o["ca_file"], o["hub_address"], o["verbose"])
 
 
 @task(post=[_audit_all], help=dict(INVENTORY_HELP, workload="also run the GPU test Job (creates pods)",
-                                   json="write every finding to this JSON file", junit="write JUnit XML here",
+                                   json="print the findings as JSON on stdout (the report goes to stderr)",
+                                   json_file="write the findings as JSON to this file",
+                                   junit="write JUnit XML to this file",
                                    ca_file="CA bundle that signs the hub's certificate",
-                                   hub_address="reach the hub at this address"))
-def audit(c, inventory=None, workload=False, json=None, junit=None, ca_file=None, hub_address=None):
+                                   hub_address="reach the hub at this address",
+                                   verbose="show every check, with its evidence"))
+def audit(c, inventory=None, workload=False, json=False, json_file=None, junit=None, ca_file=None, hub_address=None,
+          verbose=False):
     """Audit the -H hosts (default: every inventory host): driver, runtime, K3s, GPUs, hub over HTTPS."""
-    _collect(c, inventory=inventory, workload=workload, json=json, junit=junit, ca_file=ca_file,
-             hub_address=hub_address, ssh_config=getattr(c.config, "_runtime_ssh_path", None))
+    _collect(c, inventory=inventory, workload=workload, json=json, json_file=json_file, junit=junit, ca_file=ca_file,
+             hub_address=hub_address, verbose=verbose, ssh_config=getattr(c.config, "_runtime_ssh_path", None))
 
 
 # Only the user-facing tasks are listed; the post tasks run through `post=`.

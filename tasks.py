@@ -27,19 +27,20 @@ def provision(c, inventory=None, plan=False, yes=False, wait=False):
     _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait)
 
 
-AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated (default: the inventory's hosts over "
-                  "SSH; local:// audits this machine)", workload="also run the GPU test Job (creates pods)",
-                  json="write every finding to this JSON file", junit="write JUnit XML here",
+AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated: ssh://NAME is inventory host NAME "
+                  "(default: this machine, local://)", workload="also run the GPU test Job (creates pods)",
+                  json="print the findings as JSON on stdout (the report goes to stderr)",
+                  json_file="write the findings as JSON to this file", junit="write JUnit XML to this file",
                   ca_file="CA bundle that signs the hub's certificate", hub_address="reach the hub at this address",
-                  ssh_config="SSH config file for the hosts")
+                  ssh_config="SSH config file for the hosts", verbose="show every check, with its evidence")
 
 
 @task(help=AUDIT_HELP)
-def audit(c, inventory=None, hosts=None, workload=False, json=None, junit=None, ca_file=None, hub_address=None,
-          ssh_config=None):
-    """Audit hosts with testinfra: driver, runtime, K3s, GPUs allocatable, hub over HTTPS."""
-    cli.audit([h for h in (hosts or "").split(",") if h], inventory, ssh_config, workload, json, junit,
-              ca_file, hub_address)
+def audit(c, inventory=None, hosts=None, ssh_config=None, workload=False, json=False, json_file=None, junit=None,
+          ca_file=None, hub_address=None, verbose=False):
+    """Audit this machine (or --hosts): driver, runtime, K3s, GPUs allocatable, hub over HTTPS. Read-only."""
+    cli.audit([h for h in (hosts or "").split(",") if h], inventory, ssh_config, workload, json, json_file, junit,
+              ca_file, hub_address, verbose)
 
 
 @task(help=PLAN_HELP)

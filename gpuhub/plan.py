@@ -110,8 +110,11 @@ class Run:
 
     def mark_unreachable(self, host, error):
         run = self.results.setdefault(host.name, HostRun(host.name, host.role))
-        run.error, run.unreachable = f"unreachable: {type(error).__name__}: {error}", True
-        self.log(f"{host.name}: unreachable ({type(error).__name__}: {error})")
+        contact = getattr(self.targets.get(host.name), "contact", None)
+        detail = f"{type(error).__name__}: {error}"
+        run.error = contact.unreachable(detail) if contact else f"unreachable: {detail}"
+        run.unreachable = True
+        self.log(f"{host.name}: {run.error}")
 
     def gather_all(self):
         server = self.inv.server
