@@ -13,6 +13,7 @@ from gpuhub.plan import PROVISION
 
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
 WAIT_HELP = "wait for another gpuhub run on these hosts to finish instead of refusing"
+JSON_HELP = "print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr"
 _hosts = {}      # original -H name -> Connection, in the order given
 _options = {}
 
@@ -32,9 +33,9 @@ def _plan_all(c):
 def _provision_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"])
     if _options["plan"]:
-        cli.show_plan(run)
+        cli.show_plan(run, as_json=_options["json"])
     else:
-        cli.apply(run, yes=_options["yes"], wait=_options["wait"])
+        cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"])
 
 
 @task
@@ -42,17 +43,18 @@ def _reset_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], ("k3s.reset",),
                          destroy_user_data=_options["destroy_user_data"])
     if _options["plan"]:
-        cli.show_plan(run)
+        cli.show_plan(run, as_json=_options["json"])
     else:
-        cli.apply(run, yes=_options["yes"], wait=_options["wait"])
+        cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"])
 
 
 @task(post=[_provision_all], help=dict(INVENTORY_HELP, plan="show what would change and change nothing",
                                        yes="allow destructive changes",
-                                       fail_fast="stop at the first failing host", wait=WAIT_HELP))
-def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False):
+                                       fail_fast="stop at the first failing host", wait=WAIT_HELP,
+                                       json=JSON_HELP))
+def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False, json=False):
     """Provision the -H hosts (default: every inventory host): server, agents, plugin, hub, GPU test."""
-    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait)
+    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait, json=json)
 
 
 @task(post=[_plan_all], help=dict(INVENTORY_HELP, check="exit 2 when anything would change",
@@ -63,10 +65,11 @@ def plan(c, inventory=None, check=False, json=False):
 
 
 @task(post=[_reset_all], help=dict(INVENTORY_HELP, yes="confirm the uninstall", plan="show the plan only",
-                                   destroy_user_data="do not back up users' volumes first", wait=WAIT_HELP))
-def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wait=False):
+                                   destroy_user_data="do not back up users' volumes first", wait=WAIT_HELP,
+                                   json=JSON_HELP))
+def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wait=False, json=False):
     """Uninstall K3s from the -H hosts (always named), backing up users' volumes first. Needs --yes."""
-    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data, wait=wait)
+    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data, wait=wait, json=json)
 
 
 @task

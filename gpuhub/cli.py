@@ -130,7 +130,7 @@ def show_plan(run, as_json=False, check=False) -> None:
         raise Exit(code=code)
 
 
-def apply(run, yes=False, wait=False) -> None:
+def apply(run, yes=False, wait=False, as_json=False) -> None:
     from . import plan
     from .lock import LockHeld
     try:
@@ -142,6 +142,8 @@ def apply(run, yes=False, wait=False) -> None:
         raise Exit("gpuhub: stopped at once (second Ctrl-C); run it again to finish", code=1) from None
     say(plan.format_plan(results))
     say(plan.format_recap(results, interrupted=run.interrupted.is_set()))
+    if as_json:
+        show(plan.result_json(results, interrupted=run.interrupted.is_set()))
     if run.interrupted.is_set():
         raise Exit("gpuhub: interrupted: the change in progress was finished, the rest was not done", code=1)
     if run.failed():
