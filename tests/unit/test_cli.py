@@ -221,6 +221,16 @@ def test_status_of_what_is_not_installed_exits_1_and_changes_nothing(task, thing
     assert only_probes(local_commands(local_machine_guard))
 
 
+@pytest.mark.parametrize("task, shown", [("k3s.status", "  node localhost        Ready     v1.37.1+k3s1 "
+                                                        "nvidia.com/gpu.shared=8"),
+                                          ("hub.status", "  pod proxy-5c8d7f9b4-q7m2n        Running    Ready")])
+def test_status_of_what_runs_healthy_exits_0(task, shown, local_machine_guard):
+    result = run("inv", task, scenario="running")
+    assert result.returncode == 0, result.stderr
+    assert shown in result.stdout.splitlines() and "not healthy" not in result.stderr
+    assert only_probes(local_commands(local_machine_guard))
+
+
 # --- the audit of this machine (recorded: tests/data/scenarios) --------------------------------
 
 def audit_lines(text):
