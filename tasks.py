@@ -6,7 +6,8 @@ from gpuhub.plan import PROVISION
 
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
 PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing",
-                 wait="wait for another gpuhub run on this machine to finish instead of refusing")
+                 wait="wait for another gpuhub run on this machine to finish instead of refusing",
+                 json="print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr")
 
 
 @task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: build)"))
@@ -22,37 +23,38 @@ def plan(c, inventory=None, check=False, json=False):
 
 
 @task(help=dict(PLAN_HELP, yes="allow destructive changes"))
-def provision(c, inventory=None, plan=False, yes=False, wait=False):
+def provision(c, inventory=None, plan=False, yes=False, wait=False, json=False):
     """Run every step on this machine: K3s, GPU runtime, device plugin, hub, GPU test."""
-    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait)
+    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait, json=json)
 
 
-AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated (default: the inventory's hosts over "
-                  "SSH; local:// audits this machine)", workload="also run the GPU test Job (creates pods)",
-                  json="write every finding to this JSON file", junit="write JUnit XML here",
+AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated: ssh://NAME is inventory host NAME "
+                  "(default: this machine, local://)", workload="also run the GPU test Job (creates pods)",
+                  json="print the findings as JSON on stdout (the report goes to stderr)",
+                  json_file="write the findings as JSON to this file", junit="write JUnit XML to this file",
                   ca_file="CA bundle that signs the hub's certificate", hub_address="reach the hub at this address",
-                  ssh_config="SSH config file for the hosts")
+                  ssh_config="SSH config file for the hosts", verbose="show every check, with its evidence")
 
 
 @task(help=AUDIT_HELP)
-def audit(c, inventory=None, hosts=None, workload=False, json=None, junit=None, ca_file=None, hub_address=None,
-          ssh_config=None):
-    """Audit hosts with testinfra: driver, runtime, K3s, GPUs allocatable, hub over HTTPS."""
-    cli.audit([h for h in (hosts or "").split(",") if h], inventory, ssh_config, workload, json, junit,
-              ca_file, hub_address)
+def audit(c, inventory=None, hosts=None, ssh_config=None, workload=False, json=False, json_file=None, junit=None,
+          ca_file=None, hub_address=None, verbose=False):
+    """Audit this machine (or --hosts): driver, runtime, K3s, GPUs allocatable, hub over HTTPS. Read-only."""
+    cli.audit([h for h in (hosts or "").split(",") if h], inventory, ssh_config, workload, json, json_file, junit,
+              ca_file, hub_address, verbose)
 
 
 @task(help=PLAN_HELP)
-def k3s_install(c, inventory=None, plan=False, wait=False):
+def k3s_install(c, inventory=None, plan=False, wait=False, json=False):
     """Install or upgrade the pinned K3s with gpuhub's config.yaml; wait for the node Ready."""
-    _plan_or_apply(c, inventory, ("k3s.install",), plan, wait=wait)
+    _plan_or_apply(c, inventory, ("k3s.install",), plan, wait=wait, json=json)
 
 
 @task(help=dict(PLAN_HELP, yes="confirm the uninstall",
                 destroy_user_data="do not back up users' volumes first"))
-def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False, wait=False):
+def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False, wait=False, json=False):
     """Uninstall K3s, backing up users' volumes first. Destructive: needs --yes."""
-    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data, wait=wait)
+    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data, wait=wait, json=json)
 
 
 @task(help=INVENTORY_HELP)
@@ -62,15 +64,15 @@ def k3s_status(c, inventory=None):
 
 
 @task(help=PLAN_HELP)
-def gpu_runtime(c, inventory=None, plan=False, wait=False):
+def gpu_runtime(c, inventory=None, plan=False, wait=False, json=False):
     """Check the driver, install the NVIDIA container toolkit, make containerd use it."""
-    _plan_or_apply(c, inventory, ("gpu.runtime",), plan, wait=wait)
+    _plan_or_apply(c, inventory, ("gpu.runtime",), plan, wait=wait, json=json)
 
 
 @task(help=PLAN_HELP)
-def gpu_plugin(c, inventory=None, plan=False, wait=False):
+def gpu_plugin(c, inventory=None, plan=False, wait=False, json=False):
     """Install the NVIDIA device plugin with GPU feature discovery and time-slicing."""
-    _plan_or_apply(c, inventory, ("gpu.plugin",), plan, wait=wait)
+    _plan_or_apply(c, inventory, ("gpu.plugin",), plan, wait=wait, json=json)
 
 
 @task(help=dict(INVENTORY_HELP, wait=PLAN_HELP["wait"]))
@@ -80,9 +82,9 @@ def gpu_test(c, inventory=None, wait=False):
 
 
 @task(help=PLAN_HELP)
-def hub_launch(c, inventory=None, plan=False, wait=False):
+def hub_launch(c, inventory=None, plan=False, wait=False, json=False):
     """Install or upgrade JupyterHub with the rendered values; print its URL."""
-    _plan_or_apply(c, inventory, ("hub.launch",), plan, wait=wait)
+    _plan_or_apply(c, inventory, ("hub.launch",), plan, wait=wait, json=json)
 
 
 @task(help=dict(INVENTORY_HELP, values="a rendered jupyterhub-values.yaml (default: render it now)"))
@@ -97,12 +99,12 @@ def hub_status(c, inventory=None):
     cli.show_status(cli.local_run(c, inventory, ("hub.launch",)), "hub")
 
 
-def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False):
+def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False, json=False):
     run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data)
     if plan:
-        cli.show_plan(run)
+        cli.show_plan(run, as_json=json)
     else:
-        cli.apply(run, yes=yes, wait=wait)
+        cli.apply(run, yes=yes, wait=wait, as_json=json)
 
 
 def _namespace(name, *tasks):

@@ -14,9 +14,7 @@ from .steps import BLOCKED, CHANGE, ERROR, PENDING, Context
 from .steps import cluster as cluster_steps
 from .steps.runtime import driver_preflight
 
-FIX_RUNTIME = "run `fab -H {host} provision` (or `inv gpu.runtime` on the host)"
-FIX_K3S = "run `fab -H {host} provision` (or `inv k3s.install` on the host)"
-FIX_PLUGIN = "run `fab -H {server} provision` (gpu.plugin)"
+KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 
 
 @dataclass
@@ -40,8 +38,36 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _fix(template: str, inv, host) -> str:
-    return template.format(host=host.name, server=inv.server.name)
+def is_this_machine(host) -> bool:
+    """The host `inv` acts on: the one marked local: true, or the implicit `localhost` of a
+    machine in no inventory (cli.local_run). `inv` runs only servers (an agent must join
+    through `fab`), so a local agent is addressed like any other host."""
+    return host.local and host.role == "server"
+
+
+def run_step(step: str, host) -> str:
+    """How to run `step` for `host`, as its user would type it. The implicit localhost is in no
+    inventory, so `fab -H localhost ...` would only be refused: on this machine, `inv STEP`."""
+    if is_this_machine(host):
+        return f"run `inv {step}`"
+    if host.role == "server":
+        return f"run `fab -H {host.name} provision` (or `inv {step}` on {host.name})"
+    return f"run `fab -H {host.name} provision`"
+
+
+def on(host) -> str:
+    """' on NAME' for another host; nothing for the machine the audit was asked on."""
+    return "" if is_this_machine(host) else f" on {host.name}"
+
+
+def _fix(step: str, inv, host) -> str:
+    """The fix of a step that runs on `host` (k3s.install, gpu.runtime)."""
+    return run_step(step, host)
+
+
+def _cluster_fix(step: str, inv) -> str:
+    """The fix of a cluster step (gpu.plugin, hub.launch): they run through the server."""
+    return run_step(step, inv.server)
 
 
 # --- driver and runtime ----------------------------------------------------------------------
@@ -68,7 +94,7 @@ def check_toolkit(inv, host, fx, server):
         return None
     if not fx["toolkit"]:
         return Finding("toolkit", False, "nvidia-container-runtime is not installed", "command -v found nothing",
-                       _fix(FIX_RUNTIME, inv, host))
+                       _fix("gpu.runtime", inv, host))
     return Finding("toolkit", True, f"nvidia-container-runtime at {fx['toolkit']}")
 
 
@@ -78,14 +104,14 @@ def check_containerd(inv, host, fx, server):
     config = fx["containerd"]
     if config is None:
         return Finding("containerd", False, "K3s has not generated its containerd config",
-                       "/var/lib/rancher/k3s/agent/etc/containerd/config.toml is missing", _fix(FIX_K3S, inv, host))
+                       "/var/lib/rancher/k3s/agent/etc/containerd/config.toml is missing", _fix("k3s.install", inv, host))
     if "nvidia" not in config["runtimes"]:
         return Finding("containerd", False, "K3s's containerd config has no nvidia runtime",
                        f"runtimes: {', '.join(config['runtimes'])}",
-                       "restart K3s after installing the toolkit: " + _fix(FIX_RUNTIME, inv, host))
+                       "restart K3s after installing the toolkit: " + _fix("gpu.runtime", inv, host))
     if inv.nvidia_is_default and config["default_runtime"] != "nvidia":
         return Finding("containerd", False, f"nvidia is not containerd's default runtime ({inv.gpu['runtime']} mode)",
-                       f"default_runtime_name = {config['default_runtime']}", _fix(FIX_RUNTIME, inv, host))
+                       f"default_runtime_name = {config['default_runtime']}", _fix("gpu.runtime", inv, host))
     return Finding("containerd", True, f"runtimes {', '.join(config['runtimes'])}, default {config['default_runtime']}")
 
 
@@ -94,10 +120,10 @@ def check_template(inv, host, fx, server):
         return None
     if fx["template_sha"] is None:
         return Finding("template", False, "the containerd template is missing", "config-v3.toml.tmpl not found",
-                       _fix(FIX_RUNTIME, inv, host))
+                       _fix("gpu.runtime", inv, host))
     if fx["template_sha"] != _sha(render.containerd_template()):
         return Finding("template", False, "the containerd template differs from gpuhub's", f"sha256 {fx['template_sha']}",
-                       _fix(FIX_RUNTIME, inv, host))
+                       _fix("gpu.runtime", inv, host))
     return Finding("template", True, "containerd template as rendered")
 
 
@@ -105,7 +131,10 @@ def check_runtimeclass(inv, host, fx, server):
     if host.role != "server":
         return None
     classes = fx["runtimeclasses"]
-    if classes is None or "nvidia" not in classes:
+    if classes is None:
+        return Finding("runtimeclass", False, "cannot list RuntimeClasses: the cluster does not answer",
+                       "kubectl get runtimeclasses failed", _fix("k3s.install", inv, host))
+    if "nvidia" not in classes:
         return Finding("runtimeclass", False, "RuntimeClass nvidia does not exist", f"runtime classes: {classes}",
                        "K3s >= v1.28.5 creates it at start: restart K3s on the server")
     return Finding("runtimeclass", True, "RuntimeClass nvidia exists")
@@ -116,17 +145,23 @@ def check_runtimeclass(inv, host, fx, server):
 def check_k3s_unit(inv, host, fx, server):
     unit = "k3s" if host.role == "server" else "k3s-agent"
     state = fx["unit_k3s"] if host.role == "server" else fx["unit_k3s_agent"]
+    if fx["k3s_version"] is None and not state["active"]:
+        return Finding("k3s_unit", False, f"K3s is not installed ({unit} unit inactive, no k3s binary)",
+                       f"active={state['active']} enabled={state['enabled']}", _fix("k3s.install", inv, host))
     if not (state["active"] and state["enabled"]):
         return Finding("k3s_unit", False, f"{unit} is not active and enabled",
                        f"active={state['active']} enabled={state['enabled']}",
-                       f"journalctl -u {unit} -n 50 on {host.name}; then " + _fix(FIX_K3S, inv, host))
+                       f"read `journalctl -u {unit} -n 50`{on(host)}; then " + _fix("k3s.install", inv, host))
     return Finding("k3s_unit", True, f"{unit} active and enabled")
 
 
 def check_k3s_version(inv, host, fx, server):
     wanted, found = inv.cluster["k3s_version"], fx["k3s_version"]
+    if found is None:
+        return Finding("k3s_version", False, f"K3s is not installed ({wanted} is pinned)",
+                       "/usr/local/bin/k3s --version gave no version", _fix("k3s.install", inv, host))
     if found != wanted:
-        return Finding("k3s_version", False, f"K3s {found} is installed, {wanted} is pinned", "", _fix(FIX_K3S, inv, host))
+        return Finding("k3s_version", False, f"K3s {found} is installed, {wanted} is pinned", "", _fix("k3s.install", inv, host))
     return Finding("k3s_version", True, f"K3s {found}")
 
 
@@ -134,20 +169,23 @@ def check_node(inv, host, fx, server):
     nodes = server["nodes"] if server else None
     if nodes is None:
         return Finding("node", False, "the cluster does not answer on the server", "kubectl get nodes failed",
-                       f"check k3s on {inv.server.name}")
+                       f"check K3s{on(inv.server)}: " + _fix("k3s.install", inv, inv.server))
     node = nodes.get(host.name)
     if node is None:
         return Finding("node", False, f"node {host.name} is not registered with the server",
-                       "nodes: " + ", ".join(sorted(nodes)), _fix(FIX_K3S, inv, host))
+                       "nodes: " + ", ".join(sorted(nodes)), _fix("k3s.install", inv, host))
     if not node["ready"]:
-        return Finding("node", False, f"node {host.name} is not Ready", "", f"journalctl -u k3s* on {host.name}")
+        return Finding("node", False, f"node {host.name} is not Ready", "", f"read `journalctl -u 'k3s*' -n 50`{on(host)}")
     return Finding("node", True, f"node {host.name} Ready ({node['version']})")
 
 
 def check_k3s_config(inv, host, fx, server):
+    if fx["k3s_config_sha"] is None:
+        return Finding("k3s_config", False, "/etc/rancher/k3s/config.yaml does not exist", "",
+                       _fix("k3s.install", inv, host))
     if fx["k3s_config_sha"] != _sha(render.dump(render.k3s_config(inv, host))):
         return Finding("k3s_config", False, "/etc/rancher/k3s/config.yaml differs from what gpuhub renders",
-                       f"sha256 {fx['k3s_config_sha']}", "see `inv render`; " + _fix(FIX_K3S, inv, host))
+                       f"sha256 {fx['k3s_config_sha']}", "see `inv render`; " + _fix("k3s.install", inv, host))
     return Finding("k3s_config", True, "config.yaml as rendered")
 
 
@@ -155,9 +193,13 @@ def check_kubeconfig(inv, host, fx, server):
     if host.role != "server":
         return None
     mode = fx["kubeconfig_mode"]
-    if mode is None or int(mode, 8) & 0o007:
+    if mode is None:
+        # A missing file is readable by nobody: K3s writes it when its server starts.
+        return Finding("kubeconfig", False, "there is no kubeconfig: K3s's server has not started here",
+                       f"{KUBECONFIG} does not exist", _fix("k3s.install", inv, host))
+    if int(mode, 8) & 0o007:
         return Finding("kubeconfig", False, "the kubeconfig is readable by every user (cluster admin for all)",
-                       f"/etc/rancher/k3s/k3s.yaml mode {mode}", "chmod 600 /etc/rancher/k3s/k3s.yaml "
+                       f"{KUBECONFIG} mode {mode}", f"chmod 600 {KUBECONFIG}{on(host)} "
                        "(write-kubeconfig-mode: \"0600\" in config.yaml keeps it so)")
     return Finding("kubeconfig", True, f"kubeconfig mode {mode}")
 
@@ -168,7 +210,7 @@ def check_traefik(inv, host, fx, server):
     pods = fx["traefik_pods"]
     if pods:
         return Finding("traefik", False, "Traefik runs and holds ports 80/443 that the hub's HTTPS proxy needs",
-                       ", ".join(p["name"] for p in pods), "disable: [traefik] in config.yaml: " + _fix(FIX_K3S, inv, host))
+                       ", ".join(p["name"] for p in pods), "disable: [traefik] in config.yaml: " + _fix("k3s.install", inv, host))
     return Finding("traefik", True, "Traefik absent")
 
 
@@ -188,13 +230,13 @@ def check_plugin_pod(inv, host, fx, server):
                        f"no pod of DaemonSet {plugin} there"
                        + (f" (only GFD's {', '.join(p['name'] for p in others)})" if others else "")
                        + "; is the node labelled nvidia.com/gpu.present=true? (NVIDIA/k8s-device-plugin#1213)",
-                       _fix(FIX_PLUGIN, inv, host))
+                       _cluster_fix("gpu.plugin", inv))
     bad = [p for p in mine if not p["ready"] or p["phase"] != "Running"]
     if bad:
         return Finding("plugin_pod", False, f"the device plugin pod on {host.name} is not Running",
                        "; ".join(f"{p['name']}: {p['reason'] or p['phase']}" for p in bad),
                        "runtimeClassName: nvidia is needed unless nvidia is the default runtime "
-                       "(NVIDIA/k8s-device-plugin#477): " + _fix(FIX_PLUGIN, inv, host))
+                       "(NVIDIA/k8s-device-plugin#477): " + _cluster_fix("gpu.plugin", inv))
     return Finding("plugin_pod", True, f"{mine[0]['name']} Running", f"pod {mine[0]['name']} of DaemonSet {plugin}")
 
 
@@ -203,7 +245,7 @@ def check_allocatable(inv, host, fx, server):
         return None
     node = ((server["nodes"] or {}) if server else {}).get(host.name)
     if node is None:
-        return Finding("allocatable", False, f"node {host.name} not found", "", _fix(FIX_K3S, inv, host))
+        return Finding("allocatable", False, f"node {host.name} not found", "", _fix("k3s.install", inv, host))
     resource, wanted = host.gpu_resource, host.allocatable
     capacity = int(node["capacity"].get(resource, 0))
     allocatable = int(node["allocatable"].get(resource, 0))
@@ -214,9 +256,9 @@ def check_allocatable(inv, host, fx, server):
         return Finding("allocatable", False, f"the device plugin marked {host.name}'s GPUs unhealthy after a restart",
                        evidence + " (NVIDIA/k8s-device-plugin#426)",
                        f"restart the plugin pod: `k3s kubectl delete pod -n nvidia-device-plugin <pod on {host.name}>`, "
-                       "or " + _fix(FIX_PLUGIN, inv, host))
+                       "or " + _cluster_fix("gpu.plugin", inv))
     return Finding("allocatable", False, f"{host.name} does not offer the GPUs it should", evidence,
-                   _fix(FIX_PLUGIN, inv, host))
+                   _cluster_fix("gpu.plugin", inv))
 
 
 def check_sharing_labels(inv, host, fx, server):
@@ -228,7 +270,7 @@ def check_sharing_labels(inv, host, fx, server):
     wrong = {k: labels.get(k) for k, v in wanted.items() if labels.get(k) != v}
     if wrong:
         return Finding("sharing_labels", False, f"{host.name}'s sharing labels differ from the inventory",
-                       f"found {wrong}, expected {wanted}", _fix(FIX_PLUGIN, inv, host))
+                       f"found {wrong}, expected {wanted}", _cluster_fix("gpu.plugin", inv))
     return Finding("sharing_labels", True, ", ".join(f"{k}={v}" for k, v in wanted.items()))
 
 
@@ -240,10 +282,10 @@ def check_hub_ready(inv, host, fx, server):
     release = facts.release_view(fx["hub_release"])
     if release is None:
         return Finding("hub_ready", False, "JupyterHub is not installed", f"no release {cluster_steps.hub_release(inv)}",
-                       f"run `fab -H {host.name} provision` (hub.launch)")
+                       _cluster_fix("hub.launch", inv))
     if release["version"] != inv.hub["chart_version"]:
         return Finding("hub_ready", False, f"JupyterHub chart {release['version']} is deployed, "
-                       f"{inv.hub['chart_version']} is pinned", "", f"run `fab -H {host.name} provision` (hub.launch)")
+                       f"{inv.hub['chart_version']} is pinned", "", _cluster_fix("hub.launch", inv))
     pods = fx["hub_pods"] or []
     for component in ("hub", "proxy"):
         mine = [p for p in pods if p["labels"].get("component") == component]
@@ -263,8 +305,14 @@ def check_drift(inv, host, fx, server_facts, secrets=None):
                if p.status in (CHANGE, PENDING, ERROR) or (p.status == BLOCKED and p.id != "hub.launch")]
     if drifted:
         return Finding("drift", False, f"{host.name} differs from the inventory", "; ".join(drifted),
-                       f"review `fab -H {host.name} plan`, then provision")
+                       drift_fix(host))
     return Finding("drift", True, "every step reports nothing to change")
+
+
+def drift_fix(host) -> str:
+    if is_this_machine(host):
+        return "review `inv plan`, then run `inv provision`"
+    return f"review `fab -H {host.name} plan`, then run `fab -H {host.name} provision`"
 
 
 HOST_CHECKS = (check_driver, check_toolkit, check_containerd, check_template, check_runtimeclass,
@@ -346,7 +394,7 @@ def check_gpu_job(inv, host, server_target):
     phase, logs, reason = run_job(server_target, render.gpu_test_job(inv, host))
     if phase != "Succeeded" or "Test PASSED" not in logs:
         return Finding("workload_gpu_job", False, f"the GPU test Job did not pass on {host.name}",
-                       f"{phase}: {reason or logs.strip()[-300:]}", f"`fab -H {inv.server.name} provision`; "
+                       f"{phase}: {reason or logs.strip()[-300:]}", _cluster_fix("gpu.plugin", inv) + "; "
                        "check the device plugin and the node's runtime")
     return Finding("workload_gpu_job", True, f"GPU test passed on {(_gpu_lines(logs) or ['?'])[0]}")
 
@@ -379,7 +427,7 @@ def check_gpu_profile(inv, host, server_target):
     if phase != "Succeeded" or len(seen) != 1:
         return Finding("workload_gpu_profile", False, f"a {slug} pod on {host.name} does not see exactly one GPU",
                        f"{phase}: {reason or '; '.join(seen) or logs.strip()[-200:]}",
-                       f"`fab -H {inv.server.name} provision` (gpu.plugin, hub.launch)")
+                       _cluster_fix("provision", inv))
     return Finding("workload_gpu_profile", True, f"a {slug} pod on {host.name} sees {seen[0]}")
 
 

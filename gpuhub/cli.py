@@ -89,24 +89,34 @@ def local_run(context, inventory_file, only, destroy_user_data=False):
     return Run(inv, {local.name: target}, secrets, only=only, destroy_user_data=destroy_user_data)
 
 
+def ssh_target(host, connection):
+    """A Target over `connection`, at the inventory's address when the SSH config names none."""
+    from . import sshhosts
+    from .target import Target
+    target = Target.for_connection(host.name, connection)
+    target.contact = sshhosts.for_connection(connection, host.address)
+    return target
+
+
 def remote_run(connections: dict, inventory_file, only, destroy_user_data=False, fail_fast=False):
     """`fab -H a,b`: inventory hosts looked up by the names given to -H."""
     from fabric import Connection
 
     from .plan import Run
-    from .target import Target
     inv, secrets = _load(inventory_file)
     unknown = [name for name in connections if name not in inv.hosts]
     if unknown:
         raise Exit(f"gpuhub: not in the inventory ({inv.source}): {', '.join(unknown)}; "
                    f"known hosts: {', '.join(inv.hosts)}", code=1)
     with errors_as_exit():
-        targets = {name: Target.for_connection(name, c) for name, c in connections.items()}
+        targets = {name: ssh_target(inv.hosts[name], c) for name, c in connections.items()}
     server = inv.server.name
     if server not in targets:
         # Read-only: agents need the server's token digest and address to plan their join.
         some = next(iter(connections.values()))
-        targets[server] = Target.for_connection(server, Connection(server, config=some.config))
+        targets[server] = ssh_target(inv.server, Connection(server, config=some.config))
+        say(f"{', '.join(connections)}: agent(s) only: also reading the server {server}'s facts "
+            f"({targets[server].contact.hostname}), changing nothing there")
     return Run(inv, targets, secrets, only=only, selected=list(connections), destroy_user_data=destroy_user_data,
                fail_fast=fail_fast)
 
@@ -120,7 +130,7 @@ def show_plan(run, as_json=False, check=False) -> None:
         raise Exit(code=code)
 
 
-def apply(run, yes=False, wait=False) -> None:
+def apply(run, yes=False, wait=False, as_json=False) -> None:
     from . import plan
     from .lock import LockHeld
     try:
@@ -132,29 +142,48 @@ def apply(run, yes=False, wait=False) -> None:
         raise Exit("gpuhub: stopped at once (second Ctrl-C); run it again to finish", code=1) from None
     say(plan.format_plan(results))
     say(plan.format_recap(results, interrupted=run.interrupted.is_set()))
+    if as_json:
+        show(plan.result_json(results, interrupted=run.interrupted.is_set()))
     if run.interrupted.is_set():
         raise Exit("gpuhub: interrupted: the change in progress was finished, the rest was not done", code=1)
     if run.failed():
         raise Exit(code=1)
 
 
+STATUS_CHECKS = {"k3s": ("check_k3s_unit", "check_node"), "hub": ("check_hub_ready",)}
+
+
 def show_status(run, what: str) -> None:
-    """The plan of the given steps, then what the cluster reports (nodes, or the hub's pods)."""
-    from . import plan
+    """The plan of the given steps, then what the cluster reports (nodes, or the hub's pods); exit 1
+    when the thing is not installed or not healthy, judged by the audit's own checks."""
+    from . import audit, plan
     results = run.plan()
     show(plan.format_plan(results))
     server = run.facts.get(run.inv.server.name)
-    if server is None:
-        return
-    if what == "k3s":
+    if server is not None and what == "k3s":
         for name, node in sorted((server["nodes"] or {}).items()):
             gpus = {k: v for k, v in node["allocatable"].items() if k.startswith("nvidia.com/")}
             print(f"  node {name:<16} {'Ready' if node['ready'] else 'NotReady':<9} {node['version'] or ''} "
                   + " ".join(f"{k}={v}" for k, v in sorted(gpus.items())))
-    else:
+    elif server is not None:
         for pod in server["hub_pods"] or []:
             print(f"  pod {pod['name']:<28} {pod['phase'] or '':<10} {'Ready' if pod['ready'] else 'not Ready'}")
         print(f"  url https://{run.inv.hub['hostname']}/")
+    problems = []
+    for host in run.hosts:
+        fx = run.facts.get(host.name)
+        if fx is None or server is None:
+            problems.append(f"{host.name}: {results[host.name].error or 'facts could not be gathered'}")
+            continue
+        for name in STATUS_CHECKS[what]:
+            finding = getattr(audit, name)(run.inv, host, fx, server)
+            if finding is not None and not finding.ok:
+                problems.append(f"{host.name} {finding.check}: {finding.message}"
+                                + (f"; fix: {finding.fix}" if finding.fix else ""))
+    if problems:
+        thing = "K3s" if what == "k3s" else "JupyterHub"
+        raise Exit(f"gpuhub: {thing} is not installed or not healthy:\n" + "\n".join(f"  {p}" for p in problems),
+                   code=1)
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -162,19 +191,28 @@ def show_status(run, what: str) -> None:
 AUDIT_SUITE = Path(__file__).resolve().parent.parent / "tests" / "audit"
 
 
-def audit(hosts, inventory_file=None, ssh_config=None, workload=False, json_file=None, junit_file=None,
-          ca_file=None, hub_address=None) -> None:
-    """Run the testinfra audit (tests/audit) in plain pytest; exit 0 all good, 1 otherwise."""
+def audit(hosts, inventory_file=None, ssh_config=None, workload=False, json=False, json_file=None,
+          junit_file=None, ca_file=None, hub_address=None, verbose=False) -> None:
+    """Run the testinfra audit (tests/audit) in pytest, reporting one line per failed check and a
+    summary per host (`verbose`: every check with its evidence; `json`: the findings as JSON on
+    stdout, the lines on stderr); exit 0 all good, 1 otherwise. No hosts: this machine."""
     import subprocess
     if not AUDIT_SUITE.is_dir():
         raise Exit(f"gpuhub: the audit suite is missing ({AUDIT_SUITE}): run from a gpuhub checkout", code=1)
-    args = [sys.executable, "-m", "pytest", str(AUDIT_SUITE), "-p", "no:cacheprovider", "-q", "-rfE"]
-    options = {"--hosts": ",".join(hosts) if hosts else None, "--ssh-config": ssh_config,
-               "--inventory": inventory_file, "--audit-json": json_file, "--junitxml": junit_file,
-               "--ca-file": ca_file, "--hub-address": hub_address}
+    # --confcutdir: tests/audit is the product's audit, not a test of gpuhub; the test suite's own
+    # tests/conftest.py above it (its guard, its empty secrets) must stay out (pytest 9
+    # PytestPluginManager._is_in_confcutdir). -p no:terminal: pytest's report gives way to the
+    # audit's own lines (tests/audit/conftest.py); -o addopts: the project's addopts are options of
+    # that terminal plugin.
+    args = [sys.executable, "-m", "pytest", str(AUDIT_SUITE), f"--confcutdir={AUDIT_SUITE}", "-o", "addopts=",
+            "-p", "no:cacheprovider", "-p", "no:terminal", "--audit-report=lines"]
+    options = {"--hosts": ",".join(hosts) if hosts else "local://", "--ssh-config": ssh_config,
+               "--inventory": inventory_file, "--audit-json": "-" if json else json_file,
+               "--junitxml": junit_file, "--ca-file": ca_file, "--hub-address": hub_address}
     args += [f"{k}={v}" for k, v in options.items() if v]
-    if workload:
-        args.append("--workload")
+    if json and json_file:
+        raise Exit("gpuhub: give --json (findings on stdout) or --json-file FILE, not both", code=1)
+    args += ["--workload"] * bool(workload) + ["--audit-evidence"] * bool(verbose)
     code = subprocess.call(args, cwd=AUDIT_SUITE.parent.parent)
     if code != 0:
         raise Exit(code=1)

@@ -110,8 +110,11 @@ class Run:
 
     def mark_unreachable(self, host, error):
         run = self.results.setdefault(host.name, HostRun(host.name, host.role))
-        run.error, run.unreachable = f"unreachable: {type(error).__name__}: {error}", True
-        self.log(f"{host.name}: unreachable ({type(error).__name__}: {error})")
+        contact = getattr(self.targets.get(host.name), "contact", None)
+        detail = f"{type(error).__name__}: {error}"
+        run.error = contact.unreachable(detail) if contact else f"unreachable: {detail}"
+        run.unreachable = True
+        self.log(f"{host.name}: {run.error}")
 
     def gather_all(self):
         server = self.inv.server
@@ -379,11 +382,15 @@ def format_plan(results: dict) -> str:
     return "\n".join(lines)
 
 
+def host_state(run) -> str:
+    return ("unreachable" if run.unreachable else "failed" if run.error
+            else "interrupted" if run.not_done else "changed" if run.changed else "ok")
+
+
 def format_recap(results: dict, interrupted: bool = False) -> str:
     lines = ["", "RECAP" + ("  (interrupted: run it again to finish)" if interrupted else "")]
     for run in results.values():
-        state = ("unreachable" if run.unreachable else "failed" if run.error
-                 else "interrupted" if run.not_done else "changed" if run.changed else "ok")
+        state = host_state(run)
         lines.append(f"  {run.name:<16} {state:<12} {run.seconds:6.1f} s")
         if run.not_done or (interrupted and run.done):
             lines += [f"      done:     {item}" for item in run.done]
@@ -392,7 +399,16 @@ def format_recap(results: dict, interrupted: bool = False) -> str:
 
 
 def as_json(results: dict) -> str:
+    """A plan: {"hosts": {NAME: {"role", "steps": [{"id", "status", ...}], "error"?}}} (README)."""
     return json.dumps({"hosts": {name: run.as_json() for name, run in results.items()}}, indent=2)
+
+
+def result_json(results: dict, interrupted: bool = False) -> str:
+    """An apply: the plan's shape, each host with its recap too: "state" (ok, changed, failed,
+    unreachable, interrupted), "seconds", and the changes "done" and "not_done" (README)."""
+    return json.dumps({"interrupted": interrupted, "hosts": {name: dict(
+        run.as_json(), state=host_state(run), seconds=round(run.seconds, 1), done=list(run.done),
+        not_done=list(run.not_done)) for name, run in results.items()}}, indent=2)
 
 
 def check_exit_code(results: dict) -> int:

@@ -79,6 +79,8 @@ class Target:
         # A host that dies mid-run must not hang the whole run: every command has a deadline
         # (longer than any step waits for itself), after which the host is reported lost.
         self.timeout = command_timeout()
+        # How the host is reached over SSH (sshhosts.Contact), for the message when it is not.
+        self.contact = None
 
     @classmethod
     def for_connection(cls, name: str, connection) -> "Target":

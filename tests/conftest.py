@@ -14,7 +14,21 @@ GUARD_DIR = Path(__file__).resolve().parent / "guard"
 DEFAULT_SCENARIO = DATA / "scenarios" / "no-systemd.yaml"
 
 
+AUDIT_DIR = Path(__file__).resolve().parent / "audit"
+
+
+def host_audit_only(config) -> bool:
+    """`pytest tests/audit ...`: the product's host audit, run by a user against real hosts (pytest
+    loads this conftest for it, being above tests/audit). The suite's guard and empty secrets
+    would fake its answers: they stay out. (`inv audit` passes --confcutdir instead.)"""
+    paths = [Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(p == AUDIT_DIR or AUDIT_DIR in p.parents for p in paths)
+
+
 def pytest_configure(config):
+    config.gpuhub_host_audit = host_audit_only(config)
+    if config.gpuhub_host_audit:
+        return
     os.environ["GPUHUB_TEST_GUARD"] = tempfile.mkdtemp(prefix="gpuhub-test-guard-")
     # No secrets unless a test gives them: an empty secrets file (0600), so that a developer's
     # own secrets.yaml beside hosts.yaml never leaks in (a GPUHUB_SECRETS naming nothing is an error).
@@ -32,6 +46,9 @@ def pytest_configure(config):
 def local_machine_guard(request):
     """Fails the test when gpuhub tried to change or audit this machine, even if it caught the error."""
     import gpuhub_test_guard as guard
+    if request.config.gpuhub_host_audit:  # not a test of gpuhub: nothing of the suite's to guard
+        yield None
+        return
     guard.clear()
     yield guard
     violations = guard.read("violations")

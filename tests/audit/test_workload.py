@@ -3,22 +3,17 @@ audit stays read-only and safe for cron)."""
 import pytest
 
 from gpuhub import audit
-from gpuhub.target import Target
 
 
 @pytest.fixture
 def server_target(audit_session, audited):
     if not audit_session.config.getoption("workload"):
         pytest.skip("read-only audit: pass --workload to run pods")
-    server = audited.inv.server.name
-    spec = audit_session.specs.get(server, f"ssh://{server}")
-    return Target.for_testinfra(server, audit_session.testinfra_host(spec))
+    server = audited.inv.server
+    return audit_session.target_for("local" if server.name == audited.name and "local" in audit_session.specs
+                                    else server.name, server.name)
 
 
 @pytest.mark.parametrize("check", audit.WORKLOAD_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-def test_workload(audit_session, audited, server_target, check):
-    finding = check(audited.inv, audited.host, server_target)
-    if finding is None:
-        pytest.skip(f"not applicable to {audited.name}")
-    audit_session.record(audited.name, finding)
-    assert finding.ok, f"{audited.name}: {finding}"
+def test_workload(audited, server_target, verdict, check):
+    verdict(check(audited.inv, audited.host, server_target))

@@ -10,7 +10,8 @@ folder. It replaces the two ways gpuhub reaches the local machine:
   recorded scenario ($GPUHUB_TEST_SCENARIO, tests/data/scenarios/*.yaml) and `id -u`; any other
   command is refused with GuardViolation and recorded, so a test fails loudly even when the
   product catches the exception.
-- testinfra's local backend (`local://` audits): refused and recorded.
+- testinfra's local backend: refused and recorded (gpuhub's audit reaches this machine through
+  invoke's local runner, as every `inv` task does, so it meets the recording target above).
 
 It also records every command string fabric sends to a remote host (`Connection.run`), for
 tests that check what crossed the wire (secrets never in a command line).

@@ -2,12 +2,14 @@
 all checks pass; then each fault makes exactly the expected checks fail, with their messages,
 and the rest still pass."""
 import json
+import subprocess
 import time
 
 import pytest
 
 from test_provision import HOSTS, Site, bare_site
 from test_simulation import BARE_HOST
+from testdata import ROOT
 from tlscerts import ca_pem, make_ca, make_server_cert
 
 pytestmark = pytest.mark.integration
@@ -15,11 +17,17 @@ pytestmark = pytest.mark.integration
 FAULTS = "/etc/gpuhub-sim/faults"
 
 
+def failure_lines(stdout):
+    """(host, check) of each `FAIL host check: ...` line of the audit's report."""
+    return {tuple(line.split()[1:3]) for line in stdout.splitlines() if line.startswith("FAIL ")}
+
+
 class Audit(Site):
-    def audit(self, name, *extra):
+    def audit(self, name, *extra, hosts=HOSTS):
         report = self.folder / f"{name}.json"
-        result = self.fab("audit", *extra, "--json", str(report), "--ca-file", str(self.folder / "ca.pem"),
-                          "--hub-address", self.hosts.address("gpu1"), inventory_file=self.folder / "hosts.yaml")
+        result = self.fab("audit", *extra, "--json-file", str(report), "--ca-file", str(self.folder / "ca.pem"),
+                          "--hub-address", self.hosts.address("gpu1"), inventory_file=self.folder / "hosts.yaml",
+                          hosts=hosts)
         found = json.loads(report.read_text())["hosts"] if report.exists() else {}
         failed = {(host, check) for host, checks in found.items() for check, f in checks.items() if not f["ok"]}
         return result, failed, found
@@ -62,6 +70,40 @@ def test_provisioned_cluster_passes_every_check(cluster):
     assert {"driver", "allocatable", "hub_https", "hub_login", "drift"} <= set(found["gpu1"])
     assert "hub_https" not in found["gpu2"]  # the hub is checked on the server
     assert "gpu1" in result.stdout and "ok, 0 failed" in result.stdout
+
+
+def test_fab_audit_with_no_hosts_audits_every_inventory_host(cluster):
+    result, failed, found = cluster.audit("all-hosts", hosts=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(found) == set(HOSTS) and failed == set()
+    assert [line.split()[0] for line in result.stdout.splitlines() if line.strip()] == list(HOSTS)
+
+
+def test_agents_only_say_the_server_is_read_too(cluster):
+    result, failed, found = cluster.audit("agent-only", hosts=("gpu3",))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(found) == {"gpu3"}
+    assert "note: agent(s) only: the server gpu1's facts are read too" in result.stdout
+    plan = cluster.fab("plan", hosts=("gpu3",))
+    assert "also reading the server gpu1's facts" in plan.stderr
+
+
+def test_the_inventory_address_is_the_ssh_host_name_when_the_ssh_config_has_none(cluster):
+    """gpu1's Host block without its HostName: fab and the audit reach it at the inventory's
+    address (10.250.0.11), with the block's key, user and known_hosts."""
+    config = cluster.folder / "ssh_config-no-hostname"
+    config.write_text("".join(line for line in cluster.hosts.ssh_config.read_text().splitlines(keepends=True)
+                              if line.strip() != f"HostName {cluster.hosts.address('gpu1')}"))
+    assert "HostName 10.250.0.11" not in config.read_text()
+    command, env = cluster.fab_command("audit", "--json-file", str(cluster.folder / "by-address.json"), hosts=("gpu1",),
+                                       inventory_file=cluster.folder / "hosts.yaml")
+    command[command.index("-S") + 1] = str(config)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    found = json.loads((cluster.folder / "by-address.json").read_text())["hosts"]["gpu1"]
+    assert found["k3s_unit"]["ok"] and "ssh" not in found, result.stdout + result.stderr
+    command[command.index("audit"):command.index("--inventory")] = ["plan"]
+    planned = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert planned.returncode == 0, planned.stderr
 
 
 def test_workload_checks_run_pods_only_when_asked(cluster):
@@ -133,6 +175,9 @@ def test_fault_fails_exactly_the_expected_checks(cluster, case):
         result, failed, found = cluster.audit_until(case, expected)
         assert failed == expected, (failed, result.stdout[-3000:])
         assert result.returncode == 1
+        # The report: one line per failed check, then a summary per host; no pytest internals.
+        assert {(h, c.rstrip(":")) for h, c in failure_lines(result.stdout)} == expected, result.stdout
+        assert len([line for line in result.stdout.splitlines() if line.strip()]) == len(expected) + len(HOSTS)
         for failed_host, check in expected:
             finding = found[failed_host][check]
             assert finding["message"] and finding["fix"], finding

@@ -117,7 +117,7 @@ def test_plan_and_audit_with_no_hosts_given_act_on_every_inventory_host(site):
     planned = site.fab("plan", "--json", hosts=None)
     assert planned.returncode == 0, planned.stderr
     assert list(json.loads(planned.stdout)["hosts"]) == ["gpu1", "gpu2", "gpu3"]  # server first
-    audited = site.fab("audit", "--json", str(site.folder / "all.json"), hosts=None)
+    audited = site.fab("audit", "--json-file", str(site.folder / "all.json"), hosts=None)
     assert set(json.loads((site.folder / "all.json").read_text())["hosts"]) == {"gpu1", "gpu2", "gpu3"}, \
         audited.stdout + audited.stderr
     refused = site.fab("reset", "--yes", hosts=None)

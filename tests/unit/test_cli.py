@@ -209,11 +209,86 @@ def test_fab_with_a_host_not_in_the_inventory():
     assert "not in the inventory" in result.stderr and "known hosts: gpu1, gpu2" in result.stderr
 
 
-@pytest.mark.parametrize("task", ["k3s.status", "hub.status"])
-def test_status_tasks_show_state_and_change_nothing(task, local_machine_guard):
+@pytest.mark.parametrize("task, thing, missing", [
+    ("k3s.status", "K3s", "localhost k3s_unit: K3s is not installed"),
+    ("hub.status", "JupyterHub", "localhost hub_ready: JupyterHub is not installed; fix: run `inv hub.launch`")])
+def test_status_of_what_is_not_installed_exits_1_and_changes_nothing(task, thing, missing, local_machine_guard):
     result = run("inv", task, scenario="workstation")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1
     assert "localhost (server)" in result.stdout
+    assert f"gpuhub: {thing} is not installed or not healthy" in result.stderr and missing in result.stderr
+    assert "Traceback" not in result.stderr
+    assert only_probes(local_commands(local_machine_guard))
+
+
+@pytest.mark.parametrize("task, shown", [("k3s.status", "  node localhost        Ready     v1.37.1+k3s1 "
+                                                        "nvidia.com/gpu.shared=8"),
+                                          ("hub.status", "  pod proxy-5c8d7f9b4-q7m2n        Running    Ready")])
+def test_status_of_what_runs_healthy_exits_0(task, shown, local_machine_guard):
+    result = run("inv", task, scenario="running")
+    assert result.returncode == 0, result.stderr
+    assert shown in result.stdout.splitlines() and "not healthy" not in result.stderr
+    assert only_probes(local_commands(local_machine_guard))
+
+
+# --- the audit of this machine (recorded: tests/data/scenarios) --------------------------------
+
+def audit_lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_audit_with_no_hosts_audits_this_machine_one_line_per_failure(local_machine_guard):
+    """A workstation with a driver and nothing else: each failed check is one line naming the
+    host, the check, what is wrong and the fix (`inv`, this machine being in no inventory); then
+    the host's summary. No pytest report."""
+    result = run("inv", "audit", scenario="workstation")
+    assert result.returncode == 1, result.stderr
+    lines = audit_lines(result.stdout)
+    failures, summary = lines[:-1], lines[-1]
+    assert failures and all(line.startswith("FAIL localhost ") and "; fix: " in line for line in failures)
+    failed = summary.split(": ", 1)[1].split(", ")
+    assert summary.startswith(f"localhost        2 ok, {len(failed)} failed: ")  # driver, traefik
+    assert [line.split()[2].rstrip(":") for line in failures] == failed
+    assert "FAIL localhost k3s_version: K3s is not installed (v1.37.1+k3s1 is pinned); fix: run `inv k3s.install`" \
+        in lines
+    assert "FAIL localhost kubeconfig: there is no kubeconfig: K3s's server has not started here; " \
+        "fix: run `inv k3s.install`" in lines
+    assert "None" not in result.stdout and "fab -H" not in result.stdout
+    assert result.stderr == ""  # nothing of pytest's
+    assert only_probes(local_commands(local_machine_guard))
+
+
+def test_audit_verbose_shows_every_check_with_its_evidence(local_machine_guard):
+    result = run("inv", "audit", "-v", scenario="workstation")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "ok   localhost driver: driver 570.133.20, 1 x NVIDIA H200"
+    assert lines[1] == "       evidence: PCI bus: 1 NVIDIA GPU(s) (0000:18:00.0); nvidia-smi: NVIDIA H200"
+    assert "       evidence: /etc/rancher/k3s/k3s.yaml does not exist" in lines
+
+
+def test_audit_json_on_stdout_the_lines_on_stderr(local_machine_guard, tmp_path):
+    result = run("inv", "audit", "--json", scenario="broken-driver")
+    assert result.returncode == 1
+    findings = json.loads(result.stdout)["hosts"]["localhost"]
+    assert all(set(f) == {"ok", "message", "evidence", "fix"} for f in findings.values())
+    driver = findings["driver"]
+    assert driver["ok"] is False and "couldn't communicate with the NVIDIA driver" in driver["evidence"]
+    assert f"FAIL localhost driver: {driver['message']}" in result.stderr
+    report = tmp_path / "audit.json"
+    to_file = run("inv", "audit", "--json-file", str(report), scenario="broken-driver")
+    assert json.loads(report.read_text())["hosts"] == json.loads(result.stdout)["hosts"]
+    assert to_file.stdout.startswith("FAIL localhost ")
+
+
+def test_plain_pytest_audit_keeps_pytests_report(local_machine_guard):
+    """`pytest tests/audit --hosts=local://`: pytest's own output, for those who want it."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "tests/audit", "--hosts=local://", "-p", "no:cacheprovider"],
+                            cwd=ROOT, capture_output=True, text=True, env=dict(
+                                os.environ, GPUHUB_TEST_SCENARIO=str(DATA / "scenarios" / "workstation.yaml")))
+    assert result.returncode == 1
+    assert "short test summary info" in result.stdout and "FAILED tests/audit/test_hosts.py::" in result.stdout
+    assert "gpuhub audit" in result.stdout and "localhost        2 ok, 13 failed" in result.stdout
     assert only_probes(local_commands(local_machine_guard))
 
 
