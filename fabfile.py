@@ -31,7 +31,7 @@ def _plan_all(c):
 @task
 def _provision_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"])
-    if _options["plan"]:
+    if cli.plan_only(c, _options["plan"]):
         cli.show_plan(run)
     else:
         cli.apply(run, yes=_options["yes"], wait=_options["wait"])
@@ -41,7 +41,7 @@ def _provision_all(c):
 def _reset_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], ("k3s.reset",),
                          destroy_user_data=_options["destroy_user_data"])
-    if _options["plan"]:
+    if cli.plan_only(c, _options["plan"]):
         cli.show_plan(run)
     else:
         cli.apply(run, yes=_options["yes"], wait=_options["wait"])
