@@ -46,10 +46,7 @@ class Gpuhub(Fab):
     def parse_collection(self):
         """tasks.py, or fabfile.py when hosts are named, as the bundled namespace: `--help` then
         lists the tasks too (invoke 2.2.1 program.py print_help)."""
-        hosts, all_hosts = self.args.hosts.value, self.args["all-hosts"].value
-        if hosts is not None and all_hosts:
-            raise Exit("gpuhub: give -H or --all-hosts, not both", code=1)
-        remote = hosts is not None or all_hosts
+        remote = self._on_hosts()
         module, parent = FilesystemLoader(config=self.config, start=str(paths.root())).load(
             "fabfile" if remote else "tasks")
         self.namespace = Collection.from_module(module, loaded_from=parent,
@@ -58,6 +55,17 @@ class Gpuhub(Fab):
         # gpuhub's checks -H first and reads "no -H" as every inventory host (fabexec.py).
         self.executor_class = _Hosts if remote else Executor
         super().parse_collection()
+
+    def _on_hosts(self) -> bool:
+        if self.args.complete.value:
+            # Completing: the command line being completed is the remainder after `--`
+            # (`gpuhub --complete -- gpuhub -H a p`, invoke 2.2.1 completion/bash.completion).
+            words = self.core.remainder.split()[1:]
+            return any(w in ("-H", "--hosts", "--all-hosts") or w.startswith(("-H", "--hosts=")) for w in words)
+        hosts, all_hosts = self.args.hosts.value, self.args["all-hosts"].value
+        if hosts is not None and all_hosts:
+            raise Exit("gpuhub: give -H or --all-hosts, not both", code=1)
+        return hosts is not None or all_hosts
 
     def print_version(self):
         super().print_version()  # gpuhub, Paramiko and Invoke versions
