@@ -51,8 +51,9 @@ class Gpuhub(Fab):
             "fabfile" if remote else "tasks")
         self.namespace = Collection.from_module(module, loaded_from=parent,
                                                 auto_dash_names=self.config.tasks.auto_dash_names)
-        # fabric's Executor runs a task once per -H host, and like `inv` where no host is given;
-        # gpuhub's checks -H first and reads "no -H" as every inventory host (fabexec.py).
+        # This machine: fabric's own Executor, which runs a task given no host as `inv` does
+        # (fabric 3.2.3 executor.py expand_calls). Hosts: gpuhub's, which checks -H and reads
+        # --all-hosts (so no -H) as every inventory host (fabexec.py).
         self.executor_class = _Hosts if remote else Executor
         super().parse_collection()
 
