@@ -32,7 +32,7 @@ def _plan_all(c):
 @task
 def _provision_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"])
-    if _options["plan"]:
+    if cli.plan_only(c, _options["plan"]):
         cli.show_plan(run, as_json=_options["json"])
     else:
         cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"])
@@ -42,7 +42,7 @@ def _provision_all(c):
 def _reset_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], ("k3s.reset",),
                          destroy_user_data=_options["destroy_user_data"])
-    if _options["plan"]:
+    if cli.plan_only(c, _options["plan"]):
         cli.show_plan(run, as_json=_options["json"])
     else:
         cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"])

@@ -10,8 +10,8 @@ PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing
                  json="print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr")
 
 
-@task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: build)"))
-def render(c, inventory=None, out="build"):
+@task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: rendered)"))
+def render(c, inventory=None, out="rendered"):
     """Render every artifact (hub and device-plugin values, GPU test Job, per-host K3s config)."""
     cli.render_to(inventory, out)
 
@@ -101,7 +101,7 @@ def hub_status(c, inventory=None):
 
 def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False, json=False):
     run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data)
-    if plan:
+    if cli.plan_only(c, plan):
         cli.show_plan(run, as_json=json)
     else:
         cli.apply(run, yes=yes, wait=wait, as_json=json)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
 from invoke import Exit
 
-from . import inventory, render, yamlfile
+from . import inventory, paths, render, yamlfile
 from .secret import mask
 
 
@@ -121,6 +122,15 @@ def remote_run(connections: dict, inventory_file, only, destroy_user_data=False,
                fail_fast=fail_fast)
 
 
+def plan_only(context, plan: bool) -> bool:
+    """--plan, or invoke's own -R/--dry, which every `inv`, `fab` and `gpuhub` takes (invoke
+    2.2.1 program.py core_args). Left as invoke means it, it sets run.dry, and every command
+    returns empty output, exit 0, without running (runners.py Runner._run_body): a plan made on
+    no facts at all. It cannot be hidden from `inv --help`, so it means --plan: gpuhub runs its
+    read-only probes for real whatever run.dry says (target.py), and changes nothing."""
+    return plan or bool(context.config.run.dry)
+
+
 def show_plan(run, as_json=False, check=False) -> None:
     from . import plan
     results = run.plan()
@@ -188,7 +198,7 @@ def show_status(run, what: str) -> None:
 
 # --- audit ---------------------------------------------------------------------------------------
 
-AUDIT_SUITE = Path(__file__).resolve().parent.parent / "tests" / "audit"
+AUDIT_SUITE = paths.AUDIT_SUITE
 
 
 def audit(hosts, inventory_file=None, ssh_config=None, workload=False, json=False, json_file=None,
@@ -198,7 +208,11 @@ def audit(hosts, inventory_file=None, ssh_config=None, workload=False, json=Fals
     stdout, the lines on stderr); exit 0 all good, 1 otherwise. No hosts: this machine."""
     import subprocess
     if not AUDIT_SUITE.is_dir():
-        raise Exit(f"gpuhub: the audit suite is missing ({AUDIT_SUITE}): run from a gpuhub checkout", code=1)
+        raise Exit(f"gpuhub: the audit suite is missing ({AUDIT_SUITE}): reinstall gpuhub", code=1)
+    if json and json_file:
+        raise Exit("gpuhub: give --json (findings on stdout) or --json-file FILE, not both", code=1)
+    with errors_as_exit():
+        inventory_file = inventory.inventory_path(inventory_file)
     # --confcutdir: tests/audit is the product's audit, not a test of gpuhub; the test suite's own
     # tests/conftest.py above it (its guard, its empty secrets) must stay out (pytest 9
     # PytestPluginManager._is_in_confcutdir). -p no:terminal: pytest's report gives way to the
@@ -206,13 +220,16 @@ def audit(hosts, inventory_file=None, ssh_config=None, workload=False, json=Fals
     # that terminal plugin.
     args = [sys.executable, "-m", "pytest", str(AUDIT_SUITE), f"--confcutdir={AUDIT_SUITE}", "-o", "addopts=",
             "-p", "no:cacheprovider", "-p", "no:terminal", "--audit-report=lines"]
-    options = {"--hosts": ",".join(hosts) if hosts else "local://", "--ssh-config": ssh_config,
-               "--inventory": inventory_file, "--audit-json": "-" if json else json_file,
-               "--junitxml": junit_file, "--ca-file": ca_file, "--hub-address": hub_address}
+    # pytest runs in paths.root() (so that `python -m` imports this gpuhub, not one in the
+    # caller's folder): the files named here are made absolute first, as the caller meant them.
+    files = {"--ssh-config": ssh_config, "--inventory": inventory_file, "--audit-json": json_file,
+             "--junitxml": junit_file, "--ca-file": ca_file}
+    options = {k: os.path.abspath(v) for k, v in files.items() if v}
+    options.update({"--hosts": ",".join(hosts) if hosts else "local://", "--hub-address": hub_address})
+    if json:
+        options["--audit-json"] = "-"
     args += [f"{k}={v}" for k, v in options.items() if v]
-    if json and json_file:
-        raise Exit("gpuhub: give --json (findings on stdout) or --json-file FILE, not both", code=1)
     args += ["--workload"] * bool(workload) + ["--audit-evidence"] * bool(verbose)
-    code = subprocess.call(args, cwd=AUDIT_SUITE.parent.parent)
+    code = subprocess.call(args, cwd=paths.root())
     if code != 0:
         raise Exit(code=1)

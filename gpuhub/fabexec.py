@@ -20,6 +20,8 @@ _HOST = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+(?::[0-9]{1,5})?", re.A
 
 
 class HostsExecutor(Executor):
+    command = "fab"  # how a user asks for every host, for the refusal below
+
     def expand_calls(self, calls, apply_hosts=True):
         hosts = self.core[0].args.hosts
         if apply_hosts and hosts.value is not None and not hosts.value.strip(","):
@@ -31,8 +33,8 @@ class HostsExecutor(Executor):
     def default_hosts(self, calls) -> list:
         name = calls[0].task.name if hasattr(calls[0], "task") else str(calls[0])
         if name not in ALL_HOSTS_TASKS:
-            raise Exit(f"gpuhub: `fab {name}` needs -H: name the hosts (it never acts on every host by "
-                       "default)", code=1)
+            raise Exit(f"gpuhub: `{self.command} {name}` needs -H: name the hosts (it never acts on every "
+                       "host by default)", code=1)
         try:
             inv = inventory.load(getattr(calls[0], "kwargs", {}).get("inventory"))
         except inventory.InventoryError as e:

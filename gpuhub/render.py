@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from . import names
+from . import names, paths
 from .inventory import Host, Inventory, Secrets
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = paths.TEMPLATES
 AGENT_TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
 MARKER = ".gpuhub-render"
 

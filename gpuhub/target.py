@@ -121,8 +121,10 @@ class Target:
             # out of the terminal's reach already).
             command = f"setsid -w sh -c {shlex.quote(command)}"
         in_stream = io.StringIO(stdin) if stdin is not None else False
+        # dry=False: invoke's -R/--dry means --plan to gpuhub (cli.plan_only), so a plan's probes
+        # must still run; only plans are made under it.
         r = self.runner.run(command, hide=True, warn=True, pty=False, in_stream=in_stream, echo_stdin=False,
-                            timeout=timeout or self.timeout)
+                            dry=False, timeout=timeout or self.timeout)
         return Result(r.stdout, r.stderr, r.exited)
 
     def run(self, command: str, stdin: str = None, timeout: int = None) -> Result:

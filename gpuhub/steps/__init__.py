@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
+
+from .. import paths
 
 OK, CHANGE, PENDING, BLOCKED, VERIFY, ERROR = "ok", "change", "pending", "blocked", "verify", "error"
 RESTART_K3S = "restart-k3s"
 SCRIPTS_DIR = "/var/lib/gpuhub/scripts"
 WORK_DIR = "/var/lib/gpuhub/work"
-LOCAL_SCRIPTS = Path(__file__).resolve().parent.parent.parent / "scripts"
+LOCAL_SCRIPTS = paths.SCRIPTS  # the checkout's scripts/, or the wheel's copy
 
 
 # What a command may take beyond the wait it was given (its own TIMEOUT, helm's --timeout):

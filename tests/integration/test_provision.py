@@ -237,7 +237,7 @@ def test_runtime_mode_switch_plans_a_restarting_change(site):
 def test_broken_template_is_rolled_back(site, tmp_path):
     # A checkout whose template re-declares a table K3s's base already has (k3s-io/docs#566).
     checkout = tmp_path / "checkout"
-    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "build", "__pycache__"))
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "build", "rendered", "__pycache__"))
     template = checkout / "templates" / "containerd" / "config-v3.toml.tmpl"
     template.write_text(template.read_text() + "\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]\n")
     started = site.start_times()

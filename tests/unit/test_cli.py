@@ -325,3 +325,140 @@ def test_bad_host_lists_are_one_line_and_exit_1(hosts, expected):
 def test_fab_reset_never_defaults_to_every_host():
     result = run("fab", "reset", "--yes")
     assert result.returncode == 1 and "`fab reset` needs -H" in result.stderr
+
+
+# --- `gpuhub`, the installed command (gpuhub/console.py) ------------------------------------------
+
+SEED = DATA / "inventories" / "good" / "seed.yaml"  # one workstation, `local: true`
+
+
+def test_gpuhub_runs_the_inv_tasks_on_this_machine_from_any_folder(tmp_path, local_machine_guard):
+    listed = run("gpuhub", "--list", cwd=tmp_path).stdout.split()
+    assert {"render", "plan", "provision", "audit", "k3s.reset", "hub.check"} <= set(listed)
+    result = run("gpuhub", "plan", "--inventory", str(SEED), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "workstation (server)" in result.stdout
+    assert "k3s.install  blocked  no systemd on this host" in result.stdout
+    assert only_probes(local_commands(local_machine_guard))
+    planned = run("gpuhub", "plan", cwd=tmp_path, env={"GPUHUB_INVENTORY": str(SEED)})
+    assert planned.stdout == result.stdout
+
+
+def test_gpuhub_with_hosts_runs_the_fab_tasks(tmp_path):
+    listed = run("gpuhub", "-H", "gpu1", "--list", cwd=tmp_path).stdout.split()
+    assert {"provision", "plan", "reset", "audit"} <= set(listed) and "k3s.reset" not in listed
+    inventory = ["--inventory", str(ROOT / "hosts.yaml")]
+    unknown = run("gpuhub", "-H", "gpu1,nosuch", "plan", *inventory, cwd=tmp_path)
+    assert unknown.returncode == 1 and "known hosts: gpu1, gpu2" in unknown.stderr
+    refused = run("gpuhub", "--all-hosts", "reset", "--yes", *inventory, cwd=tmp_path)
+    assert refused.returncode == 1 and "`gpuhub --all-hosts reset` needs -H" in refused.stderr
+    both = run("gpuhub", "-H", "gpu1", "--all-hosts", "plan", *inventory, cwd=tmp_path)
+    assert both.returncode == 1 and "give -H or --all-hosts, not both" in both.stderr
+    assert "Traceback" not in unknown.stderr + refused.stderr + both.stderr
+
+
+def test_gpuhub_version_help_and_completion():
+    version = run("gpuhub", "--version")
+    assert version.returncode == 0 and version.stdout.startswith("gpuhub 0.1.0\n")
+    assert "Fabric 3." in version.stdout
+    helped = run("gpuhub", "--help").stdout
+    assert "--all-hosts" in helped and "Plan only, as --plan" in helped and "provision" in helped
+    script = run("gpuhub", "--print-completion-script", "bash").stdout
+    assert "complete -F" in script and "gpuhub" in script
+    assert "k3s.reset" in run("gpuhub", "--complete", "--", "gpuhub", "k3s").stdout.split()
+    on_hosts = run("gpuhub", "--complete", "--", "gpuhub", "-H", "gpu1", "re").stdout.split()
+    assert "reset" in on_hosts and "k3s.reset" not in on_hosts
+
+
+def test_gpuhub_render_writes_rendered_in_the_current_folder(tmp_path):
+    """`build/` is setuptools' (pip install . builds there): render's default is rendered/."""
+    result = run("gpuhub", "render", "--inventory", str(SEED), cwd=tmp_path, env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "rendered" / "hosts" / "workstation" / "k3s-config.yaml").is_file()
+
+
+@pytest.mark.parametrize("tool, args", [("inv", ["-R", "provision"]), ("inv", ["--dry", "k3s.install"]),
+                                         ("gpuhub", ["-R", "provision"])])
+def test_invokes_dry_flag_means_plan(tool, args, local_machine_guard):
+    """invoke's -R/--dry would make every command return nothing: here it means --plan, with
+    facts read for real (the recorded workstation would have K3s installed) and nothing changed."""
+    result = run(tool, *args, scenario="workstation")
+    assert result.returncode == 0, result.stderr
+    assert "k3s.install  change" in result.stdout
+    assert "write /etc/rancher/k3s/config.yaml; install K3s" in result.stdout
+    commands = local_commands(local_machine_guard)
+    assert only_probes(commands) and lock_verbs(commands) == []
+
+
+def test_probes_run_whatever_invokes_dry_flag_says():
+    """The test guard answers probes whatever run.dry says, so this pins the other half: every
+    command gpuhub sends overrides run.dry (a run() keyword beats the config: invoke 2.2.1
+    runners.py Runner._unify_kwargs_with_config)."""
+    from invoke.runners import Result
+
+    from gpuhub.target import Target
+    sent = []
+
+    class Runner:
+        def run(self, command, **kwargs):
+            sent.append(kwargs)
+            return Result(stdout="0\n", exited=0)
+
+    Target("gpu1", Runner(), remote=True).run("true")
+    assert sent and all(kwargs["dry"] is False for kwargs in sent)
+
+
+def _checkout_sources(folder, names):
+    """What a wheel is built from: not VCS data, virtual environments or build outputs."""
+    return [n for n in names if n.startswith(".") or n in ("build", "rendered", "__pycache__")
+            or n.endswith(".egg-info") or os.path.exists(os.path.join(folder, n, "pyvenv.cfg"))]
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory):
+    """The wheel, built offline with this environment's setuptools from a copy of the checkout
+    (pip builds in the source tree), installed alone into a fresh venv that borrows the
+    dependencies installed here through a .pth line (a path in a .pth is only appended to
+    sys.path: this environment's own .pth files, the editable gpuhub among them, stay unread)."""
+    import shutil
+    import sysconfig
+    work = tmp_path_factory.mktemp("wheel")
+    shutil.copytree(ROOT, work / "src", ignore=_checkout_sources)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(work / "dist"), str(work / "src")], check=True, capture_output=True)
+    wheel, = (work / "dist").glob("gpuhub-*.whl")
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "gpuhub-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # --ignore-installed: the editable gpuhub seen through the .pth is neither reused nor uninstalled.
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--ignore-installed",
+                    "--no-compile", str(wheel)], check=True, capture_output=True)
+    return venv
+
+
+def test_the_wheel_installs_and_plans(installed_wheel, tmp_path, local_machine_guard):
+    gpuhub = installed_wheel / "bin" / "gpuhub"
+    version = run(gpuhub, "--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("gpuhub 0.1.0\n"), version.stderr
+    where = subprocess.run([installed_wheel / "bin" / "python", "-c", "import gpuhub.plan, gpuhub.paths as p; "
+                            "print(gpuhub.plan.__file__); print(p.root())"], cwd=tmp_path, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert all(Path(p).is_relative_to(installed_wheel) for p in where), where
+    assert {"tasks.py", "fabfile.py", "scripts", "templates", "tests"} <= {p.name for p in Path(where[1]).iterdir()}
+    result = run(gpuhub, "plan", "--inventory", str(SEED), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "k3s.install  blocked  no systemd on this host" in result.stdout
+    assert only_probes(local_commands(local_machine_guard))
+
+
+def test_the_wheel_carries_the_templates_and_the_audit(installed_wheel, tmp_path):
+    gpuhub = installed_wheel / "bin" / "gpuhub"
+    rendered = run(gpuhub, "render", "--inventory", str(DATA / "inventories" / "good" / "template.yaml"),
+                   "--out", str(tmp_path / "out"), cwd=tmp_path, env=SECRETS)
+    assert rendered.returncode == 0, rendered.stderr
+    assert list((tmp_path / "out" / "hosts").glob("*/containerd/config-v3.toml.tmpl"))
+    audit = run(gpuhub, "audit", "--hosts", "ssh://nosuch", "--inventory", str(SEED), cwd=tmp_path)
+    assert audit.returncode == 1 and "nosuch is not in the inventory" in audit.stdout + audit.stderr
