@@ -245,7 +245,6 @@ def _decompressing(path: Path, how):
 
 def _image_members(path: Path, fileobj, mode: str, budget, kind: str = "") -> None:
     top = set()
-    inside = f"{kind}-compressed, but what it holds" if kind else "it"
     try:
         with tarfile.open(fileobj=fileobj, mode=mode) as archive:
             for member in archive:
@@ -260,7 +259,8 @@ def _image_members(path: Path, fileobj, mode: str, budget, kind: str = "") -> No
         raise AirgapFileError(f"{path} is {kind}-compressed, but what it holds is not a tar archive" if kind
                               else f"{path} is a damaged tar archive") from None
     except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as e:
-        raise AirgapFileError(f"{path}: {inside} is damaged ({type(e).__name__})") from None
+        damaged = f"is {kind}-compressed, but what it holds is damaged" if kind else "is a damaged tar archive"
+        raise AirgapFileError(f"{path} {damaged} ({type(e).__name__})") from None
     raise AirgapFileError(f"{path} is a tar archive but not of container images: no manifest.json "
                           "(docker save) nor index.json + oci-layout (an OCI image layout) at its top",
                           "K3s's k3s-airgap-images-ARCH.tar.zst from its release page, or `docker save` output")

@@ -256,7 +256,9 @@ def _airgap_checks(airgap: dict, base: Path, toolkit_version: str, pins: dict = 
             try:
                 airgapfile.regular(file, key)
             except airgapfile.AirgapFileError as e:
-                problems.append(Problem(where, str(e), "paths are relative to the inventory file"))
+                missing = str(e).startswith("cannot read")
+                problems.append(Problem(where, str(e), "paths are relative to the inventory file" if missing
+                                        else "name the file itself: " + AIRGAP_HINTS[key]))
                 continue
             readable.add(where)
             if key == "toolkit_packages":
@@ -286,6 +288,7 @@ AIRGAP_HINTS = {
     "helm_binary": "the `helm` file inside helm-VERSION-linux-amd64.tar.gz (or -arm64) from helm's releases",
     "plugin_chart": "helm pull nvidia-device-plugin --repo " + PLUGIN_CHART_REPO + " --version VERSION",
     "hub_chart": "helm pull jupyterhub --repo " + HUB_CHART_REPO + " --version VERSION",
+    "toolkit_packages": "the toolkit's four .deb files from NVIDIA's repository, at gpu.toolkit_version",
 }
 AIRGAP_CHARTS = {"plugin_chart": ("nvidia-device-plugin", "gpu.plugin_chart_version"),
                  "hub_chart": ("jupyterhub", "hub.chart_version")}

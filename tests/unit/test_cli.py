@@ -250,3 +250,16 @@ def test_bad_host_lists_are_one_line_and_exit_1(hosts, expected):
 def test_fab_reset_never_defaults_to_every_host():
     result = run("fab", "reset", "--yes")
     assert result.returncode == 1 and "`fab reset` needs -H" in result.stderr
+
+
+@pytest.mark.parametrize("out, message", [
+    ("~", "gpuhub: --out '~' starts with '~', which only a shell expands"),
+    ("", "gpuhub: --out is given but empty"),
+    ("README.md", "gpuhub: --out README.md is a file, not a folder"),
+    ("tests/out", "gpuhub: --out tests/out is inside the checkout's tests/ folder"),
+])
+def test_render_refuses_an_out_it_must_not_use_in_one_line(out, message):
+    result = run("inv", "render", "--out", out, env=SECRETS)
+    assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (ROOT / "~").exists() and not (ROOT / "tests" / "out").exists()
