@@ -34,6 +34,7 @@ def show(text: str):
 
 def render_to(inventory_file, out) -> None:
     with errors_as_exit():
+        render.out_folder(out)  # before the inventory: a wrong --out is named even with no secrets set
         inv = inventory.load(inventory_file)
         secrets = inventory.load_secrets(inventory_file)
         files, notes = render.render_all(inv, secrets)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Optional
 
 
-from . import names, yamlfile
+from . import airgapfile, names, yamlfile
 from .secret import Secret
-from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value
+from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value, quoted
 
 # Pinned versions (FACTS.md); bump here, or per site in hosts.yaml.
 K3S_VERSION = "v1.37.1+k3s1"
@@ -61,8 +61,8 @@ def _profile(display_name: str, description: str, image: str, cpu: float, mem: s
     return Section({
         "enabled": Value(bool, True),
         "default": Value(bool, default),
-        "display_name": Value(str, display_name),
-        "description": Value(str, description),
+        "display_name": Value(str, display_name, test=names.display_name),
+        "description": Value(str, description, test=names.description),
         "image": Value(str, image, test=names.image),
         "cpu_limit": Value((int, float), cpu, test=names.cpus),
         "cpu_guarantee": Value((int, float), None, test=names.cpus),
@@ -248,22 +248,91 @@ class Inventory:
         return self.hosts[name]
 
 
-def _airgap_checks(airgap: dict, base: Path, toolkit_version: str) -> list:
-    problems = []
+def _airgap_checks(airgap: dict, base: Path, toolkit_version: str, pins: dict = None) -> list:
+    """Each airgap file is a regular file within bounds and is what its key says, read from its
+    own bytes (gpuhub.airgapfile): so `render` and `plan` refuse a wrong path (/etc/shadow, a
+    device, a values file given as a chart) before anything is uploaded. `pins`: the chart
+    versions the inventory pins ({"plugin_chart": ..., "hub_chart": ...})."""
+    problems, arches, readable = [], [], set()
     for key, value in airgap.items():
         for i, path in enumerate(value if isinstance(value, list) else [value]):
             if path is None:
                 continue
             where = f"airgap.{key}" + (f"[{i}]" if isinstance(value, list) else "")
-            if not (base / path).is_file():
-                problems.append(Problem(where, f"no such file: {base / path}", "paths are relative to the inventory file"))
+            file = base / path
+            try:
+                airgapfile.regular(file, key)
+            except airgapfile.AirgapFileError as e:
+                missing = str(e).startswith("cannot read")
+                problems.append(Problem(where, str(e), "paths are relative to the inventory file" if missing
+                                        else "name the file itself: " + AIRGAP_HINTS[key]))
+                continue
+            readable.add(where)
+            if key == "toolkit_packages":
+                continue  # read below, with the other packages
+            try:
+                found = _airgap_content(key, file, (pins or {}).get(key))
+            except airgapfile.AirgapFileError as e:
+                problems.append(Problem(where, str(e), e.hint or AIRGAP_HINTS[key]))
+                continue
+            if found:
+                arches.append((where, file, found))
     given = [k for k in AIRGAP_TOGETHER if airgap[k]]
     if given and len(given) != len(AIRGAP_TOGETHER):
         problems.append(Problem("airgap", "k3s_binary and k3s_install_script go together",
                                 "the install script installs the binary you give (INSTALL_K3S_SKIP_DOWNLOAD)"))
     if airgap["toolkit_packages"]:
-        problems += _toolkit_package_checks(airgap["toolkit_packages"], base, toolkit_version)
+        problems += _toolkit_package_checks(airgap["toolkit_packages"], base, toolkit_version, arches, readable)
+    problems += _one_architecture(arches)
     return problems
+
+
+# What to do when an airgap file is not what its key says: where the real file comes from.
+AIRGAP_HINTS = {
+    "k3s_binary": "the K3s binary of the release page: k3s (x86_64) or k3s-arm64 (aarch64), at cluster.k3s_version",
+    "k3s_install_script": "K3s's install script: curl -sfL https://get.k3s.io -o install.sh",
+    "k3s_images": "k3s-airgap-images-amd64.tar.zst (or -arm64) from the K3s release page",
+    "helm_binary": "the `helm` file inside helm-VERSION-linux-amd64.tar.gz (or -arm64) from helm's releases",
+    "plugin_chart": "helm pull nvidia-device-plugin --repo " + PLUGIN_CHART_REPO + " --version VERSION",
+    "hub_chart": "helm pull jupyterhub --repo " + HUB_CHART_REPO + " --version VERSION",
+    "toolkit_packages": "the toolkit's four .deb files from NVIDIA's repository, at gpu.toolkit_version",
+}
+AIRGAP_CHARTS = {"plugin_chart": ("nvidia-device-plugin", "gpu.plugin_chart_version"),
+                 "hub_chart": ("jupyterhub", "hub.chart_version")}
+
+
+def _airgap_content(key: str, file: Path, pinned):
+    """The architecture a file is for (binaries, K3s's named images file), or None; raises
+    AirgapFileError when the file is not what `key` says."""
+    a = airgapfile
+    if key in ("k3s_binary", "helm_binary"):
+        return a.elf_arch(file)
+    if key == "k3s_install_script":
+        a.shell_script(file)
+        return None
+    if key == "k3s_images":
+        a.images(file)
+        return a.images_arch(file)
+    name, setting = AIRGAP_CHARTS[key]
+    got_name, got_version = a.chart(file)
+    if got_name != name:
+        raise a.AirgapFileError(f"{file} is the chart {quoted(got_name)} {quoted(got_version)}, not {name}",
+                                f"give the {name} chart archive: " + AIRGAP_HINTS[key])
+    if pinned is not None and got_version != pinned:
+        raise a.AirgapFileError(f"{file} is {name} {quoted(got_version)}, not {setting} {pinned}",
+                                f"helm installs what the archive holds: give {name}-{pinned}.tgz, "
+                                f"or set {setting}: {quoted(got_version)}")
+    return None
+
+
+def _one_architecture(arches: list) -> list:
+    """Every host gets the same airgap files: they must be for one architecture (the hosts')."""
+    if not arches:
+        return []
+    first_where, _, first = arches[0]
+    return [Problem(where, f"{file} is for {arch}, but {first_where} is for {first}",
+                    "every host gets the same files: give them all for your hosts' architecture")
+            for where, file, arch in arches[1:] if arch != first]
 
 
 # The NVIDIA container toolkit on Debian/Ubuntu (nvidia-container-toolkit v1.17.8
@@ -275,14 +344,15 @@ TOOLKIT_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
                     "libnvidia-container1")
 
 
-def _toolkit_package_checks(paths: list, base: Path, version: str) -> list:
+def _toolkit_package_checks(paths: list, base: Path, version: str, arches: list = None,
+                            readable=None) -> list:
     """Each of the four packages given once, at gpu.toolkit_version, read from the files' own
     control data (standard library only: loading never runs a command)."""
     from .debfile import DebError, control
     problems, found = [], {}
     for i, path in enumerate(paths):
         where = f"airgap.toolkit_packages[{i}]"
-        if not (base / path).is_file():
+        if readable is not None and where not in readable:
             continue  # reported above
         try:
             fields = control(base / path)
@@ -291,6 +361,9 @@ def _toolkit_package_checks(paths: list, base: Path, version: str) -> list:
             continue
         name, got = fields.get("Package", "?"), fields.get("Version", "?")
         found.setdefault(name, []).append(i)
+        arch = airgapfile.DEBIAN_ARCH.get(fields.get("Architecture", ""))
+        if arch and arches is not None:
+            arches.append((where, base / path, arch))
         if name in TOOLKIT_PACKAGES and got != version:
             problems.append(Problem(where, f"{base / path} is {name} {got}, not gpu.toolkit_version {version}",
                                     "give all four toolkit packages at one version, or set gpu.toolkit_version"))
@@ -338,7 +411,9 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
             problems.append(Problem("gpu.runtime", f"template mode needs containerd 2 (K3s >= v1.31.6 / v1.32.2), "
                                     f"not {data['cluster']['k3s_version']}",
                                     "use runtime: default-runtime with this K3s, or bump cluster.k3s_version"))
-    problems += _airgap_checks(data["airgap"], base, data["gpu"]["toolkit_version"])
+    problems += _airgap_checks(data["airgap"], base, data["gpu"]["toolkit_version"],
+                               {"plugin_chart": data["gpu"]["plugin_chart_version"],
+                                "hub_chart": data["hub"]["chart_version"]})
     hub = data["hub"]
     if not (hub["github"]["organizations"] or hub["github"]["allowed_users"] or hub["allow_any_github_user"]):
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",

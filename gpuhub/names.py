@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import math
 import re
+import unicodedata
 
 from .schema import quoted
 
@@ -192,3 +193,41 @@ def wait_duration(value: str) -> str:
     if not MIN_WAIT_S <= seconds <= MAX_WAIT_S:
         return f"{quoted(value)} is out of range: from {MIN_WAIT_S}s to 24h"
     return ""
+
+
+# Profile display names and descriptions land in KubeSpawner's profile form (KubeSpawner 7.0.0
+# templates/form.html: `<h3>{{ profile.display_name }}</h3>`, `<p>{{ profile.description }}</p>`)
+# through a jinja2 Environment made without autoescape (spawner.py `_render_options_form`: its
+# profile_list help says display_name "should be HTML safe"), and JupyterHub 5.5 shows that form
+# with `| safe` (templates/spawn.html): so `<`, `>` and `&` would be markup. KubeSpawner also says
+# the form "can either be plain HTML or a jinja2 template that JupyterHub in turn will render",
+# so `{` and `}` are refused too. Control and format characters (a newline, an escape sequence, a
+# bidirectional override: Unicode categories Cc, Cf and the other C*, and the line/paragraph
+# separators Zl, Zp) are refused: they would garble the page and the YAML they pass through.
+# Letters of any script, digits, spaces and other punctuation are fine.
+HTML_OR_TEMPLATE = set("<>&{}")
+DISPLAY_NAME_MAX, DESCRIPTION_MAX = 80, 400
+
+
+def _display_text(value: str, limit: int, what: str) -> str:
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            return (f"{quoted(value)} holds the control or format character U+{ord(ch):04X}: {what} is one "
+                    "line of printable text")
+        if ch in HTML_OR_TEMPLATE:
+            return (f"{quoted(value)} holds {ch!r}: {what} is shown as HTML by KubeSpawner's profile form, unescaped; "
+                    "use letters, digits, spaces and punctuation other than < > & { }")
+    if len(value) > limit:
+        return f"{quoted(value)} is longer than {limit} characters, the most gpuhub takes for {what}"
+    return ""
+
+
+def display_name(value: str) -> str:
+    if not value.strip():
+        return "is empty: users pick a profile by this name"
+    return _display_text(value, DISPLAY_NAME_MAX, "a profile's display name")
+
+
+def description(value: str) -> str:
+    return _display_text(value, DESCRIPTION_MAX, "a profile's description")

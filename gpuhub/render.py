@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +281,36 @@ def render_all(inv: Inventory, secrets: Secrets):
     return files, notes
 
 
+# The checkout's own folders: an --out there would be replaced as a whole on the next render,
+# or mix rendered files (one holding the OAuth secret) into the source and the tests.
+PACKAGE = Path(__file__).resolve().parent
+CHECKOUT = PACKAGE.parent
+SOURCE_FOLDERS = ("gpuhub", "scripts", "templates", "tests")
+
+
+def out_folder(value) -> Path:
+    """`inv render --out VALUE` as a folder render may replace, or ValueError saying what to do."""
+    text = "" if value is None else str(value)
+    if not text.strip():
+        raise ValueError("--out is given but empty: name the output folder, or leave the option out")
+    if text.startswith("~"):
+        raise ValueError(f"--out {text!r} starts with '~', which only a shell expands (here it was quoted, or "
+                         "came from a file): give the folder as an absolute path or $HOME/...")
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {text} is a file, not a folder: name a folder (render replaces it as a whole)")
+    resolved = out.resolve()
+    guarded = [PACKAGE]
+    if (CHECKOUT / "tasks.py").is_file():  # a checkout, not an installed package
+        guarded += [CHECKOUT / name for name in SOURCE_FOLDERS]
+    for folder in guarded:
+        if resolved == folder or folder in resolved.parents:
+            raise ValueError(f"--out {text} is inside the checkout's {folder.name}/ folder: render there would "
+                             "mix generated files (one holding the OAuth secret) into the source; choose a folder "
+                             "outside gpuhub/, scripts/, templates/ and tests/")
+    return out
+
+
 def write_tree(files: dict, out: Path) -> None:
     """Replace `out` as a whole: build beside it, then swap. Refuses to replace a folder that a
     render did not make, so a mistyped --out cannot wipe someone's files."""
@@ -299,7 +330,8 @@ def write_tree(files: dict, out: Path) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if artifact.secret else 0o644)
             with os.fdopen(fd, "w") as f:
                 f.write(artifact.text)
-        os.chmod(new, 0o755)
+        # An existing (empty) folder keeps its mode: someone may have made it 0700 on purpose.
+        os.chmod(new, stat.S_IMODE(out.stat().st_mode) if out.is_dir() else 0o755)
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

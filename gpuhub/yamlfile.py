@@ -26,18 +26,34 @@ class YAMLProblem(ValueError):
         super().__init__(f"{message}{where}")
 
 
-def read_text(path: Path, what: str = "a YAML file") -> str:
-    """The file's text: a regular file, at most MAX_BYTES, UTF-8."""
+class FileProblem(ValueError):
+    """A path that names no regular file of a sensible size: its message says what it is instead."""
+
+
+def regular_file(path: Path, what: str, max_bytes: int) -> os.stat_result:
+    """The stat of `path` (links followed) when it is a regular file of at most `max_bytes`.
+    A device (/dev/zero), a pipe or a socket is never read: reading one may block or never end."""
     try:
         info = os.stat(path)
     except OSError as e:
-        raise YAMLProblem(f"cannot read {path}: {e.strerror}") from None
+        raise FileProblem(f"cannot read {path}: {e.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise YAMLProblem(f"{path} is a folder, not {what}")
+        raise FileProblem(f"{path} is a folder, not {what}")
     if not stat.S_ISREG(info.st_mode):
-        raise YAMLProblem(f"{path} is not a regular file (a device or a pipe?), not {what}")
-    if info.st_size > MAX_BYTES:
-        raise YAMLProblem(f"{path} is {info.st_size} bytes: more than {MAX_BYTES} is not {what}")
+        raise FileProblem(f"{path} is not a regular file (a device or a pipe?), not {what}")
+    if info.st_size > max_bytes:
+        raise FileProblem(f"{path} is {info.st_size} bytes: more than {max_bytes} is not {what}")
+    if not os.access(path, os.R_OK):
+        raise FileProblem(f"cannot read {path}: {os.strerror(13)}")
+    return info
+
+
+def read_text(path: Path, what: str = "a YAML file") -> str:
+    """The file's text: a regular file, at most MAX_BYTES, UTF-8."""
+    try:
+        regular_file(path, what, MAX_BYTES)
+    except FileProblem as e:
+        raise YAMLProblem(str(e)) from None
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)

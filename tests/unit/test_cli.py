@@ -462,3 +462,16 @@ def test_the_wheel_carries_the_templates_and_the_audit(installed_wheel, tmp_path
     assert list((tmp_path / "out" / "hosts").glob("*/containerd/config-v3.toml.tmpl"))
     audit = run(gpuhub, "audit", "--hosts", "ssh://nosuch", "--inventory", str(SEED), cwd=tmp_path)
     assert audit.returncode == 1 and "nosuch is not in the inventory" in audit.stdout + audit.stderr
+
+
+@pytest.mark.parametrize("out, message", [
+    ("~", "gpuhub: --out '~' starts with '~', which only a shell expands"),
+    ("", "gpuhub: --out is given but empty"),
+    ("README.md", "gpuhub: --out README.md is a file, not a folder"),
+    ("tests/out", "gpuhub: --out tests/out is inside the checkout's tests/ folder"),
+])
+def test_render_refuses_an_out_it_must_not_use_in_one_line(out, message):
+    result = run("inv", "render", "--out", out, env=SECRETS)
+    assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (ROOT / "~").exists() and not (ROOT / "tests" / "out").exists()

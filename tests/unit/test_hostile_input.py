@@ -1,4 +1,5 @@
 """Hostile and mistaken input: every one is a message, never a traceback, within bounds."""
+import re
 import time
 
 import pytest
@@ -94,3 +95,42 @@ def test_any_yaml_document_gives_an_inventory_or_problems(data):
         inventory.parse(data)
     except InventoryError as e:
         assert len(str(e)) < 20_000
+
+
+def _leaves(spec, path=""):
+    """Every key path of the inventory schema, a host's name as hosts.*."""
+    from gpuhub.schema import MapOf, Section
+    if isinstance(spec, Section):
+        for key, field in spec.fields.items():
+            yield from _leaves(field, f"{path}.{key}" if path else key)
+    elif isinstance(spec, MapOf):
+        yield f"{path}.*"
+        yield from _leaves(spec.item, f"{path}.*")
+    else:
+        yield path
+
+
+def _general(path: str) -> str:
+    """hosts.gpu1.role -> hosts.*.role, hub.profiles.cpu.image -> hub.profiles.*.image, [2] dropped."""
+    path = re.sub(r"\[\d+\]", "", path)
+    path = re.sub(r"^hosts\.[^.]+", "hosts.*", path)
+    return re.sub(r"^hub\.profiles\.[^.]+", "hub.profiles.*", path)
+
+
+def test_the_corpus_is_large_and_covers_every_field_of_the_schema():
+    """At least 40 bad inventories, and every key of the schema is the path of an expected
+    message in one of them (issue 11: every field that reaches a shell, a path, a name, a
+    template or a URL)."""
+    corpus = sorted((DATA / "inventories" / "bad").glob("*.yaml"))
+    assert len(corpus) >= 40
+    covered = {_general(re.split(r":(?: |$)", line, maxsplit=1)[0])
+               for path in corpus
+               for line in re.findall(r"^# expect: (.*)$", path.read_text(errors="replace"), re.MULTILINE)}
+    missing = sorted({_general(p) for p in _leaves(inventory.INVENTORY)} - covered)
+    assert not missing, f"no bad inventory expects a message about: {', '.join(missing)}"
+
+
+def test_profile_texts_in_any_script_and_with_punctuation_are_fine():
+    inv = load_inventory(hub__profiles={"cpu": {"display_name": "Nur CPU – für alle (日本語 OK)",
+                                                "description": "Ohne GPU: 2 Kerne, 8 GB; \"Zitate\" sind ok."}})
+    assert inv.hub["profiles"]["cpu"]["display_name"].startswith("Nur CPU")

@@ -1,5 +1,6 @@
 """Rendering, parsed back and checked as data."""
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -221,3 +222,37 @@ def test_an_ipv6_server_address_is_bracketed_in_the_agents_url():
     inv = load_inventory(hosts={"gpu1": {"role": "server", "gpus": 1, "address": "fd00::1"},
                                 "gpu2": {"role": "agent", "gpus": 1}})
     assert render.k3s_config(inv, inv.hosts["gpu2"])["server"] == "https://[fd00::1]:6443"
+
+
+class TestOutFolder:
+    """`inv render --out`: a value render must not use is one message, before anything is read."""
+
+    @pytest.mark.parametrize("value, message", [
+        ("~", "--out '~' starts with '~', which only a shell expands"),
+        ("~/rendered", "--out '~/rendered' starts with '~'"),
+        ("", "--out is given but empty"),
+        ("  ", "--out is given but empty"),
+    ])
+    def test_values_no_folder_can_be(self, value, message):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            render.out_folder(value)
+
+    def test_a_file_is_not_a_folder(self, tmp_path):
+        (tmp_path / "notes.txt").write_text("mine")
+        with pytest.raises(ValueError, match="is a file, not a folder"):
+            render.out_folder(str(tmp_path / "notes.txt"))
+
+    @pytest.mark.parametrize("inside", ["gpuhub", "gpuhub/out", "scripts/x", "templates", "tests/data/out"])
+    def test_the_checkouts_source_folders_are_refused(self, inside):
+        with pytest.raises(ValueError, match=r"is inside the checkout's \w+/ folder"):
+            render.out_folder(str(render.CHECKOUT / inside))
+
+    def test_other_folders_are_fine(self, tmp_path):
+        assert render.out_folder(str(tmp_path / "rendered")) == tmp_path / "rendered"
+        assert render.out_folder(str(render.CHECKOUT / "rendered")) == render.CHECKOUT / "rendered"
+
+    def test_an_empty_existing_folder_keeps_its_mode(self, secrets, tmp_path):
+        out = tmp_path / "private"
+        out.mkdir(mode=0o700)
+        render.write_tree(render.render_all(load("seed"), secrets)[0], out)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o700 and (out / "cluster").is_dir()

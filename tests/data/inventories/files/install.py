@@ -1,0 +1,2 @@
+#!/usr/bin/python3
+print('a Python script, not a shell script')
