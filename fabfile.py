@@ -31,7 +31,8 @@ def _plan_all(c):
 
 @task
 def _provision_all(c):
-    run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"])
+    run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"],
+                         verify=_options["verify"])
     if cli.plan_only(c, _options["plan"]):
         cli.show_plan(run, as_json=_options["json"])
     else:
@@ -51,10 +52,11 @@ def _reset_all(c):
 @task(post=[_provision_all], help=dict(INVENTORY_HELP, plan="show what would change and change nothing",
                                        yes="allow destructive changes",
                                        fail_fast="stop at the first failing host", wait=WAIT_HELP,
-                                       json=JSON_HELP))
-def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False, json=False):
+                                       json=JSON_HELP,
+                                       verify="run the GPU test Job on every GPU node even when nothing changed"))
+def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False, json=False, verify=False):
     """Provision the -H hosts (default: every inventory host): server, agents, plugin, hub, GPU test."""
-    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait, json=json)
+    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait, json=json, verify=verify)
 
 
 @task(post=[_plan_all], help=dict(INVENTORY_HELP, check="exit 2 when anything would change",

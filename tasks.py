@@ -8,6 +8,7 @@ INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else
 PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing",
                  wait="wait for another gpuhub run on this machine to finish instead of refusing",
                  json="print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr")
+VERIFY_HELP = "run the GPU test Job on every GPU node even when nothing changed"
 
 
 @task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: rendered)"))
@@ -22,10 +23,10 @@ def plan(c, inventory=None, check=False, json=False):
     cli.show_plan(cli.local_run(c, inventory, PROVISION), as_json=json, check=check)
 
 
-@task(help=dict(PLAN_HELP, yes="allow destructive changes"))
-def provision(c, inventory=None, plan=False, yes=False, wait=False, json=False):
+@task(help=dict(PLAN_HELP, yes="allow destructive changes", verify=VERIFY_HELP))
+def provision(c, inventory=None, plan=False, yes=False, wait=False, json=False, verify=False):
     """Run every step on this machine: K3s, GPU runtime, device plugin, hub, GPU test."""
-    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait, json=json)
+    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait, json=json, verify=verify)
 
 
 AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated: ssh://NAME is inventory host NAME "
@@ -99,8 +100,9 @@ def hub_status(c, inventory=None):
     cli.show_status(cli.local_run(c, inventory, ("hub.launch",)), "hub")
 
 
-def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False, json=False):
-    run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data)
+def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False, json=False,
+                   verify=False):
+    run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data, verify=verify)
     if cli.plan_only(c, plan):
         cli.show_plan(run, as_json=json)
     else:

@@ -74,7 +74,7 @@ def _load(inventory_file):
         return inventory.load(inventory_file), inventory.load_secrets(inventory_file)
 
 
-def local_run(context, inventory_file, only, destroy_user_data=False):
+def local_run(context, inventory_file, only, destroy_user_data=False, verify=False):
     """`inv`: this machine is the host (DESIGN.md, "Which host is which")."""
     from .facts import pci_gpu_count
     from .plan import Run
@@ -88,7 +88,7 @@ def local_run(context, inventory_file, only, destroy_user_data=False):
     if local.role != "server":
         raise Exit(f"gpuhub: {local.name} is an agent: run `fab -H {inv.server.name},{local.name} ...` "
                    "so that it can join its server", code=1)
-    return Run(inv, {local.name: target}, secrets, only=only, destroy_user_data=destroy_user_data)
+    return Run(inv, {local.name: target}, secrets, only=only, destroy_user_data=destroy_user_data, verify=verify)
 
 
 def ssh_target(host, connection):
@@ -100,7 +100,7 @@ def ssh_target(host, connection):
     return target
 
 
-def remote_run(connections: dict, inventory_file, only, destroy_user_data=False, fail_fast=False):
+def remote_run(connections: dict, inventory_file, only, destroy_user_data=False, fail_fast=False, verify=False):
     """`fab -H a,b`: inventory hosts looked up by the names given to -H."""
     from fabric import Connection
 
@@ -120,7 +120,7 @@ def remote_run(connections: dict, inventory_file, only, destroy_user_data=False,
         say(f"{', '.join(connections)}: agent(s) only: also reading the server {server}'s facts "
             f"({targets[server].contact.hostname}), changing nothing there")
     return Run(inv, targets, secrets, only=only, selected=list(connections), destroy_user_data=destroy_user_data,
-               fail_fast=fail_fast)
+               fail_fast=fail_fast, verify=verify)
 
 
 def plan_only(context, plan: bool) -> bool:

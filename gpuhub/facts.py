@@ -23,6 +23,7 @@ AGENT_TOKEN = "/etc/rancher/k3s/gpuhub-node-token"
 CONTAINERD_DIR = "/var/lib/rancher/k3s/agent/etc/containerd"
 TEMPLATE = f"{CONTAINERD_DIR}/config-v3.toml.tmpl"
 STORAGE = "/var/lib/rancher/k3s/storage"
+SCRIPTS_DIR = "/var/lib/gpuhub/scripts"  # scripts/ on every host
 KUBECTL = "/usr/local/bin/k3s kubectl"
 HELM = f"env KUBECONFIG={KUBECONFIG} /usr/local/bin/helm"
 
@@ -37,6 +38,16 @@ def parse_sha256(out: str, rc: int):
     """`sha256sum FILE` -> the digest, or None when the file is missing."""
     m = re.match(r"^([0-9a-f]{64})\b", out.strip())
     return m.group(1) if rc == 0 and m else None
+
+
+def parse_sha256sums(out: str, rc: int) -> dict:
+    """`sha256sum -- *` in a folder -> {file name: digest}; {} when the folder is missing."""
+    sums = {}
+    for line in out.splitlines():
+        m = re.fullmatch(r"([0-9a-f]{64})  \*?(\S+)", line.strip(), re.ASCII)
+        if m:
+            sums[m.group(2)] = m.group(1)
+    return sums
 
 
 def parse_k3s_version(out: str, rc: int):
@@ -306,6 +317,8 @@ def host_probes() -> dict:
         "helm_version": Probe("/usr/local/bin/helm version 2>/dev/null", parse_helm_version),
         "storage_kib": Probe(f"du -sk {STORAGE}", parse_kib),
         "kubeconfig_mode": Probe(f"stat -c %a {KUBECONFIG}", parse_text),
+        # What gpuhub's scripts on the host are: a converged run uploads none of them.
+        "scripts_sha": Probe(f"cd {SCRIPTS_DIR} && sha256sum -- *", parse_sha256sums),
     }
 
 

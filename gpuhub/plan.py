@@ -7,6 +7,7 @@ Hosts: the server first (agents need its token), then agents in parallel; the cl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import signal
 import sys
@@ -75,7 +76,7 @@ class HostRun:
 
 
 class Run:
-    def __init__(self, inv, targets: dict, secrets, only=PROVISION, selected=None, log=None,
+    def __init__(self, inv, targets: dict, secrets, only=PROVISION, selected=None, log=None, verify=False,
                  destroy_user_data=False, fail_fast=False):
         """`targets`: name -> Target for every host it may talk to (the server's facts are read
         even when only agents are `selected`); `selected`: the hosts to plan and change."""
@@ -83,6 +84,8 @@ class Run:
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.log = lambda line: write(mask(line))  # what a step's output echoes stays ***
         self.destroy_user_data, self.fail_fast = destroy_user_data, fail_fast
+        # `gpu.test` alone always tests; in a provision it tests what changed, or all with --verify.
+        self.verify = verify or tuple(only) == ("gpu.test",)
         self.facts, self.results = {}, {}
         self.interrupted = threading.Event()
         self.locks = None
@@ -116,15 +119,20 @@ class Run:
         run.unreachable = True
         self.log(f"{host.name}: {run.error}")
 
-    def gather_all(self):
+    def gather_all(self, hosts=None):
+        """Every host's facts at once, one round trip each (`hosts`: only those; the others'
+        facts stay as they were)."""
         server = self.inv.server
+        wanted = [h for h in self.hosts if h.name != server.name]
         if server.name in self.targets:
-            self.gather(server)
-            if server not in self.hosts and server.name in self.results:
-                # Facts only, to let agents join: the server itself is not being changed.
-                self.results.pop(server.name)
+            wanted.insert(0, server)
+        if hosts is not None:
+            wanted = [h for h in wanted if h.name in hosts]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(self.gather, [h for h in self.hosts if h.name != server.name]))
+            list(pool.map(self.gather, wanted))
+        if server not in self.hosts and server.name in self.results:
+            # Facts only, to let agents join: the server itself is not being changed.
+            self.results.pop(server.name)
 
     # --- plan ----------------------------------------------------------------------------
 
@@ -133,37 +141,63 @@ class Run:
         return Context(inv=self.inv, host=host, facts=self.facts.get(host.name), target=self.targets.get(host.name),
                        server_facts=self.facts.get(server.name), server_target=self.targets.get(server.name),
                        secrets=self.secrets, earlier=earlier if earlier is not None else {},
-                       destroy_user_data=self.destroy_user_data, log=self.log)
+                       destroy_user_data=self.destroy_user_data, log=self.log, verify=self.verify,
+                       changed_hosts=self.changed_hosts())
+
+    def changed_hosts(self) -> frozenset:
+        """Hosts whose own steps change (or changed) something in this run."""
+        own = {s for s, _ in HOST_STEPS}
+        return frozenset(name for name, run in self.results.items()
+                         if run.changed or any(s.id in own and s.status in (CHANGE, PENDING) for s in run.steps))
 
     @property
     def agents_only(self) -> bool:
         """Agents selected without their server: each gets its node's share of the cluster steps."""
         return self.inv.server not in self.hosts
 
-    def plan_host(self, host) -> list:
-        if host.name not in self.facts:
-            return []
-        steps = steps_for(host, self.inv.server.name) + (NODE_STEPS if self.agents_only else ())
-        return plan_steps(self.context(host), steps, self.only)
-
-    def plan(self):
-        self.gather_all()
+    def plan(self, gather=True):
+        """Every host's own steps, then the cluster's (on the server) and, in an agent-only run,
+        each node's share: those follow from what the hosts' own steps change."""
+        if gather:
+            self.gather_all()
+        planned = []
         for host in self.hosts:
             run = self.results.setdefault(host.name, HostRun(host.name, host.role))
-            if not run.unreachable:
-                run.steps = self.plan_host(host)
+            if not run.unreachable and host.name in self.facts:
+                ctx = self.context(host)
+                run.steps = plan_steps(ctx, HOST_STEPS, self.only)
+                planned.append((host, ctx.earlier))
+            else:
+                run.steps = []
+        for host, earlier in planned:
+            later = (CLUSTER_STEPS if host.name == self.inv.server.name else ()) + (NODE_STEPS if self.agents_only else ())
+            if later:
+                self.results[host.name].steps += plan_steps(self.context(host, earlier), later, self.only)
         return self.results
 
     # --- apply ---------------------------------------------------------------------------
 
     def upload_scripts(self, host):
-        """scripts/ onto the host: install-file.sh first (it places every other file); the shell
-        steps and the Python helpers they run (pod-why.py)."""
+        """scripts/ onto the host, those whose sha256 differs from the host's copy (the
+        `scripts_sha` fact, kept up to date here): install-file.sh first (it places every other
+        file); the shell steps and the Python helpers they run (pod-why.py)."""
         target = self.targets[host.name]
-        target.install_installer((LOCAL_SCRIPTS / "install-file.sh").read_text())
-        for script in sorted([*LOCAL_SCRIPTS.glob("*.sh"), *LOCAL_SCRIPTS.glob("*.py")]):
-            if script.name != "install-file.sh":
-                target.put_text(script.read_text(), f"{SCRIPTS_DIR}/{script.name}", 0o700, backup=False)
+        facts = self.facts.get(host.name)
+        have = facts.values.setdefault("scripts_sha", {}) if facts is not None else {}
+        if have is None:
+            have = facts.values["scripts_sha"] = {}
+        scripts = sorted([*LOCAL_SCRIPTS.glob("*.sh"), *LOCAL_SCRIPTS.glob("*.py")],
+                         key=lambda p: (p.name != "install-file.sh", p.name))
+        for script in scripts:
+            text = script.read_text()
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if have.get(script.name) == digest:
+                continue
+            if script.name == "install-file.sh":
+                target.install_installer(text)
+            else:
+                target.put_text(text, f"{SCRIPTS_DIR}/{script.name}", 0o700, backup=False)
+            have[script.name] = digest
 
     def apply_host(self, host, step_ids):
         """Apply this host's changes for `step_ids` in order, then each notified handler once.
@@ -290,8 +324,10 @@ class Run:
             self.log(f"cluster steps ({', '.join(sorted(cluster_ids))}) skipped: {lost} failed; "
                      "fix that and run provision again")
         elif cluster_ids and server in self.hosts:
-            # The cluster steps were planned before the hosts changed: plan them again now.
-            self.gather(server)
+            # The cluster steps were planned before the hosts changed: plan them again now (on
+            # new facts when a host did change).
+            if self.applied():
+                self.gather(server)
             run = self.results[server.name]
             run.steps = ([s for s in run.steps if s.id not in cluster_ids]
                          + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
@@ -305,7 +341,8 @@ class Run:
         """After the agents' own steps: each node's share of the cluster steps, planned again on
         what the server now reports (the node has joined), applied through the server."""
         server = self.inv.server
-        self.gather(server)  # read only: the server is not selected, its facts are what changed
+        if self.applied():
+            self.gather(server)  # read only: the server is not selected, its facts are what changed
         if server.name in self.results and self.results[server.name].unreachable:
             return
         ids = set(step_ids) & {s for s, _ in NODE_STEPS}
@@ -350,11 +387,20 @@ class Run:
             run.error, run.unreachable = f"{type(e).__name__}: {e}", True
             self.log(f"{host.name}: lost: {type(e).__name__}: {e}")
 
+    def applied(self) -> set:
+        """Hosts on which this run changed something (not counting the GPU test, a verification)."""
+        return {name for name, run in self.results.items() if run.changed}
+
     def recheck(self):
-        """Gather every host's facts again; anything still to change is a failure."""
+        """Gather again the facts of every host that changed (and the server's, whose cluster
+        holds the nodes), plan every host again: anything still to change is a failure. A run
+        that changed nothing reads nothing twice."""
+        changed = self.applied()
+        if not changed:
+            return
         before = {name: run.changed for name, run in self.results.items()}
-        self.facts = {}
-        self.plan()
+        self.gather_all(changed | {self.inv.server.name})
+        self.plan(gather=False)
         for name, run in self.results.items():
             run.changed = before.get(name, False)
             left = [s for s in run.steps if s.status in (CHANGE, PENDING, BLOCKED, ERROR)]

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import shlex
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Result:
         return self.exited == 0
 
 
+_LOGIN_UID = "@@gpuhub-login-uid "
 INSTALLER = "/var/lib/gpuhub/scripts/install-file.sh"  # scripts/install-file.sh on every host
 
 
@@ -106,6 +108,11 @@ class Target:
             if transport is not None and getattr(transport, "channel_timeout", None) != self.timeout:
                 transport.channel_timeout = self.timeout
                 transport.set_keepalive(15)
+                # One connection carries every command of the run, many of them short: no Nagle
+                # delay on their small writes (paramiko leaves the socket as it was opened).
+                sock = getattr(transport, "sock", None)
+                if isinstance(sock, socket.socket):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _raw(self, command: str, stdin: str = None, timeout: int = None) -> Result:
         """The one way a command reaches the host. A command line holding a secret is refused
@@ -130,7 +137,23 @@ class Target:
     def run(self, command: str, stdin: str = None, timeout: int = None) -> Result:
         """Run as root; a non-zero exit is data, never an exception. `timeout`: this command's own
         deadline when it waits longer than GPUHUB_COMMAND_TIMEOUT allows."""
+        if self._root is None and self.remote:
+            return self._run_learning_root(command, stdin, timeout)
         return self._raw(self._as_root(command), stdin, timeout)
+
+    def _run_learning_root(self, command: str, stdin, timeout) -> Result:
+        """The first command also tells whether the login user is root, in the same round trip
+        (a separate `id -u` would cost every remote host one more SSH command per run): it goes through
+        sudo only when the login user is not root, and its first line says which."""
+        q = shlex.quote(command)
+        wrapped = (f'u=$(id -u); echo "{_LOGIN_UID}$u"; '
+                   f'if [ "$u" = 0 ]; then sh -c {q}; else sudo -n sh -c {q}; fi')
+        result = self._raw(wrapped, stdin, timeout)
+        first, _, rest = result.stdout.partition("\n")
+        if not first.startswith(_LOGIN_UID):
+            return result  # the shell itself failed: nothing learnt
+        self._root = first[len(_LOGIN_UID):].strip() == "0"
+        return Result(rest, result.stderr, result.exited)
 
     def check(self, command: str, step: str, env: dict = None, stdin: str = None, timeout: int = None) -> Result:
         """Run as root with `env` (values quoted; a Secret is refused: it would sit in argv),

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from .. import facts as f
 from .. import paths
 
 OK, CHANGE, PENDING, BLOCKED, VERIFY, ERROR = "ok", "change", "pending", "blocked", "verify", "error"
 RESTART_K3S = "restart-k3s"
-SCRIPTS_DIR = "/var/lib/gpuhub/scripts"
+SCRIPTS_DIR = f.SCRIPTS_DIR
 WORK_DIR = "/var/lib/gpuhub/work"
 LOCAL_SCRIPTS = paths.SCRIPTS  # the checkout's scripts/, or the wheel's copy
 
@@ -90,6 +91,11 @@ class Context:
     earlier: dict = field(default_factory=dict)  # step id -> StepPlan, for this host so far
     destroy_user_data: bool = False
     log: Callable = print
+    # The GPU test runs on the nodes whose host changed in this run (or all, when the device
+    # plugin changed), on every GPU node with --verify or `gpu.test` itself, else not at all: a
+    # converged run changes nothing and starts no Job (issue 13).
+    verify: bool = False
+    changed_hosts: frozenset = frozenset()
 
     def on_server(self) -> "Context":
         """This run, acting on the cluster's server: cluster changes go through its kubectl."""

@@ -341,10 +341,23 @@ def plan_node_plugin(ctx: Context) -> StepPlan:
     return changes(PLUGIN, items, note=f"node {host.name} offers {host.allocatable} {host.gpu_resource}")
 
 
+def to_test(ctx: Context, hosts) -> list:
+    """Of `hosts`, those the GPU test runs on in this run (Context.verify, changed_hosts)."""
+    if ctx.verify or ctx.changed_before(PLUGIN):
+        return list(hosts)
+    own = ctx.changed_before("k3s.install", "gpu.runtime")  # this host's steps, planned just before
+    return [h for h in hosts if h.name in ctx.changed_hosts or (own and h.name == ctx.host.name)]
+
+
+SKIPPED = "skipped: nothing changed on the GPU nodes (--verify, or gpu.test, runs it)"
+
+
 def plan_node_gpu_test(ctx: Context) -> StepPlan:
     host = ctx.host
     if not host.gpus:
         return StepPlan(GPU_TEST, "ok", note="no GPUs on this host")
+    if not to_test(ctx, [host]):
+        return StepPlan(GPU_TEST, "ok", note=SKIPPED)
     waiting = "after gpu.plugin" if ctx.changed_before(PLUGIN, "k3s.install", "gpu.runtime") else ""
     return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {host.name} (through "
                                                       f"{ctx.inv.server.name})", lambda c: run_gpu_tests(c, [host]))],
@@ -355,10 +368,13 @@ def plan_gpu_test(ctx: Context) -> StepPlan:
     """A verification: it runs on apply and changes nothing, so it is never a change."""
     if not ctx.inv.gpu_hosts:
         return StepPlan(GPU_TEST, "ok", note="no GPU hosts")
+    hosts = to_test(ctx, ctx.inv.gpu_hosts)
+    if not hosts:
+        return StepPlan(GPU_TEST, "ok", note=SKIPPED)
     waiting = cluster_not_ready(ctx) or ("after gpu.plugin" if ctx.changed_before(PLUGIN) else "")
-    names = ", ".join(h.name for h in ctx.inv.gpu_hosts)
-    return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {names}", run_gpu_tests)],
-                    reason=waiting)
+    names = ", ".join(h.name for h in hosts)
+    return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {names}",
+                                                      lambda c: run_gpu_tests(c, hosts))], reason=waiting)
 
 
 def run_gpu_tests(ctx: Context, hosts=None):

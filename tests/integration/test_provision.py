@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gpuhub.lock import LOCK
 from sim.build_bundle import K3S_VERSION, build_bundle
 from sim.hardware import give_gpus
 from test_scripts_on_hosts import FOREIGN_KUBECTL
@@ -171,12 +172,25 @@ def test_provision_converges(site):
     assert site.sh("gpu1", "ls /var/lib/gpuhub/work/").stdout.count("values") == 0
 
 
-def test_second_run_changes_nothing_and_restarts_nothing(site):
+def test_second_run_changes_nothing_and_restarts_nothing(site, local_machine_guard):
+    """A converged run writes nothing but its run locks and starts no Job: per host one SSH
+    command takes the lock, one reads every fact, one lets the lock go (the test guard records
+    every command fabric sends)."""
     started = site.start_times()
+    local_machine_guard.clear()
     result = site.fab("provision")
     assert result.returncode == 0, result.stderr
     recap = result.stderr[result.stderr.index("RECAP"):]
     assert "changed" not in recap
+    assert "gpu.test: passed" not in result.stderr
+    sent = {}
+    for record in local_machine_guard.read("remote"):
+        if f"touch {LOCK}" not in record["command"]:  # the lock's refresh, every 10 s of a run
+            sent.setdefault(record["host"], []).append(record["command"])
+    assert sorted(sent) == sorted(HOSTS)
+    for host, commands in sent.items():
+        assert len(commands) <= 3, (host, [c[:80] for c in commands])
+        assert not [c for c in commands if "install-file.sh" in c or "gpu-test.sh" in c], host
     plan = site.plan()
     for host, steps in plan.items():
         for step in steps.values():

@@ -206,12 +206,25 @@ class TestClusterSteps:
         assert cluster.plan_hub(ctx).status == "pending"
         assert cluster.plan_gpu_test(ctx).status == "verify"
 
-    def test_converged_cluster_is_ok_and_test_is_verify(self, secrets):
+    def test_converged_cluster_is_ok_and_the_gpu_test_skipped_unless_asked(self, secrets):
+        """A converged run starts no Job; --verify (or `gpu.test` itself) runs it on every node."""
         inv = load()
         ctx = ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"], secrets), secrets=secrets)
         assert cluster.plan_plugin(ctx).status == "ok"
         assert cluster.plan_hub(ctx).status == "ok"
+        skipped = cluster.plan_gpu_test(ctx)
+        assert skipped.status == "ok" and skipped.note.startswith("skipped: nothing changed")
+        ctx.verify = True
         assert cluster.plan_gpu_test(ctx).status == "verify"
+
+    def test_the_gpu_test_runs_on_the_nodes_that_changed(self, secrets):
+        inv = load(hosts={"workstation": {"role": "server", "gpus": 1, "local": True},
+                          "gpu2": {"role": "agent", "gpus": 1}})
+        fx = converged(inv, inv.hosts["workstation"], secrets)
+        ctx = ctx_for(inv, "workstation", fx, secrets=secrets)
+        ctx.changed_hosts = frozenset({"gpu2"})
+        p = cluster.plan_gpu_test(ctx)
+        assert p.status == "verify" and p.summary == "run the GPU test Job on gpu2"
 
     def test_replicas_change_is_a_plugin_change_only(self, secrets):
         inv = load()
