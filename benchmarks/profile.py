@@ -36,10 +36,13 @@ def category(kind: str, text: str) -> str:
         return "upload: stage + SFTP write"
     if "@@gpuhub-" in text:
         return "facts: one probe round"
-    script = re.search(r"([\w.-]+\.(?:sh|py))\b", text)
+    if "install-file.sh" in text:
+        return "upload: install-file.sh places it"
+    script = re.search(r"(?:bash|sh|python3) \S*?([\w.-]+\.(?:sh|py))\b", text)
     if script:
         return f"script: {script.group(1)}"
-    return "other: " + text.split()[0][:30] if text.split() else "other"
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
+    return f"other: `{line[:40]}`".replace("|", "\\|")
 
 
 def report(argv: list, wall: float, rc) -> str:
@@ -78,7 +81,7 @@ def main() -> None:
     out, argv = sys.argv[1], sys.argv[2:]
     target.Target._raw = _timed("command", target.Target._raw)
     target.Target._stage = _timed("upload", target.Target._stage)
-    start, rc = time.perf_counter(), None
+    start, rc = time.perf_counter(), 0
     try:
         program.run(["fab", *argv])
     except SystemExit as e:

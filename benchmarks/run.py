@@ -57,6 +57,13 @@ SECRETS = {"GPUHUB_GITHUB_CLIENT_ID": "sim-client-id", "GPUHUB_GITHUB_CLIENT_SEC
 SIMTIME_LOG = "/var/log/gpuhub-bench/simtime.log"
 
 
+STARTED = time.time()
+
+
+def say(message: str) -> None:
+    print(f"run.py [{time.time() - STARTED:3.0f} s]: {message}", file=sys.stderr)
+
+
 def project_python() -> None:
     """Re-run in the project's venv (gpuhub, fabric, the test harness) when started elsewhere."""
     venv_python = ROOT / ".venv" / "bin" / "python"
@@ -70,7 +77,7 @@ def project_python() -> None:
 def tools_venv() -> Path:
     """benchmarks/.venv with ansible-core and matplotlib (kept out of the project's venv)."""
     if not (TOOLS_VENV / "bin" / "ansible-playbook").exists() or not (TOOLS_VENV / "bin" / "python").exists():
-        print("run.py: installing ansible-core and matplotlib into benchmarks/.venv", file=sys.stderr)
+        say("installing ansible-core and matplotlib into benchmarks/.venv")
         subprocess.run([sys.executable, "-m", "venv", str(TOOLS_VENV)], check=True)
         subprocess.run([str(TOOLS_VENV / "bin" / "pip"), "install", "-q", *TOOLS_PACKAGES], check=True)
     return TOOLS_VENV / "bin"
@@ -94,7 +101,7 @@ def testhosts_lock():
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"run.py: waiting for {LOCK} (a test session has its hosts up)", file=sys.stderr)
+            say(f"waiting for {LOCK} (a test session has its hosts up)")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -141,6 +148,25 @@ def prepare_host(hosts, name: str, bundle: dict) -> None:
         hosts.put(name, BENCH / "hostshim" / shim, f"{site}/{shim}", 0o644)
 
 
+def close_masters(state: Path) -> None:
+    """Every run starts cold, as from cron: the ssh masters that fab audit (testinfra's ssh
+    backend: ControlPersist 60s) or the harness left are closed first (over their local socket:
+    nothing reaches the hosts' sshd)."""
+    for name in HOSTS:
+        subprocess.run(["ssh", "-F", str(state / "ssh_config"), "-O", "exit", name], capture_output=True)
+
+
+def hub_tls(hosts, work: Path) -> None:
+    """The hub's certificate, standing in for Let's Encrypt's, as tests/integration/
+    test_audit_on_hosts.py lays it: so `fab audit` checks a healthy hub over HTTPS."""
+    from tlscerts import ca_pem, make_ca, make_server_cert
+    ca = make_ca()
+    (work / "ca.pem").write_bytes(ca_pem(ca))
+    cert, key = make_server_cert("hub.lab.test", ca)
+    hosts.put(HOSTS[0], cert, "/etc/gpuhub-sim/tls/cert.pem", 0o644)
+    hosts.put(HOSTS[0], key, "/etc/gpuhub-sim/tls/key.pem", 0o600)
+
+
 def timed(argv: list, env: dict, cwd: Path = ROOT) -> dict:
     start, clock = time.time(), time.perf_counter()
     res = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=900,
@@ -162,7 +188,9 @@ def cases(bin_dir: Path, tools: Path, state: Path, work: Path, gpuhub_inv: Path,
     for n in COUNTS:
         names = ",".join(HOSTS[:n])
         for task in ("provision", "plan", "audit"):
-            out.append((f"fab {task} x{n}", "gpuhub", n, fab + ["-H", names, task, "--inventory", str(gpuhub_inv)], env))
+            extra = ["--ca-file", str(work / "ca.pem"), "--hub-address", "10.250.0.11"] if task == "audit" else []
+            out.append((f"fab {task} x{n}", "gpuhub", n,
+                        fab + ["-H", names, task, "--inventory", str(gpuhub_inv), *extra], env))
             if task == "provision":  # its counterparts straight after it: pair by pair
                 out.append((f"ansible x{n}", "ansible", n,
                             [str(tools / "ansible-playbook"), "-i", str(ansible_inv), "--limit", names,
@@ -307,29 +335,30 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("benchmarks/run.py needs root: it brings up SSH test hosts (tests/hosts/up.sh)")
     project_python()
-    began = time.time()
     tools = tools_venv()
     harness = load_harness()
     from sim.build_bundle import build_bundle
     bin_dir = Path(sys.executable).parent
     env = harness.harness_env(STATE, "nspawn")
     with tempfile.TemporaryDirectory(prefix="gpuhub-bench-") as tmp, testhosts_lock():
-        work = Path(tmp)
+        work, held = Path(tmp), time.time()
+        say("holding the test-host lock")
         bundle = build_bundle(work / "sim")
         harness.run_harness(harness.DOWN, "--purge", env=env, check=False, timeout=300)  # a killed run's leftovers
         hosts = None
         try:
-            print(f"run.py: bringing up {len(HOSTS)} nspawn hosts", file=sys.stderr)
+            say(f"bringing up {len(HOSTS)} nspawn hosts")
             harness.run_harness(harness.UP, str(len(HOSTS)), env=env, timeout=1800)
             hosts = harness.SshTestHosts(STATE)
             hosts.wait_booted()
             for name in HOSTS:
                 prepare_host(hosts, name, bundle)
+            hub_tls(hosts, work)
             gpuhub_inv, ansible_inv = work / "hosts.yaml", work / "ansible-hosts.yaml"
             gpuhub_inv.write_text(json.dumps(inventory(bundle, HOSTS)))
             ansible_inv.write_text(json.dumps(ansible_inventory(STATE, HOSTS)))
             todo = cases(bin_dir, tools, STATE, work, gpuhub_inv, ansible_inv)
-            print("run.py: provisioning the cluster once", file=sys.stderr)
+            say("provisioning the cluster once")
             everything = next(case for case in todo if case[0] == f"fab provision x{len(HOSTS)}")
             first = timed(everything[3] + ["--yes"], everything[4])
             if first["rc"] != 0:
@@ -339,10 +368,12 @@ def main() -> None:
                 for case_id, _tool, _n, argv, case_env in todo:
                     if case_id.startswith("ansible"):  # no ssh master left from an earlier run
                         case_env = dict(case_env, ANSIBLE_SSH_CONTROL_PATH_DIR=str(work / f"cp-{round_no}"))
+                    close_masters(STATE)
                     run = timed(argv, case_env)
-                    print(f"run.py: round {round_no} {case_id}: {run['seconds']:.2f} s rc={run['rc']}", file=sys.stderr)
+                    say(f"round {round_no} {case_id}: {run['seconds']:.2f} s rc={run['rc']}")
                     if round_no:
                         measured[case_id].append(run)
+            say("reading the hosts' sshd journals and simulated-tool times")
             logs = host_logs(hosts, HOSTS)
             for case_runs in measured.values():
                 for run in case_runs:
@@ -366,6 +397,7 @@ def main() -> None:
             subprocess.run([str(tools / "python"), str(BENCH / "plot.py"), str(args.out / "results.json"),
                             str(args.out / "results.png")], check=True)
             if not args.no_profile:
+                say("profiling one converged fab provision on 3 hosts")
                 fab_argv = todo[0][3][1:]  # fab provision x1 -> the same on 3 hosts
                 fab_argv[fab_argv.index("-H") + 1] = ",".join(HOSTS[:3])
                 subprocess.run([str(bin_dir / "python"), str(BENCH / "profile.py"), str(args.out / "profile.md"),
@@ -375,7 +407,7 @@ def main() -> None:
                 hosts.close()
             harness.run_harness(harness.DOWN, "--purge", env=env, check=False, timeout=300)
     print((args.out / "results.md").read_text())
-    print(f"run.py: done in {time.time() - began:.0f} s; results in {args.out}", file=sys.stderr)
+    say(f"done ({time.time() - held:.0f} s of it with the hosts up); results in {args.out}")
 
 
 if __name__ == "__main__":
