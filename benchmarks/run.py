@@ -400,7 +400,7 @@ def main() -> None:
                 say("profiling one converged fab provision on 3 hosts")
                 fab_argv = todo[0][3][1:]  # fab provision x1 -> the same on 3 hosts
                 fab_argv[fab_argv.index("-H") + 1] = ",".join(HOSTS[:3])
-                subprocess.run([str(bin_dir / "python"), str(BENCH / "profile.py"), str(args.out / "profile.md"),
+                subprocess.run([str(bin_dir / "python"), str(BENCH / "profile_run.py"), str(args.out / "profile.md"),
                                 *fab_argv], env=todo[0][4], cwd=ROOT, check=True)
         finally:
             if hosts is not None:

@@ -2,7 +2,7 @@
 a host's shell (Target._raw) and its upload path (Target._stage) timed, then writes a markdown
 summary. Product code is not changed: the two methods are wrapped from outside.
 
-    python benchmarks/profile.py OUT.md ARGS...     (ARGS as given to fab)
+    python benchmarks/profile_run.py OUT.md ARGS...     (ARGS as given to fab)
 """
 import re
 import sys
@@ -38,7 +38,9 @@ def category(kind: str, text: str) -> str:
         return "facts: one probe round"
     if "install-file.sh" in text:
         return "upload: install-file.sh places it"
-    script = re.search(r"(?:bash|sh|python3) \S*?([\w.-]+\.(?:sh|py))\b", text)
+    if "gpu-test.sh" in text:
+        return "GPU test Job (scripts/gpu-test.sh)"
+    script = re.search(r"scripts/([\w.-]+\.(?:sh|py))\b", text)
     if script:
         return f"script: {script.group(1)}"
     line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
@@ -60,7 +62,7 @@ def report(argv: list, wall: float, rc) -> str:
     lines = ["# Profile: one converged `fab provision` on 3 hosts", "",
              f"`fab {' '.join(a if not a.startswith('/') else a.rsplit('/', 1)[1] for a in argv)}`: "
              f"{wall:.2f} s wall, exit {rc}. Every command gpuhub sent (`Target._raw`) and every upload "
-             "(`Target._stage`) timed from outside (benchmarks/profile.py). Hosts run in parallel, so the "
+             "(`Target._stage`) timed from outside (benchmarks/profile_run.py). Hosts run in parallel, so the "
              "times add up to more than the wall time.", "",
              "| where | calls | seconds |", "| --- | --- | --- |"]
     for cat, (count, secs) in sorted(by_cat.items(), key=lambda kv: -kv[1][1]):
@@ -72,7 +74,9 @@ def report(argv: list, wall: float, rc) -> str:
               "| start | seconds | host | what |", "| --- | --- | --- | --- |"]
     longest = sorted((e for e in EVENTS if e[5] == 0), key=lambda e: e[3] - e[4])[:15]
     for kind, host, text, start, end, _ in sorted(longest, key=lambda e: e[3]):
-        what = category(kind, text) + ("" if kind == "upload" else f" `{text[:60].strip()}`".replace("|", "\\|"))
+        what = category(kind, text)
+        if not what.startswith(("other", "upload")):
+            what += f" `{text[:60].strip()}`".replace("|", "\\|")
         lines.append(f"| {start - t0:.2f} | {end - start:.2f} | {host} | {what} |")
     return "\n".join(lines) + "\n"
 
