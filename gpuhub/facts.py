@@ -293,6 +293,8 @@ def host_probes() -> dict:
         "uid": Probe("id -u", parse_text),
         "systemd": Probe("test -d /run/systemd/system && echo yes", parse_text),
         "os_id": Probe(". /etc/os-release && echo \"$ID\"", parse_text),
+        # The kernel's machine name (x86_64, aarch64): the airgap binaries must be built for it.
+        "arch": Probe("uname -m", parse_text),
         "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version),
         "unit_k3s": Probe("systemctl is-active k3s; systemctl is-enabled k3s", parse_unit),
         "unit_k3s_agent": Probe("systemctl is-active k3s-agent; systemctl is-enabled k3s-agent", parse_unit),

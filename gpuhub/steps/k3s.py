@@ -25,10 +25,27 @@ def upload_airgap(ctx: Context, key: str, path: str, mode: int = 0o644):
     return path
 
 
+def airgap_arch_problem(inv, arch) -> str:
+    """'' when the airgap binaries (checked alike when the inventory was loaded) are for this
+    host's architecture (`uname -m`), else what to fix; an unknown architecture is not judged."""
+    from ..airgapfile import elf_arch
+    if arch not in ("x86_64", "aarch64"):
+        return ""
+    for key in ("k3s_binary", "helm_binary"):
+        path = inv.airgap_file(key)
+        if path and elf_arch(path) != arch:
+            return (f"airgap.{key} {path} is built for {elf_arch(path)}, this host is {arch}: give the "
+                    f"{'arm64' if arch == 'aarch64' else 'amd64'} release")
+    return ""
+
+
 def plan_install(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     if fx["systemd"] != "yes":
         return blocked(INSTALL, "no systemd on this host: K3s runs as a systemd service")
+    wrong = airgap_arch_problem(inv, fx["arch"])
+    if wrong:
+        return blocked(INSTALL, wrong)
     wanted_version = inv.cluster["k3s_version"]
     installed = fx["k3s_version"]
     unit = fx["unit_k3s"] if host.role == "server" else fx["unit_k3s_agent"]

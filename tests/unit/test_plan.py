@@ -76,6 +76,16 @@ class TestK3sInstall:
             f"install helm {inv.cluster['helm_version']}"]
         assert not p.restarts  # nothing running: nothing to kill
 
+    def test_airgap_binaries_for_another_architecture_block_the_install(self):
+        """The inventory checks the files against each other; the host's `uname -m` decides."""
+        class Airgap:
+            def airgap_file(self, key):
+                return DATA / "inventories" / "files" / "elf-x86_64" if key == "k3s_binary" else None
+        assert k3s.airgap_arch_problem(Airgap(), "x86_64") == ""
+        wrong = k3s.airgap_arch_problem(Airgap(), "aarch64")
+        assert "is built for x86_64, this host is aarch64: give the arm64 release" in wrong
+        assert k3s.airgap_arch_problem(Airgap(), None) == ""  # not read: not judged
+
     def test_no_systemd_is_blocked(self):
         p = k3s.plan_install(ctx_for(load(), "workstation", bare(systemd=None)))
         assert p.status == "blocked" and "systemd" in p.reason
