@@ -37,8 +37,13 @@ def render_to(inventory_file, out) -> None:
         render.out_folder(out)  # before the inventory: a wrong --out is named even with no secrets set
         inv = inventory.load(inventory_file)
         secrets = inventory.load_secrets(inventory_file)
-        files, notes = render.render_all(inv, secrets)
+        # Rendered files are for reading and review: they never hold the OAuth secret, and so
+        # render never needs it (hub.launch and plan do, and name the variables when it is unset).
+        files, notes = render.render_all(inv, secrets.masked())
         render.write_tree(files, Path(out))
+    notes.add("the GitHub OAuth client secret is masked in cluster/jupyterhub-values.yaml "
+              f"({inventory.RENDER_MASK!r}); hub.launch gives helm the real one on stdin"
+              + ("" if secrets.get("github_client_id") else "; the client id is unset (GPUHUB_GITHUB_CLIENT_ID)"))
     for line in notes.lines:
         say(f"note: {line}")
     say(f"rendered {len(files)} files for {len(inv.hosts)} host(s) from {inv.source} into {out}/")

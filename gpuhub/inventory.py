@@ -479,6 +479,11 @@ def load(path: Optional[str] = None) -> Inventory:
     return parse(data, str(file))
 
 
+# What `inv render` writes in place of the OAuth credentials (hub.launch sends the real ones).
+RENDER_MASK = "***masked: hub.launch sends the real client secret to helm on stdin***"
+RENDER_UNSET_ID = "***unset: GPUHUB_GITHUB_CLIENT_ID***"
+
+
 class Secrets:
     """GitHub OAuth credentials. Never printed: repr masks them."""
 
@@ -502,6 +507,13 @@ class Secrets:
     def with_stand_ins(self) -> "Secrets":
         """Missing values replaced by a marker, for checks that never send them anywhere."""
         values = {k: self._values.get(k) or "stand-in-for-check" for k in SECRET_ENV}
+        return Secrets(values, self.origin)
+
+    def masked(self) -> "Secrets":
+        """For `inv render`: the client secret never written out, the public client id kept when
+        given; each missing or masked value is a marker naming what stands there."""
+        values = {"github_client_id": self._values.get("github_client_id") or RENDER_UNSET_ID,
+                  "github_client_secret": RENDER_MASK}
         return Secrets(values, self.origin)
 
     def __repr__(self) -> str:

@@ -33,7 +33,8 @@
 # Exit status: 0 installed/upgraded; 1 helm failed (the tail of its stderr on stderr);
 #   2 bad input (nothing changed on the cluster).
 #
-# Example (by hand, as root, on the server):
+# Example (by hand, as root, on the server; `inv render` masks the OAuth client secret in
+# jupyterhub-values.yaml: put the real one into a 0600 copy first):
 #   RELEASE=jhub NAMESPACE=jhub CHART=jupyterhub CHART_REPO=https://hub.jupyter.org/helm-chart/ \
 #     CHART_VERSION=4.4.0 VALUES_BYTES=$(stat -c %s rendered/cluster/jupyterhub-values.yaml) \
 #     scripts/helm-release.sh < rendered/cluster/jupyterhub-values.yaml
