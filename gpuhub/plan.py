@@ -183,9 +183,9 @@ class Run:
         file); the shell steps and the Python helpers they run (pod-why.py)."""
         target = self.targets[host.name]
         facts = self.facts.get(host.name)
-        have = facts.values.setdefault("scripts_sha", {}) if facts is not None else {}
-        if have is None:
-            have = facts.values["scripts_sha"] = {}
+        have = {}
+        if facts is not None:  # parse_sha256sums gives {} for none: kept up to date below
+            have = facts.values["scripts_sha"] = facts.values.get("scripts_sha") or {}
         scripts = sorted([*LOCAL_SCRIPTS.glob("*.sh"), *LOCAL_SCRIPTS.glob("*.py")],
                          key=lambda p: (p.name != "install-file.sh", p.name))
         for script in scripts:

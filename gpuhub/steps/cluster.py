@@ -55,7 +55,6 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
         return None
-    namespace, name = release.split("/")
     upgrade = helm_upgrade(step, release, chart_key, repo, version, wanted_values, timeout_s)
     if current and current["status"] in f.PENDING:
         return repair_pending(ctx, step, release, label, current, timeout_s, upgrade, version)
