@@ -14,6 +14,7 @@ from gpuhub.plan import PROVISION
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
 WAIT_HELP = "wait for another gpuhub run on these hosts to finish instead of refusing"
 JSON_HELP = "print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr"
+VERBOSE_HELP = "show under each change the scripts it runs with their inputs, and the files it writes"
 _hosts = {}      # original -H name -> Connection, in the order given
 _options = {}
 
@@ -26,52 +27,57 @@ def _collect(c, **options):
 @task
 def _plan_all(c):
     cli.show_plan(cli.remote_run(_hosts, _options["inventory"], PROVISION),
-                  as_json=_options["json"], check=_options["check"])
+                  as_json=_options["json"], check=_options["check"], verbose=_options["verbose"])
 
 
 @task
 def _provision_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], PROVISION, fail_fast=_options["fail_fast"],
                          verify=_options["verify"])
+    _plan_or_apply(c, run)
+
+
+def _plan_or_apply(c, run):
     if cli.plan_only(c, _options["plan"]):
-        cli.show_plan(run, as_json=_options["json"])
+        cli.show_plan(run, as_json=_options["json"], verbose=_options["verbose"])
     else:
-        cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"])
+        cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"],
+                  verbose=_options["verbose"])
 
 
 @task
 def _reset_all(c):
     run = cli.remote_run(_hosts, _options["inventory"], ("k3s.reset",),
                          destroy_user_data=_options["destroy_user_data"])
-    if cli.plan_only(c, _options["plan"]):
-        cli.show_plan(run, as_json=_options["json"])
-    else:
-        cli.apply(run, yes=_options["yes"], wait=_options["wait"], as_json=_options["json"])
+    _plan_or_apply(c, run)
 
 
 @task(post=[_provision_all], help=dict(INVENTORY_HELP, plan="show what would change and change nothing",
                                        yes="allow destructive changes",
                                        fail_fast="stop at the first failing host", wait=WAIT_HELP,
-                                       json=JSON_HELP,
+                                       json=JSON_HELP, verbose=VERBOSE_HELP,
                                        verify="run the GPU test Job on every GPU node even when nothing changed"))
-def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False, json=False, verify=False):
+def provision(c, inventory=None, plan=False, yes=False, fail_fast=False, wait=False, json=False, verify=False,
+              verbose=False):
     """Provision the -H hosts (default: every inventory host): server, agents, plugin, hub, GPU test."""
-    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait, json=json, verify=verify)
+    _collect(c, inventory=inventory, plan=plan, yes=yes, fail_fast=fail_fast, wait=wait, json=json, verify=verify,
+             verbose=verbose)
 
 
 @task(post=[_plan_all], help=dict(INVENTORY_HELP, check="exit 2 when anything would change",
-                                  json="print the plan as JSON"))
-def plan(c, inventory=None, check=False, json=False):
+                                  json="print the plan as JSON", verbose=VERBOSE_HELP))
+def plan(c, inventory=None, check=False, json=False, verbose=False):
     """Show, per host and step, what provisioning would change (default: every host). Changes nothing."""
-    _collect(c, inventory=inventory, check=check, json=json)
+    _collect(c, inventory=inventory, check=check, json=json, verbose=verbose)
 
 
 @task(post=[_reset_all], help=dict(INVENTORY_HELP, yes="confirm the uninstall", plan="show the plan only",
                                    destroy_user_data="do not back up users' volumes first", wait=WAIT_HELP,
-                                   json=JSON_HELP))
-def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wait=False, json=False):
+                                   json=JSON_HELP, verbose=VERBOSE_HELP))
+def reset(c, inventory=None, yes=False, plan=False, destroy_user_data=False, wait=False, json=False, verbose=False):
     """Uninstall K3s from the -H hosts (always named), backing up users' volumes first. Needs --yes."""
-    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data, wait=wait, json=json)
+    _collect(c, inventory=inventory, yes=yes, plan=plan, destroy_user_data=destroy_user_data, wait=wait, json=json,
+             verbose=verbose)
 
 
 @task

@@ -7,7 +7,8 @@ from gpuhub.plan import PROVISION
 INVENTORY_HELP = {"inventory": "inventory file (default: $GPUHUB_INVENTORY, else ./hosts.yaml)"}
 PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing",
                  wait="wait for another gpuhub run on this machine to finish instead of refusing",
-                 json="print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr")
+                 json="print the plan (or with no --plan, the result) as JSON on stdout; logs go to stderr",
+                 verbose="show under each change the scripts it runs with their inputs, and the files it writes")
 VERIFY_HELP = "run the GPU test Job on every GPU node even when nothing changed"
 
 
@@ -17,16 +18,17 @@ def render(c, inventory=None, out="rendered"):
     cli.render_to(inventory, out)
 
 
-@task(help=dict(INVENTORY_HELP, check="exit 2 when anything would change", json="print the plan as JSON"))
-def plan(c, inventory=None, check=False, json=False):
+@task(help=dict(INVENTORY_HELP, check="exit 2 when anything would change", json="print the plan as JSON",
+                verbose=PLAN_HELP["verbose"]))
+def plan(c, inventory=None, check=False, json=False, verbose=False):
     """Show, per step, what provisioning this machine would change. Changes nothing."""
-    cli.show_plan(cli.local_run(c, inventory, PROVISION), as_json=json, check=check)
+    cli.show_plan(cli.local_run(c, inventory, PROVISION), as_json=json, check=check, verbose=verbose)
 
 
 @task(help=dict(PLAN_HELP, yes="allow destructive changes", verify=VERIFY_HELP))
-def provision(c, inventory=None, plan=False, yes=False, wait=False, json=False, verify=False):
+def provision(c, inventory=None, plan=False, yes=False, wait=False, json=False, verify=False, verbose=False):
     """Run every step on this machine: K3s, GPU runtime, device plugin, hub, GPU test."""
-    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait, json=json, verify=verify)
+    _plan_or_apply(c, inventory, PROVISION, plan, yes, wait=wait, json=json, verify=verify, verbose=verbose)
 
 
 AUDIT_HELP = dict(INVENTORY_HELP, hosts="testinfra URLs, comma-separated: ssh://NAME is inventory host NAME "
@@ -46,16 +48,17 @@ def audit(c, inventory=None, hosts=None, ssh_config=None, workload=False, json=F
 
 
 @task(help=PLAN_HELP)
-def k3s_install(c, inventory=None, plan=False, wait=False, json=False):
+def k3s_install(c, inventory=None, plan=False, wait=False, json=False, verbose=False):
     """Install or upgrade the pinned K3s with gpuhub's config.yaml; wait for the node Ready."""
-    _plan_or_apply(c, inventory, ("k3s.install",), plan, wait=wait, json=json)
+    _plan_or_apply(c, inventory, ("k3s.install",), plan, wait=wait, json=json, verbose=verbose)
 
 
 @task(help=dict(PLAN_HELP, yes="confirm the uninstall",
                 destroy_user_data="do not back up users' volumes first"))
-def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False, wait=False, json=False):
+def k3s_reset(c, inventory=None, plan=False, yes=False, destroy_user_data=False, wait=False, json=False,
+              verbose=False):
     """Uninstall K3s, backing up users' volumes first. Destructive: needs --yes."""
-    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data, wait=wait, json=json)
+    _plan_or_apply(c, inventory, ("k3s.reset",), plan, yes, destroy_user_data, wait=wait, json=json, verbose=verbose)
 
 
 @task(help=INVENTORY_HELP)
@@ -65,15 +68,15 @@ def k3s_status(c, inventory=None):
 
 
 @task(help=PLAN_HELP)
-def gpu_runtime(c, inventory=None, plan=False, wait=False, json=False):
+def gpu_runtime(c, inventory=None, plan=False, wait=False, json=False, verbose=False):
     """Check the driver, install the NVIDIA container toolkit, make containerd use it."""
-    _plan_or_apply(c, inventory, ("gpu.runtime",), plan, wait=wait, json=json)
+    _plan_or_apply(c, inventory, ("gpu.runtime",), plan, wait=wait, json=json, verbose=verbose)
 
 
 @task(help=PLAN_HELP)
-def gpu_plugin(c, inventory=None, plan=False, wait=False, json=False):
+def gpu_plugin(c, inventory=None, plan=False, wait=False, json=False, verbose=False):
     """Install the NVIDIA device plugin with GPU feature discovery and time-slicing."""
-    _plan_or_apply(c, inventory, ("gpu.plugin",), plan, wait=wait, json=json)
+    _plan_or_apply(c, inventory, ("gpu.plugin",), plan, wait=wait, json=json, verbose=verbose)
 
 
 @task(help=dict(INVENTORY_HELP, wait=PLAN_HELP["wait"]))
@@ -83,9 +86,9 @@ def gpu_test(c, inventory=None, wait=False):
 
 
 @task(help=PLAN_HELP)
-def hub_launch(c, inventory=None, plan=False, wait=False, json=False):
+def hub_launch(c, inventory=None, plan=False, wait=False, json=False, verbose=False):
     """Install or upgrade JupyterHub with the rendered values; print its URL."""
-    _plan_or_apply(c, inventory, ("hub.launch",), plan, wait=wait, json=json)
+    _plan_or_apply(c, inventory, ("hub.launch",), plan, wait=wait, json=json, verbose=verbose)
 
 
 @task(help=dict(INVENTORY_HELP, values="a rendered jupyterhub-values.yaml (default: render it now)"))
@@ -101,12 +104,12 @@ def hub_status(c, inventory=None):
 
 
 def _plan_or_apply(c, inventory, steps, plan, yes=False, destroy_user_data=False, wait=False, json=False,
-                   verify=False):
+                   verify=False, verbose=False):
     run = cli.local_run(c, inventory, steps, destroy_user_data=destroy_user_data, verify=verify)
     if cli.plan_only(c, plan):
-        cli.show_plan(run, as_json=json)
+        cli.show_plan(run, as_json=json, verbose=verbose)
     else:
-        cli.apply(run, yes=yes, wait=wait, as_json=json)
+        cli.apply(run, yes=yes, wait=wait, as_json=json, verbose=verbose)
 
 
 def _namespace(name, *tasks):

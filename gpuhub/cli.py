@@ -137,27 +137,28 @@ def plan_only(context, plan: bool) -> bool:
     return plan or bool(context.config.run.dry)
 
 
-def show_plan(run, as_json=False, check=False) -> None:
-    from . import plan
+def show_plan(run, as_json=False, check=False, verbose=False) -> None:
+    from . import plan, term
     results = run.plan()
-    show(plan.as_json(results) if as_json else plan.format_plan(results))
+    show(plan.as_json(results) if as_json else plan.format_plan(results, verbose, term.enabled(sys.stdout)))
     code = plan.check_exit_code(results)
     if code == 1 or (check and code == 2):
         raise Exit(code=code)
 
 
-def apply(run, yes=False, wait=False, as_json=False) -> None:
-    from . import plan
+def apply(run, yes=False, wait=False, as_json=False, verbose=False) -> None:
+    from . import plan, term
     from .lock import LockHeld
+    color = term.enabled(sys.stderr)
     try:
         results = run.apply(yes=yes, wait=wait)
     except (plan.Refused, LockHeld) as e:
         raise Exit(f"gpuhub: nothing changed: {mask(str(e))}", code=1) from None
     except KeyboardInterrupt:
-        say(plan.format_recap(run.results, interrupted=True))
+        say(plan.format_recap(run.results, interrupted=True, color=color))
         raise Exit("gpuhub: stopped at once (second Ctrl-C); run it again to finish", code=1) from None
-    say(plan.format_plan(results))
-    say(plan.format_recap(results, interrupted=run.interrupted.is_set()))
+    say(plan.format_plan(results, verbose, color))
+    say(plan.format_recap(results, interrupted=run.interrupted.is_set(), color=color))
     if as_json:
         show(plan.result_json(results, interrupted=run.interrupted.is_set()))
     if run.interrupted.is_set():
@@ -172,9 +173,9 @@ STATUS_CHECKS = {"k3s": ("check_k3s_unit", "check_node"), "hub": ("check_hub_rea
 def show_status(run, what: str) -> None:
     """The plan of the given steps, then what the cluster reports (nodes, or the hub's pods); exit 1
     when the thing is not installed or not healthy, judged by the audit's own checks."""
-    from . import audit, plan
+    from . import audit, plan, term
     results = run.plan()
-    show(plan.format_plan(results))
+    show(plan.format_plan(results, color=term.enabled(sys.stdout)))
     server = run.facts.get(run.inv.server.name)
     if server is not None and what == "k3s":
         for name, node in sorted((server["nodes"] or {}).items()):

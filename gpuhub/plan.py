@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 from . import facts as f
 from .lock import RunLocks
+from .progress import Progress
 from .secret import mask
 from .steps import (BLOCKED, CHANGE, ERROR, LOCAL_SCRIPTS, OK, PENDING, RESTART_K3S, SCRIPTS_DIR, VERIFY,
                     Context, StepPlan)
 from .steps import cluster, k3s, runtime
 from .target import StepFailed
+from .term import paint
 
 HOST_STEPS = (("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_runtime),
               (k3s.RESET, k3s.plan_reset))
@@ -32,6 +34,7 @@ CLUSTER_STEPS = (("gpu.plugin", cluster.plan_plugin), ("hub.launch", cluster.pla
 NODE_STEPS = (("gpu.plugin", cluster.plan_node_plugin), ("gpu.test", cluster.plan_node_gpu_test))
 PROVISION = ("k3s.install", "gpu.runtime") + tuple(s for s, _ in CLUSTER_STEPS)
 HANDLERS = {RESTART_K3S: k3s.restart_k3s}
+HANDLER_LINES = {RESTART_K3S: k3s.restart_lines}
 
 
 def steps_for(host, server_name: str) -> tuple:
@@ -69,6 +72,7 @@ class HostRun:
     done: list = field(default_factory=list)      # "step: change" applied, in order
     not_done: list = field(default_factory=list)  # planned but not applied (failure, Ctrl-C)
     seconds: float = 0.0
+    handlers: list = field(default_factory=list)  # (handler, what it runs) that planned changes notify
 
     def as_json(self) -> dict:
         return {"role": self.role, "steps": [s.as_json() for s in self.steps],
@@ -83,6 +87,7 @@ class Run:
         self.inv, self.targets, self.secrets, self.only = inv, targets, secrets, only
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.log = lambda line: write(mask(line))  # what a step's output echoes stays ***
+        self.progress = Progress(self.log)
         self.destroy_user_data, self.fail_fast = destroy_user_data, fail_fast
         # `gpu.test` alone always tests; in a provision it tests what changed, or all with --verify.
         self.verify = verify or tuple(only) == ("gpu.test",)
@@ -142,7 +147,7 @@ class Run:
                        server_facts=self.facts.get(server.name), server_target=self.targets.get(server.name),
                        secrets=self.secrets, earlier=earlier if earlier is not None else {},
                        destroy_user_data=self.destroy_user_data, log=self.log, verify=self.verify,
-                       changed_hosts=self.changed_hosts())
+                       changed_hosts=self.changed_hosts(), progress=self.progress)
 
     def changed_hosts(self) -> frozenset:
         """Hosts whose own steps change (or changed) something in this run."""
@@ -173,7 +178,14 @@ class Run:
             later = (CLUSTER_STEPS if host.name == self.inv.server.name else ()) + (NODE_STEPS if self.agents_only else ())
             if later:
                 self.results[host.name].steps += plan_steps(self.context(host, earlier), later, self.only)
+            self.results[host.name].handlers = self.handlers_of(host)
         return self.results
+
+    def handlers_of(self, host) -> list:
+        """(handler, the lines of what it runs) for the handlers that this host's planned changes notify."""
+        notified = {h for s in self.results[host.name].steps if s.status in (CHANGE, VERIFY)
+                    for c in s.changes for h in c.notify}
+        return [(name, HANDLER_LINES[name](self.inv, host)) for name in HANDLERS if name in notified]
 
     # --- apply ---------------------------------------------------------------------------
 
@@ -211,29 +223,36 @@ class Run:
         planned = [(plan, change) for plan in run.steps if plan.id in step_ids and plan.status in (CHANGE, VERIFY)
                    for change in plan.changes]
         run.not_done += [f"{plan.id}: {change.summary}" for plan, change in planned]
-        for plan, change in planned:
-            if self.interrupted.is_set() or (self.locks and host.name in self.locks.lost):
+        stopped = False
+        for plan in [p for p in run.steps if p.id in step_ids and p.status in (CHANGE, VERIFY)]:
+            if stopped or self.interrupted.is_set() or (self.locks and host.name in self.locks.lost):
                 break
-            self.log(f"{host.name}: {plan.id}: {change.summary}")
-            mark = len(ctx.target.written)
-            try:
-                change.apply(ctx)
-            except BaseException:
-                # A file written for a K3s restart that will not happen now would wait for the
-                # next restart (a reboot) untested: put the previous versions back.
-                self.roll_back(ctx, waiting + (ctx.target.written[mark:] if change.notify else []))
-                raise
-            if change.notify:
-                waiting += ctx.target.written[mark:]
-            run.not_done.remove(f"{plan.id}: {change.summary}")
-            run.done.append(f"{plan.id}: {change.summary}")
-            run.changed = run.changed or plan.status == CHANGE
-            handlers += [h for h in change.notify if h not in handlers]
-            handlers = [h for h in handlers if h not in change.satisfies]
+            with self.progress.step(host.name, plan.id, f"{len(plan.changes)} change(s)"):
+                for change in plan.changes:
+                    if self.interrupted.is_set() or (self.locks and host.name in self.locks.lost):
+                        stopped = True
+                        break
+                    self.log(f"{host.name}: {plan.id}: {change.summary}")
+                    mark = len(ctx.target.written)
+                    try:
+                        with self.progress.waiting(host.name, plan.id, change.summary, verb="still at:"):
+                            change.apply(ctx)
+                    except BaseException:
+                        # A file written for a K3s restart that will not happen now would wait for the
+                        # next restart (a reboot) untested: put the previous versions back.
+                        self.roll_back(ctx, waiting + (ctx.target.written[mark:] if change.notify else []))
+                        raise
+                    if change.notify:
+                        waiting += ctx.target.written[mark:]
+                    run.not_done.remove(f"{plan.id}: {change.summary}")
+                    run.done.append(f"{plan.id}: {change.summary}")
+                    run.changed = run.changed or plan.status == CHANGE
+                    handlers += [h for h in change.notify if h not in handlers]
+                    handlers = [h for h in handlers if h not in change.satisfies]
         for handler in handlers:
-            self.log(f"{host.name}: {handler}" + (" (finishing the changes made before Ctrl-C)"
-                                                  if self.interrupted.is_set() else ""))
-            HANDLERS[handler](ctx, waiting)
+            with self.progress.step(host.name, handler, "finishing the changes made before Ctrl-C"
+                                    if self.interrupted.is_set() else "once, for the changes above"):
+                HANDLERS[handler](ctx, waiting)
             run.done.append(handler)
 
     def roll_back(self, ctx, written):
@@ -415,16 +434,34 @@ class Run:
 
 # --- output ------------------------------------------------------------------------------------
 
-def format_plan(results: dict) -> str:
+def format_plan(results: dict, verbose: bool = False, color: bool = False) -> str:
+    """The plan, a line per host and step. `verbose`: under each change what it runs (each script
+    with its inputs, as a command a sysadmin could run by hand; each file it writes, with its
+    content), and what the handlers run once after them. `color`: for a terminal (gpuhub.term)."""
     lines = []
     for run in results.values():
-        lines.append(f"{run.name} ({run.role})" + (f"  ERROR: {run.error}" if run.unreachable else ""))
+        lines.append(f"{run.name} ({run.role})" + (paint(f"  ERROR: {run.error}", "error", color)
+                                                   if run.unreachable else ""))
         for step in run.steps:
             text = step.summary if step.status in (CHANGE, VERIFY, OK) else step.reason
-            flags = [flag for flag, on in (("restarts K3s", step.restarts), ("DESTRUCTIVE", step.destructive))
+            flags = [paint(flag, flag, color) for flag, on in (("restarts K3s", step.restarts),
+                                                               ("DESTRUCTIVE", step.destructive))
                      if on and step.status == CHANGE]
             suffix = f"  [{', '.join(flags)}]" if flags else ""
-            lines.append(f"  {step.id:<12} {step.status:<8} {text}{suffix}")
+            lines.append(f"  {step.id:<12} {paint(f'{step.status:<8}', step.status, color)} {text}{suffix}")
+            if verbose and step.status in (CHANGE, VERIFY):
+                for change in step.changes:
+                    lines.append(f"      - {change.summary}")
+                    lines += [f"          {line}" for line in change.lines()
+                              or [f"nothing of its own: {', '.join(change.notify)} below does it"]]
+        if verbose:
+            for name, what in run.handlers:
+                lines.append(f"  {name:<12} {'then':<8} once, after the changes above")
+                lines += [f"          {line}" for line in what]
+    if verbose and any(s.status in (CHANGE, VERIFY) for r in results.values() for s in r.steps):
+        lines.append(f"(the scripts run from {SCRIPTS_DIR}/ on each host: gpuhub's scripts/, uploaded there "
+                     "first where their sha256 differs; what goes on stdin is described, not shown: `inv render` writes it "
+                     "for review, secrets masked)")
     return "\n".join(lines)
 
 
@@ -433,11 +470,11 @@ def host_state(run) -> str:
             else "interrupted" if run.not_done else "changed" if run.changed else "ok")
 
 
-def format_recap(results: dict, interrupted: bool = False) -> str:
+def format_recap(results: dict, interrupted: bool = False, color: bool = False) -> str:
     lines = ["", "RECAP" + ("  (interrupted: run it again to finish)" if interrupted else "")]
     for run in results.values():
         state = host_state(run)
-        lines.append(f"  {run.name:<16} {state:<12} {run.seconds:6.1f} s")
+        lines.append(f"  {run.name:<16} {paint(f'{state:<12}', state, color)} {run.seconds:6.1f} s")
         if run.not_done or (interrupted and run.done):
             lines += [f"      done:     {item}" for item in run.done]
             lines += [f"      not done: {item}" for item in run.not_done]

@@ -8,7 +8,7 @@ completes once all those pods run. helm waits for the Job up to its --timeout an
 meanwhile (helm v3.17.3 pkg/kube/client.go watchUntilReady). CUDA notebook images are several GB:
 on a slow link that is a silent half hour, then, past the timeout, "failed pre-install: timed out
 waiting for the condition". So gpuhub reads the hook's pods while helm waits, through a second
-command on the same connection, and says what each node is pulling.
+command on the same connection, and says what each node is pulling (gpuhub.progress).
 
 An init container of such a pod is pulling its image while it waits with reason
 PodInitializing (the kubelet's default waiting reason, pkg/kubelet/kubelet_pods.go; the kubelet
@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
-import time
-
 from . import facts as f
 from .target import StepFailed
 
-PROGRESS_S = 10
 PULLER = "hook-image-puller"
 FAILED_PULL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 
@@ -73,37 +69,20 @@ def puller_pods(ctx) -> list:
         return []
 
 
-def watched(ctx, apply):
-    """Run `apply(ctx)` (the hub's helm run) while a thread says, every PROGRESS_S, which image
-    each node is pulling. When helm gives up on the hook, the step's error says what the nodes
-    were still pulling and which setting gives them longer."""
+def watched(ctx, apply, what: str):
+    """Run `apply(ctx)` (the hub's helm run, waiting for `what`) while the run's progress says,
+    every few seconds, which image each node is pulling. When helm gives up on the hook, the
+    step's error says what the nodes were still pulling and which setting gives them longer."""
     ctx = ctx.on_server()
-    started, stop, last = time.monotonic(), threading.Event(), {"text": ""}
-
-    def report():
-        while not stop.wait(PROGRESS_S):
-            try:
-                text = describe(puller_pods(ctx))
-            except Exception:  # noqa: BLE001 - progress is a courtesy; the helm run decides
-                continue
-            if text:
-                last["text"] = text
-                ctx.log(f"{ctx.host.name}: hub.launch: helm waits for the image pulls "
-                        f"({int(time.monotonic() - started)} s): {text}")
-
-    thread = threading.Thread(target=report, name="gpuhub-image-pulls", daemon=True)
-    thread.start()
-    try:
-        apply(ctx)
-    except StepFailed as e:
-        stderr = e.result.stderr if e.result is not None else ""
-        if "timed out waiting for the condition" not in stderr or "pre-" not in stderr:
-            raise
-        still = describe(puller_pods(ctx)) or last["text"]
-        raise StepFailed(e.host, e.step, e.command, e.result, reason=(
-            f"helm gave up after hub.helm_timeout ({ctx.inv.hub['helm_timeout']}) waiting for the chart's image "
-            "pull (pre-install/pre-upgrade hook)" + (f": {still}" if still else "")
-            + ". What was pulled stays on the nodes; a slow link needs a longer hub.helm_timeout")) from None
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    with ctx.waiting("hub.launch", what, detail=lambda: describe(puller_pods(ctx))) as wait:
+        try:
+            apply(ctx)
+        except StepFailed as e:
+            stderr = e.result.stderr if e.result is not None else ""
+            if "timed out waiting for the condition" not in stderr or "pre-" not in stderr:
+                raise
+            still = describe(puller_pods(ctx)) or wait.last
+            raise StepFailed(e.host, e.step, e.command, e.result, reason=(
+                f"helm gave up after hub.helm_timeout ({ctx.inv.hub['helm_timeout']}) waiting for the chart's "
+                "image pull (pre-install/pre-upgrade hook)" + (f": {still}" if still else "")
+                + ". What was pulled stays on the nodes; a slow link needs a longer hub.helm_timeout")) from None

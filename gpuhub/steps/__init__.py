@@ -26,13 +26,110 @@ def command_deadline(wait_s: int) -> int:
 
 
 @dataclass
+class Action:
+    """One thing a change does, as data: what `--verbose` shows and what apply runs, from the
+    same record, so a reviewed plan is what happens. Kinds:
+      script: scripts/NAME on the host with `env` (and `stdin`, shown only by `stdin_label`:
+              the hub's values hold the OAuth secret), while saying it waits for `wait`;
+      upload: `text` (or the local file `local`) to the path `what`, mode `mode`;
+      remove: the path `what`, kept as the previous version;
+      call:   `run(ctx)`, Python that `what` describes (a poll through kubectl, a token copy).
+    `on="server"`: through the cluster's server (a node's share of the cluster steps)."""
+    kind: str
+    what: str
+    step: str = ""
+    env: dict = field(default_factory=dict)
+    stdin: str = None
+    stdin_label: str = ""
+    text: str = None
+    text_label: str = ""  # what an upload's text is, shown instead of it
+    local: object = None
+    mode: int = 0o644
+    backup: bool = True
+    timeout: int = None
+    wait: str = ""
+    run: Callable = None
+    on: str = ""
+    around: Callable = None  # a script run as around(ctx, run): a watch of its own while it waits
+
+    def execute(self, ctx):
+        ctx = ctx.on_server() if self.on == "server" else ctx
+        if self.kind == "script":
+            def run(c):
+                return c.script(self.what, self.step, self.env, stdin=self.stdin, timeout=self.timeout)
+            if self.around is not None:
+                return self.around(ctx, run)
+            if not self.wait:
+                return run(ctx)
+            with ctx.waiting(self.step, self.wait):
+                return run(ctx)
+        if self.kind == "upload":
+            if self.local is not None:
+                return ctx.target.put_file(self.local, self.what, self.mode, backup=self.backup)
+            return ctx.target.put_text(self.text, self.what, self.mode, backup=self.backup)
+        if self.kind == "remove":
+            return ctx.target.remove(self.what)
+        return self.run(ctx)
+
+    def lines(self) -> list:
+        """What `--verbose` prints: a command a sysadmin could run by hand, or what is done."""
+        import shlex
+        where = " (on the server)" if self.on == "server" else ""
+        if self.kind == "script":
+            inputs = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in self.env.items())
+            command = f"{'env ' + inputs + ' ' if inputs else ''}{SCRIPTS_DIR}/{self.what}"
+            lines = [f"run{where}: {command}"]
+            if self.stdin_label:
+                lines.append(f"  stdin: {self.stdin_label}")
+            return lines
+        if self.kind == "upload":
+            keep = ", previous version kept" if self.backup else ""
+            if self.local is not None:
+                return [f"upload{where}: {self.local} -> {self.what} (mode {self.mode:04o}{keep})"]
+            lines = [f"write{where}: {self.what} (mode {self.mode:04o}, {len(self.text.encode())} bytes{keep})"]
+            if self.text_label:
+                return lines + [f"  content: {self.text_label}"]
+            shown = self.text.splitlines()
+            return lines + [f"  | {line}" for line in shown[:40]] + (
+                [f"  | ... ({len(shown) - 40} more lines)"] if len(shown) > 40 else [])
+        if self.kind == "remove":
+            return [f"remove{where}: {self.what} (previous version kept)"]
+        return [f"gpuhub{where}: {self.what}"]
+
+
+def script(step: str, name: str, env: dict, **more) -> Action:
+    return Action("script", name, step=step, env=dict(env), **more)
+
+
+def upload(path: str, text: str = None, mode: int = 0o644, **more) -> Action:
+    return Action("upload", path, text=text, mode=mode, **more)
+
+
+def call(what: str, run: Callable, **more) -> Action:
+    return Action("call", what, run=run, **more)
+
+
+@dataclass
 class Change:
     summary: str
-    apply: Callable  # apply(ctx) -> None; raises target.StepFailed
+    apply: Callable = None  # apply(ctx) -> None; raises target.StepFailed. Default: run `actions`
     restarts: bool = False      # K3s restarts: running notebooks die
     destructive: bool = False   # needs --yes
     notify: tuple = ()          # handlers to run once per host after its changes
     satisfies: tuple = ()       # handlers this change performs itself (a restart it already did)
+    actions: tuple = ()         # what it does, as data (Action); `--verbose` shows them
+
+    def __post_init__(self):
+        self.actions = tuple(self.actions)
+        if self.apply is None:
+            self.apply = self.run_actions
+
+    def run_actions(self, ctx):
+        for action in self.actions:
+            action.execute(ctx)
+
+    def lines(self) -> list:
+        return [line for action in self.actions for line in action.lines()]
 
 
 @dataclass
@@ -96,6 +193,14 @@ class Context:
     # converged run changes nothing and starts no Job (issue 13).
     verify: bool = False
     changed_hosts: frozenset = frozenset()
+    progress: object = None  # gpuhub.progress.Progress of the run; one of its own otherwise
+
+    def waiting(self, step: str, what: str, detail=None):
+        """A block that waits: says every few seconds what for and for how long (gpuhub.progress)."""
+        if self.progress is None:
+            from ..progress import Progress
+            self.progress = Progress(self.log)
+        return self.progress.waiting(self.host.name, step, what, detail)
 
     def on_server(self) -> "Context":
         """This run, acting on the cluster's server: cluster changes go through its kubectl."""

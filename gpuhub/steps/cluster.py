@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from dataclasses import replace
 
 from .. import facts as f
 from .. import names, pulls, render
 from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
-from . import VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, changes, command_deadline, pending
+from . import (SCRIPTS_DIR, VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, call, changes, command_deadline,
+               pending, script, upload)
 
 PLUGIN, HUB, GPU_TEST = "gpu.plugin", "hub.launch", "gpu.test"
 PLUGIN_RELEASE = "nvidia-device-plugin/nvdp"
@@ -55,7 +57,7 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
         return None
-    upgrade = helm_upgrade(step, release, chart_key, repo, version, wanted_values, timeout_s)
+    upgrade = helm_upgrade(ctx.inv, step, release, chart_key, repo, version, wanted_values, timeout_s)
     if current and current["status"] in f.PENDING:
         return repair_pending(ctx, step, release, label, current, timeout_s, upgrade, version)
     if current is None:
@@ -68,27 +70,31 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
         differing = sorted({k for k in set(compared) | set(current_values or {})
                             if (current_values or {}).get(k) != compared.get(k)})
         summary = f"update {label} release {release} values ({', '.join(differing)})"
-    return Change(summary, upgrade)
+    return Change(summary, actions=upgrade)
 
 
-def helm_upgrade(step, release, chart_key, repo, version, wanted_values, timeout_s):
+VALUES_FILES = {"plugin_chart": "cluster/device-plugin-values.yaml", "hub_chart": "cluster/jupyterhub-values.yaml"}
+
+
+def helm_upgrade(inv, step, release, chart_key, repo, version, wanted_values, timeout_s) -> list:
+    """helm upgrade --install of `release` (the airgap chart uploaded first, when given)."""
     namespace, name = release.split("/")
-
-    def apply(c: Context):
-        chart_file = c.inv.airgap_file(chart_key)
-        if chart_file:
-            chart = f"{WORK_DIR}/{chart_file.name}"
-            c.target.put_file(chart_file, chart, backup=False)
-        else:
-            chart = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}[chart_key]
-        # JSON is YAML. On stdin, never in a file of ours: the hub's values hold the OAuth secret,
-        # and the script keeps them in memory (/run) only while helm runs.
-        values = json.dumps(wanted_values)
-        c.script("helm-release.sh", step, {"RELEASE": name, "NAMESPACE": namespace, "CHART": chart,
-                                           "CHART_REPO": "" if chart_file else repo, "CHART_VERSION": version,
-                                           "TIMEOUT_S": str(timeout_s), "VALUES_BYTES": str(len(values.encode()))},
-                 stdin=values, timeout=command_deadline(timeout_s))
-    return apply
+    chart_file = inv.airgap_file(chart_key)
+    uploads = []
+    if chart_file:
+        chart = f"{WORK_DIR}/{chart_file.name}"
+        uploads.append(upload(chart, local=chart_file, backup=False))
+    else:
+        chart = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}[chart_key]
+    # JSON is YAML. On stdin, never in a file of ours: the hub's values hold the OAuth secret,
+    # and the script keeps them in memory (/run) only while helm runs.
+    values = json.dumps(wanted_values)
+    return uploads + [script(step, "helm-release.sh", {
+        "RELEASE": name, "NAMESPACE": namespace, "CHART": chart, "CHART_REPO": "" if chart_file else repo,
+        "CHART_VERSION": version, "TIMEOUT_S": str(timeout_s), "VALUES_BYTES": str(len(values.encode()))},
+        stdin=values, stdin_label=f"the values as JSON, {len(values.encode())} bytes: what `inv render` writes "
+                                  f"to {VALUES_FILES[chart_key]}",
+        timeout=command_deadline(timeout_s), wait=f"helm to deploy {release}, up to {timeout_s} s")]
 
 
 def repair_pending(ctx, step, release, label, current, timeout_s, upgrade, version):
@@ -109,21 +115,17 @@ def repair_pending(ctx, step, release, label, current, timeout_s, upgrade, versi
     namespace, name = release.split("/")
     base = {"RELEASE": name, "NAMESPACE": namespace, "TIMEOUT_S": str(timeout_s)}
     if current["deployed"] is not None:
-        def apply(c: Context):
-            c.script("helm-release.sh", step, dict(base, ACTION="rollback", REVISION=str(current["deployed"])),
-                     timeout=command_deadline(timeout_s))
-            upgrade(c)
+        rollback = script(step, "helm-release.sh", dict(base, ACTION="rollback", REVISION=str(current["deployed"])),
+                          timeout=command_deadline(timeout_s), wait=f"helm to roll {release} back")
         return Change(f"repair {label} release {release}: left {stuck} {_minutes(age)} ago by an interrupted "
                       f"run; roll back to revision {current['deployed']}, the last deployed, then upgrade to "
-                      f"chart {version}", apply)
-
-    def reinstall(c: Context):
-        c.script("helm-release.sh", step, dict(base, ACTION="uninstall"), timeout=command_deadline(timeout_s))
-        upgrade(c)
+                      f"chart {version}", actions=[rollback, *upgrade])
+    uninstall = script(step, "helm-release.sh", dict(base, ACTION="uninstall"), timeout=command_deadline(timeout_s),
+                       wait=f"helm to uninstall {release}")
     lost = " and the hub database's volume (users, tokens, servers' records)" if step == HUB else ""
     return Change(f"repair {label} release {release}: left {stuck} {_minutes(age)} ago by an interrupted "
                   f"run, never deployed; uninstall it (deletes its objects{lost}), then install chart {version}",
-                  reinstall, destructive=True)
+                  actions=[uninstall, *upgrade], destructive=True)
 
 
 def _minutes(seconds: int) -> str:
@@ -156,23 +158,31 @@ def plan_plugin(ctx: Context) -> StepPlan:
     for host in inv.gpu_hosts:
         if nodes[host.name]["labels"].get(SHARING_LABEL) != host.plugin_config:
             items.append(Change(f"label node {host.name} {SHARING_LABEL}={host.plugin_config}",
-                                lambda c, h=host: label_node(c, h)))
+                                actions=[label_node(host)]))
     if items:
-        items.append(Change("wait for every GPU node to offer GPUs x replicas", verify_allocatable))
+        items.append(Change("wait for every GPU node to offer GPUs x replicas", actions=[allocatable_wait(inv.gpu_hosts)]))
         return changes(PLUGIN, items)
     problems, unhealthy = allocatable_problems(inv, nodes)
     if unhealthy:
         return changes(PLUGIN, [Change(f"restart the device plugin pod on {', '.join(unhealthy)}: GPUs marked "
-                                       "unhealthy after a restart (NVIDIA/k8s-device-plugin#426)", verify_allocatable)])
+                                       "unhealthy after a restart (NVIDIA/k8s-device-plugin#426)",
+                                       actions=[allocatable_wait(inv.gpu_hosts)])])
     if problems:
         return blocked(PLUGIN, "; ".join(problems) + plugin_pod_reasons(ctx.facts["plugin_pods"]))
     offered = ", ".join(f"{h.name} {h.allocatable}" for h in inv.gpu_hosts)
     return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}")
 
 
-def label_node(ctx: Context, host):
-    ctx.on_server().target.check(f"{f.KUBECTL} label node {host.name} --overwrite "
-                                 f"{SHARING_LABEL}={host.plugin_config}", PLUGIN)
+def label_node(host):
+    command = f"{f.KUBECTL} label node {host.name} --overwrite {SHARING_LABEL}={host.plugin_config}"
+    return call(f"run {command}", lambda c: c.target.check(command, PLUGIN), on="server")
+
+
+def allocatable_wait(hosts):
+    names = ", ".join(h.name for h in hosts)
+    return call(f"poll `{f.KUBECTL} get nodes -o json` every 2 s, up to {PLUGIN_WAIT_S} s, until {names} offer "
+                "their GPUs x replicas; a node offering 0 with full capacity gets its device plugin pod deleted "
+                "once (NVIDIA/k8s-device-plugin#426)", lambda c: verify_allocatable(c, hosts), on="server")
 
 
 def allocatable_problems(inv, nodes, hosts=None):
@@ -226,6 +236,13 @@ def verify_allocatable(ctx: Context, hosts=None):
     unhealthy-after-restart case once by deleting the plugin pod on that node; fail with the
     reason otherwise. Through the server's kubectl."""
     ctx = ctx.on_server()
+    names = ", ".join(h.name for h in (ctx.inv.gpu_hosts if hosts is None else hosts))
+    state = {"left": ""}
+    with ctx.waiting(PLUGIN, f"{names} to offer their GPUs", detail=lambda: state["left"]):
+        _poll_allocatable(ctx, hosts, state)
+
+
+def _poll_allocatable(ctx: Context, hosts, state):
     namespace = PLUGIN_RELEASE.split("/")[0]
     healed = set()
     deadline = time.monotonic() + PLUGIN_WAIT_S
@@ -234,6 +251,7 @@ def verify_allocatable(ctx: Context, hosts=None):
         problems, unhealthy = allocatable_problems(ctx.inv, nodes or {}, hosts)
         if not problems and not unhealthy:
             return
+        state["left"] = "; ".join(problems + [f"{n} offers 0 (unhealthy)" for n in unhealthy])
         for name in unhealthy:
             if name not in healed:
                 pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} "
@@ -276,11 +294,14 @@ def plan_hub(ctx: Context) -> StepPlan:
         return blocked(HUB, str(e))
     if release is None:
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
-    checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}",
-                     lambda c: (check_hub(c, values), pulls.watched(c, release.apply)),
-                     destructive=release.destructive)
+    helm = [a for a in release.actions if a.kind == "script"][-1]
+    checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}", actions=[
+        call("load the values into the real JupyterHub, GitHubOAuthenticator and KubeSpawner classes "
+             "(`inv hub.check`); nothing goes to helm when they refuse them", lambda c: check_hub(c, values)),
+        *[a if a is not helm else replace(helm, around=lambda c, run: pulls.watched(c, run, helm.wait))
+          for a in release.actions]], destructive=release.destructive)
     return changes(HUB, [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
-                                         wait_hub)])
+                                         actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
 
 
 def check_hub(ctx: Context, values: dict):
@@ -298,10 +319,14 @@ def check_hub(ctx: Context, values: dict):
                          + "; ".join(problems) + " (nothing was sent to helm)")
 
 
-def wait_hub(ctx: Context):
-    for component in ("hub", "proxy"):
-        ctx.script("wait-ready.sh", HUB, {"NAMESPACE": ctx.inv.hub["namespace"], "SELECTOR": f"component={component}",
-                                          "TIMEOUT": str(HUB_WAIT_S)}, timeout=command_deadline(HUB_WAIT_S))
+def wait_hub(inv) -> list:
+    return [script(HUB, "wait-ready.sh", {"NAMESPACE": inv.hub["namespace"], "SELECTOR": f"component={component}",
+                                          "TIMEOUT": str(HUB_WAIT_S)},
+                   timeout=command_deadline(HUB_WAIT_S), wait=f"the {component} pod to be Ready")
+            for component in ("hub", "proxy")]
+
+
+def hub_up(ctx: Context):
     ctx.log(f"JupyterHub is up: https://{ctx.inv.hub['hostname']}/")
 
 
@@ -332,11 +357,11 @@ def plan_node_plugin(ctx: Context) -> StepPlan:
     items = []
     if node["labels"].get(SHARING_LABEL) != host.plugin_config:
         items.append(Change(f"label node {host.name} {SHARING_LABEL}={host.plugin_config} (through {server})",
-                            lambda c: label_node(c, host)))
+                            actions=[label_node(host)]))
     problems, unhealthy = allocatable_problems(inv, {host.name: node}, [host])
     if items or problems or unhealthy:
         items.append(Change(f"wait for {host.name} to offer {host.allocatable} {host.gpu_resource}",
-                            lambda c: verify_allocatable(c, [host])))
+                            actions=[allocatable_wait([host])]))
     return changes(PLUGIN, items, note=f"node {host.name} offers {host.allocatable} {host.gpu_resource}")
 
 
@@ -359,7 +384,7 @@ def plan_node_gpu_test(ctx: Context) -> StepPlan:
         return StepPlan(GPU_TEST, "ok", note=SKIPPED)
     waiting = "after gpu.plugin" if ctx.changed_before(PLUGIN, "k3s.install", "gpu.runtime") else ""
     return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {host.name} (through "
-                                                      f"{ctx.inv.server.name})", lambda c: run_gpu_tests(c, [host]))],
+                                                      f"{ctx.inv.server.name})", actions=gpu_tests(ctx.inv, [host]))],
                     reason=waiting)
 
 
@@ -373,22 +398,32 @@ def plan_gpu_test(ctx: Context) -> StepPlan:
     waiting = cluster_not_ready(ctx) or ("after gpu.plugin" if ctx.changed_before(PLUGIN) else "")
     names = ", ".join(h.name for h in hosts)
     return StepPlan(GPU_TEST, VERIFY, changes=[Change(f"run the GPU test Job on {names}",
-                                                      lambda c: run_gpu_tests(c, hosts))], reason=waiting)
+                                                      actions=gpu_tests(ctx.inv, hosts))], reason=waiting)
 
 
-def run_gpu_tests(ctx: Context, hosts=None):
-    """The GPU test Job on every GPU node (or those of `hosts`), through the server."""
-    ctx = ctx.on_server()
-    for host in ctx.inv.gpu_hosts if hosts is None else hosts:
-        job = render.gpu_test_job(ctx.inv, host)
-        path = f"{WORK_DIR}/{job['metadata']['name']}.yaml"
-        ctx.target.put_text(render.dump(job), path, 0o644, backup=False)
-        result = ctx.script("gpu-test.sh", GPU_TEST, {"JOB_FILE": path, "JOB_NAME": job["metadata"]["name"],
-                                                      "NAMESPACE": job["metadata"]["namespace"],
-                                                      "TIMEOUT": str(GPU_TEST_WAIT_S)},
-                           timeout=command_deadline(GPU_TEST_WAIT_S))
-        seen = next((line for line in result.stdout.splitlines() if line.startswith("GPU ")), "")
-        passed = "Test PASSED" in result.stdout
-        if not passed:
-            raise StepFailed(ctx.host.name, GPU_TEST, "gpu-test.sh", result, reason=f"the test on {host.name} did not pass")
-        ctx.log(f"{host.name}: gpu.test: passed" + (f" on {seen}" if seen else ""))
+def gpu_tests(inv, hosts) -> list:
+    """The GPU test Job on each of `hosts`, through the server: its manifest (pinned to the node),
+    then gpu-test.sh, which applies it, waits for it and prints its log; then the log is judged."""
+    actions = []
+    for host in hosts:
+        job = render.gpu_test_job(inv, host)
+        name = job["metadata"]["name"]
+        path = f"{WORK_DIR}/{name}.yaml"
+        actions += [upload(path, render.dump(job), 0o644, backup=False, on="server",
+                           text_label=f"cluster/gpu-test.yaml as `inv render` writes it, named {name}, pinned to "
+                                      f"node {host.name}, asking for one {host.gpu_resource}"),
+                    call(f"run {SCRIPTS_DIR}/gpu-test.sh with JOB_FILE={path} JOB_NAME={name} NAMESPACE="
+                         f"{job['metadata']['namespace']} TIMEOUT={GPU_TEST_WAIT_S}; it passes when the Job's log "
+                         "says Test PASSED", lambda c, h=host, p=path, j=job: run_gpu_test(c, h, p, j), on="server")]
+    return actions
+
+
+def run_gpu_test(ctx: Context, host, path: str, job: dict):
+    env = {"JOB_FILE": path, "JOB_NAME": job["metadata"]["name"], "NAMESPACE": job["metadata"]["namespace"],
+           "TIMEOUT": str(GPU_TEST_WAIT_S)}
+    with ctx.waiting(GPU_TEST, f"the GPU test Job on {host.name}"):
+        result = ctx.script("gpu-test.sh", GPU_TEST, env, timeout=command_deadline(GPU_TEST_WAIT_S))
+    seen = next((line for line in result.stdout.splitlines() if line.startswith("GPU ")), "")
+    if "Test PASSED" not in result.stdout:
+        raise StepFailed(ctx.host.name, GPU_TEST, "gpu-test.sh", result, reason=f"the test on {host.name} did not pass")
+    ctx.log(f"{host.name}: gpu.test: passed" + (f" on {seen}" if seen else ""))

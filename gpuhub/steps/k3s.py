@@ -8,7 +8,8 @@ from .. import facts as f
 from .. import render
 from ..secret import Secret
 from ..target import StepFailed
-from . import RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, changes, command_deadline, ok
+from . import (RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, call, changes,
+               command_deadline, ok, script, upload)
 
 INSTALL, RESET = "k3s.install", "k3s.reset"
 
@@ -17,12 +18,12 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def upload_airgap(ctx: Context, key: str, path: str, mode: int = 0o644):
-    local = ctx.inv.airgap_file(key)
+def airgap_upload(inv, key: str, path: str, mode: int = 0o644):
+    """(the path on the host, [its upload]) for airgap file `key`, or ("", []) when not given."""
+    local = inv.airgap_file(key)
     if local is None:
-        return ""
-    ctx.target.put_file(local, path, mode, backup=False)
-    return path
+        return "", []
+    return path, [upload(path, local=local, mode=mode, backup=False)]
 
 
 def airgap_arch_problem(inv, arch) -> str:
@@ -55,21 +56,25 @@ def plan_install(ctx: Context) -> StepPlan:
 
     if fx["k3s_config_sha"] != sha256(config_text):
         verb = "write" if fx["k3s_config_sha"] is None else "update"
-        items.append(Change(f"{verb} {f.K3S_CONFIG}", lambda c: c.target.put_text(config_text, f.K3S_CONFIG, 0o600),
+        items.append(Change(f"{verb} {f.K3S_CONFIG}", actions=[upload(f.K3S_CONFIG, config_text, 0o600)],
                             restarts=running, notify=(RESTART_K3S,)))
     if host.role == "agent":
         server_sha = ctx.server_facts["server_token_sha"] if ctx.server_facts else None
         if server_sha is None or fx["agent_token_sha"] != server_sha:
             items.append(Change(f"copy the node token from {inv.server.name} into {f.AGENT_TOKEN} (0600)",
-                                copy_token, restarts=running, notify=(RESTART_K3S,)))
+                                actions=[call(f"read {f.SERVER_TOKEN} on {inv.server.name} (over SSH, into memory) "
+                                              f"and write it to {f.AGENT_TOKEN} here, mode 0600; never shown",
+                                              copy_token)],
+                                restarts=running, notify=(RESTART_K3S,)))
     if installed != wanted_version:
         summary = (f"install K3s {wanted_version}" if installed is None
                    else f"upgrade K3s {installed} -> {wanted_version}")
         if inv.airgap_file("k3s_binary"):
             summary += " (airgap)"
-        items.append(Change(summary, install_k3s, restarts=installed is not None, notify=(RESTART_K3S,)))
+        items.append(Change(summary, actions=install_k3s(inv, host), restarts=installed is not None,
+                            notify=(RESTART_K3S,)))
     elif not (unit["active"] and unit["enabled"]) and not items:
-        items.append(Change(f"start and enable {ctx.k3s_unit}", lambda c: None, notify=(RESTART_K3S,)))
+        items.append(Change(f"start and enable {ctx.k3s_unit}", notify=(RESTART_K3S,)))
     if host.role == "server":
         helm = helm_change(ctx)
         if helm:
@@ -88,13 +93,11 @@ def helm_change(ctx: Context):
         if ctx.facts["helm_version"] == wanted:
             return None
         summary = f"install helm {wanted}"
-
-    def apply(c: Context):
-        env = {"HELM_VERSION": wanted}
-        if airgap is not None:
-            env["HELM_BINARY"] = upload_airgap(c, "helm_binary", f"{WORK_DIR}/helm", 0o755)
-        c.script("helm-install.sh", INSTALL, env)
-    return Change(summary, apply)
+    env = {"HELM_VERSION": wanted}
+    path, uploads = airgap_upload(ctx.inv, "helm_binary", f"{WORK_DIR}/helm", 0o755)
+    if path:
+        env["HELM_BINARY"] = path
+    return Change(summary, actions=uploads + [script(INSTALL, "helm-install.sh", env)])
 
 
 def copy_token(ctx: Context):
@@ -109,17 +112,20 @@ def copy_token(ctx: Context):
     ctx.target.put_text(secret.reveal() + "\n", f.AGENT_TOKEN, 0o600, backup=False)
 
 
-def install_k3s(ctx: Context):
-    inv, host = ctx.inv, ctx.host
+def install_k3s(inv, host) -> list:
+    """The airgap files (when given), then k3s-install.sh."""
     env = {"K3S_ROLE": host.role, "K3S_VERSION": inv.cluster["k3s_version"]}
-    env["K3S_INSTALL_SCRIPT"] = upload_airgap(ctx, "k3s_install_script", f"{WORK_DIR}/k3s-install.sh", 0o755)
-    env["K3S_BINARY"] = upload_airgap(ctx, "k3s_binary", f"{WORK_DIR}/k3s", 0o755)
     images = inv.airgap_file("k3s_images")
-    env["K3S_IMAGES"] = upload_airgap(ctx, "k3s_images", f"{WORK_DIR}/{images.name}") if images else ""
+    uploads = []
+    for key, path, mode in (("k3s_install_script", f"{WORK_DIR}/k3s-install.sh", 0o755),
+                            ("k3s_binary", f"{WORK_DIR}/k3s", 0o755),
+                            ("k3s_images", f"{WORK_DIR}/{images.name}" if images else "", 0o644)):
+        env[key.upper()], more = airgap_upload(inv, key, path, mode)
+        uploads += more
     if host.role == "agent":
         env["K3S_URL"] = inv.server_url
         env["K3S_TOKEN_FILE"] = f.AGENT_TOKEN
-    ctx.script("k3s-install.sh", INSTALL, env)
+    return uploads + [script(INSTALL, "k3s-install.sh", env, wait="the K3s install (download, unit start)")]
 
 
 READY_TIMEOUT_S = 120       # for the unit to be active again (k3s-restart.sh)
@@ -145,21 +151,37 @@ def restart_k3s(ctx: Context, written=()):
     try:
         if ctx.host.role == "agent":
             check_agent_token(ctx)
-        ctx.script("k3s-restart.sh", INSTALL, env, timeout=command_deadline(READY_TIMEOUT_S))
+        with ctx.waiting(RESTART_K3S, f"{ctx.k3s_unit} to be active again"):
+            ctx.script("k3s-restart.sh", INSTALL, env, timeout=command_deadline(READY_TIMEOUT_S))
         wait_node(ctx, since, logged)
     except StepFailed as failed:
         raise rolled_back(ctx, failed, written) from None
 
 
 def restart_env(ctx: Context, require_runtime: bool = True) -> dict:
+    return host_restart_env(ctx.inv, ctx.host, require_runtime)
+
+
+def host_restart_env(inv, host, require_runtime: bool = True) -> dict:
     """k3s-restart.sh's inputs. No NODE_NAME: the node is checked here, through the server, for
     servers and agents alike (wait_node)."""
-    env = {"K3S_UNIT": ctx.k3s_unit, "READY_TIMEOUT": str(READY_TIMEOUT_S)}
-    if ctx.host.role == "agent":
-        env["SERVER_URL"] = ctx.inv.server_url
-    if require_runtime and ctx.host.gpus and ctx.inv.nvidia_is_default:
+    env = {"K3S_UNIT": "k3s" if host.role == "server" else "k3s-agent", "READY_TIMEOUT": str(READY_TIMEOUT_S)}
+    if host.role == "agent":
+        env["SERVER_URL"] = inv.server_url
+    if require_runtime and host.gpus and inv.nvidia_is_default:
         env["REQUIRE_RUNTIME"] = "nvidia"
     return env
+
+
+def restart_lines(inv, host) -> list:
+    """What the restart-k3s handler runs, for `--verbose` (restart_k3s does it)."""
+    restart = script(INSTALL, "k3s-restart.sh", host_restart_env(inv, host))
+    first = ([f"check that {inv.server.name} answers on 6443 and that {f.AGENT_TOKEN} holds its node token "
+              "(by digest)"] if host.role == "agent" else [])
+    return first + restart.lines() + [
+        f"then, through {inv.server.name}: wait up to {NODE_READY_TIMEOUT_S} s for node {host.name} to report "
+        "Ready after the restart" + (" and, once the toolkit is there, an nvidia runtime handler" if host.gpus else ""),
+        "on failure: put back the files written for it and restart K3s with them"]
 
 
 def server_clock(ctx: Context) -> float:
@@ -185,25 +207,27 @@ def wait_node(ctx: Context, since: float, logged: int = 0):
     not load fails at once: that does not mend by waiting."""
     expect_nvidia = bool(ctx.host.gpus) and ctx.target.run(
         "PATH=/usr/local/nvidia/toolkit:$PATH command -v nvidia-container-runtime").ok
-    deadline = time.monotonic() + NODE_READY_TIMEOUT_S
-    seen = "the node has not reported since the restart"
-    while True:
-        node = f.parse_node(*_run(ctx.server_target, f"{f.KUBECTL} get node {ctx.host.name} -o json"))
-        if node and node["heartbeat"] is not None and node["heartbeat"] >= since - 1:
-            handlers = node["runtime_handlers"]
-            if node["ready"] and (not expect_nvidia or "nvidia" in handlers):
-                return
-            seen = (f"node {ctx.host.name} is not Ready: {node['ready_message'] or 'no reason given'}"
-                    if not node["ready"] else
-                    f"node {ctx.host.name} reports no nvidia runtime handler (it has: "
-                    f"{', '.join(h or '(default)' for h in handlers) or 'none'})")
-            if not node["ready"] and cri_refused(ctx, logged):
-                raise StepFailed(ctx.host.name, INSTALL, "", reason=f"after the restart, {seen}: containerd "
-                                 "did not load its CRI plugin")
-        if time.monotonic() > deadline:
-            raise StepFailed(ctx.host.name, INSTALL, "", reason=f"after the restart, {seen} "
-                             f"(waited {NODE_READY_TIMEOUT_S} s)")
-        time.sleep(2)
+    state = {"seen": "the node has not reported since the restart"}
+    with ctx.waiting(RESTART_K3S, f"node {ctx.host.name} to report Ready after the restart",
+                     detail=lambda: state["seen"]):
+        deadline = time.monotonic() + NODE_READY_TIMEOUT_S
+        while True:
+            node = f.parse_node(*_run(ctx.server_target, f"{f.KUBECTL} get node {ctx.host.name} -o json"))
+            if node and node["heartbeat"] is not None and node["heartbeat"] >= since - 1:
+                handlers = node["runtime_handlers"]
+                if node["ready"] and (not expect_nvidia or "nvidia" in handlers):
+                    return
+                state["seen"] = (f"node {ctx.host.name} is not Ready: {node['ready_message'] or 'no reason given'}"
+                                 if not node["ready"] else
+                                 f"node {ctx.host.name} reports no nvidia runtime handler (it has: "
+                                 f"{', '.join(h or '(default)' for h in handlers) or 'none'})")
+                if not node["ready"] and cri_refused(ctx, logged):
+                    raise StepFailed(ctx.host.name, INSTALL, "", reason=f"after the restart, {state['seen']}: "
+                                     "containerd did not load its CRI plugin")
+            if time.monotonic() > deadline:
+                raise StepFailed(ctx.host.name, INSTALL, "", reason=f"after the restart, {state['seen']} "
+                                 f"(waited {NODE_READY_TIMEOUT_S} s)")
+            time.sleep(2)
 
 
 def cri_refused(ctx: Context, logged: int) -> bool:
@@ -271,9 +295,8 @@ def plan_reset(ctx: Context) -> StepPlan:
     others = sorted(name for name in units if name != ctx.k3s_unit)
     role = ctx.host.role + (f", and the other K3s unit{'s' if len(others) > 1 else ''} {', '.join(others)}"
                             if others else "")
-
-    def apply(c: Context):
-        c.script("k3s-reset.sh", RESET, {"K3S_ROLE": c.host.role,
-                                          "DESTROY_USER_DATA": "true" if c.destroy_user_data else "false"})
-    return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({role}); {data}", apply,
+    reset = script(RESET, "k3s-reset.sh", {"K3S_ROLE": ctx.host.role,
+                                            "DESTROY_USER_DATA": "true" if ctx.destroy_user_data else "false"},
+                   wait="K3s's uninstall")
+    return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({role}); {data}", actions=[reset],
                                                      restarts=True, destructive=True)])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .. import facts as f
 from .. import names, render
-from . import RESTART_K3S, WORK_DIR, Change, Context, StepPlan, blocked, changes, ok, pending
+from . import RESTART_K3S, WORK_DIR, Action, Change, Context, StepPlan, blocked, changes, ok, pending, script, upload
 
 RUNTIME = "gpu.runtime"
 
@@ -67,7 +67,7 @@ def plan_runtime(ctx: Context) -> StepPlan:
     if not fx["toolkit"]:
         packages = inv.airgap_files("toolkit_packages")
         summary = f"install NVIDIA container toolkit {inv.gpu['toolkit_version']}" + (" (airgap)" if packages else "")
-        items.append(Change(summary, install_toolkit, restarts=installed, notify=(RESTART_K3S,)))
+        items.append(Change(summary, actions=install_toolkit(inv), restarts=installed, notify=(RESTART_K3S,)))
     if inv.gpu["runtime"] == "template":
         template = render.containerd_template()
         if fx["template_sha"] != hashlib.sha256(template.encode()).hexdigest():
@@ -75,12 +75,12 @@ def plan_runtime(ctx: Context) -> StepPlan:
             # handler checks what containerd loaded and puts the old one back when it does not work.
             items.append(Change("install the containerd template (nvidia as default runtime), with rollback"
                                 + template_warning(inv.cluster["k3s_version"]),
-                                lambda c: c.target.put_text(template, f.TEMPLATE, 0o644), restarts=True,
+                                actions=[upload(f.TEMPLATE, template, 0o644)], restarts=True,
                                 notify=(RESTART_K3S,)))
     elif fx["template_sha"] is not None:
         # Left from template mode: it would keep nvidia the default runtime behind the inventory's back.
         items.append(Change(f"remove the containerd template (gpu.runtime is {inv.gpu['runtime']})",
-                            lambda c: c.target.remove(f.TEMPLATE), restarts=True, notify=(RESTART_K3S,)))
+                            actions=[Action("remove", f.TEMPLATE)], restarts=True, notify=(RESTART_K3S,)))
     if items:
         return changes(RUNTIME, items)
     containerd = fx["containerd"]
@@ -94,7 +94,7 @@ def plan_runtime(ctx: Context) -> StepPlan:
             return ok(RUNTIME, "K3s's coming restart picks up nvidia-container-runtime")
         what = ("has no nvidia runtime" if "nvidia" not in containerd["runtimes"]
                 else f"runs {containerd['default_runtime']} by default")
-        return changes(RUNTIME, [Change(f"restart K3s: its containerd config {what}", lambda c: None,
+        return changes(RUNTIME, [Change(f"restart K3s: its containerd config {what}",
                                         restarts=True, notify=(RESTART_K3S,))])
     mode = {"runtimeclass": "RuntimeClass nvidia", "default-runtime": "nvidia default runtime",
             "template": "nvidia default runtime (template)" + template_warning(inv.cluster["k3s_version"]),
@@ -103,14 +103,13 @@ def plan_runtime(ctx: Context) -> StepPlan:
                        f"{len(fx['pci_gpus'] or [])} on the PCI bus, toolkit present, {mode}" + (f"; {note}" if note else ""))
 
 
-def install_toolkit(ctx: Context):
-    packages = []
-    for local in ctx.inv.airgap_files("toolkit_packages"):
-        path = f"{WORK_DIR}/{local.name}"
-        ctx.target.put_file(local, path, backup=False)
-        packages.append(path)
-    ctx.script("toolkit-install.sh", RUNTIME, {"TOOLKIT_PACKAGES": " ".join(packages),
-                                               "TOOLKIT_VERSION": ctx.inv.gpu["toolkit_version"]})
+def install_toolkit(inv) -> list:
+    """The airgap packages (when given), then toolkit-install.sh."""
+    uploads = [upload(f"{WORK_DIR}/{local.name}", local=local, backup=False)
+               for local in inv.airgap_files("toolkit_packages")]
+    return uploads + [script(RUNTIME, "toolkit-install.sh", {"TOOLKIT_PACKAGES": " ".join(u.what for u in uploads),
+                                                             "TOOLKIT_VERSION": inv.gpu["toolkit_version"]},
+                             wait="the NVIDIA container toolkit's packages")]
 
 
 # K3s lines whose ContainerdConfigTemplateV3 (pkg/agent/templates/templates.go) was read and

@@ -71,7 +71,8 @@ def test_while_helm_waits_for_the_pulls_each_node_says_what_it_pulls(site):
     result = site.fab("provision", inventory_file=site.write_inventory(
         hub__helm_timeout="2m", hub__profiles__cpu__image=f"{CPU_IMAGE}:2026-09-01"))
     assert result.returncode == 0, result.stderr
-    progress = [line for line in result.stderr.splitlines() if "helm waits for the image pulls" in line]
+    progress = [line for line in result.stderr.splitlines()
+                if line.startswith("gpu1: hub.launch: waiting for helm to deploy jhub/jhub, up to ") and " pulling " in line]
     assert progress, result.stderr
     assert f"gpu2 pulling {CPU_IMAGE}:2026-09-01" in progress[0]
     pull_seconds(site, 0)

@@ -6,6 +6,7 @@ The tests run in order and share the hosts' state: plan on bare hosts, converge,
 (nothing changes, nothing restarts), re-plan after inventory edits, template rollback, reset.
 """
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -143,11 +144,30 @@ def test_plan_on_bare_hosts_lists_every_change_and_touches_nothing(site):
     assert {h: site.snapshot(h) for h in HOSTS} == before
     check = site.fab("plan", "--check")
     assert check.returncode == 2
+    verbose = site.fab("plan", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    # What each change would run, as commands a sysadmin could run by hand: the airgap files first.
+    assert f"upload: {site.bundle['k3s']} -> /var/lib/gpuhub/work/k3s (mode 0755)" in verbose.stdout, verbose.stdout
+    assert (f"run: env K3S_ROLE=agent K3S_VERSION={K3S_VERSION} K3S_INSTALL_SCRIPT=/var/lib/gpuhub/work/k3s-install.sh "
+            "K3S_BINARY=/var/lib/gpuhub/work/k3s") in verbose.stdout, verbose.stdout
+    assert "run: env K3S_UNIT=k3s-agent READY_TIMEOUT=120 SERVER_URL=https://10.250.0.11:6443" in verbose.stdout
+    assert {h: site.snapshot(h) for h in HOSTS} == before
 
 
 def test_provision_converges(site):
-    result = site.fab("provision")
+    result = site.fab("provision", GPUHUB_PROGRESS_SECONDS="1")
     assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    # Per host and step a start and an end with its duration; every second of a wait, what for.
+    for host in HOSTS:
+        assert f"{host}: k3s.install: started (" in result.stderr, result.stderr
+        assert any(re.fullmatch(rf"{host}: k3s\.install: done in [0-9.]+ s", line) for line in lines), result.stderr
+        assert any(re.fullmatch(rf"{host}: restart-k3s: done in [0-9.]+ s", line) for line in lines), result.stderr
+    waits = [line for line in lines if re.match(r"gpu[123]: [a-z0-9.-]+: waiting for .* \([0-9.]+ s\)", line)]
+    assert any(": restart-k3s: waiting for " in line for line in waits), result.stderr
+    assert any(line.startswith("gpu1: gpu.plugin: waiting for helm to deploy nvidia-device-plugin/nvdp, up to 300 s (")
+               for line in waits), result.stderr
+    assert "\033[" not in result.stderr  # not a terminal: no colour
     assert "gpu2: gpu.test: passed on GPU 0: NVIDIA" in result.stderr
     assert "JupyterHub is up: https://hub.lab.test/" in result.stderr
     assert "sim-client-secret" not in result.stdout + result.stderr

@@ -430,3 +430,78 @@ def test_the_restart_handler_gets_the_files_written_for_it(secrets, monkeypatch)
             Change("install the template", lambda c: c.target.put("/var/lib/x.tmpl", False), notify=("restart-k3s",))])])}
     run.apply_host(inv.hosts["workstation"], {"gpu.runtime"})
     assert restarts == [[("/var/lib/x.tmpl", False)]] and target.restored == []
+
+
+class TestVerbosePlans:
+    """`--verbose`: under each change, what it runs, from the same records apply runs."""
+
+    def run_on(self, inv, facts_by_host, secrets):
+        run = plan.Run(inv, {name: None for name in inv.hosts}, secrets, log=lambda line: None)
+        run.facts = facts_by_host
+        run.plan(gather=False)
+        return run
+
+    def test_a_bare_server_shows_each_script_with_its_inputs_and_the_files_it_writes(self, secrets):
+        inv = load()
+        run = self.run_on(inv, {"workstation": bare()}, secrets)
+        text = plan.format_plan(run.results, verbose=True)
+        version = inv.cluster["k3s_version"]
+        assert (f"run: env K3S_ROLE=server K3S_VERSION={version} K3S_INSTALL_SCRIPT='' K3S_BINARY='' "
+                "K3S_IMAGES='' /var/lib/gpuhub/scripts/k3s-install.sh") in text
+        config = render.dump(render.k3s_config(inv, inv.hosts["workstation"]))
+        assert f"write: /etc/rancher/k3s/config.yaml (mode 0600, {len(config.encode())} bytes" in text
+        assert all(f"  | {line}" in text for line in config.splitlines())
+        # The handler's own commands, once, after the changes that notify it.
+        assert "restart-k3s  then     once, after the changes above" in text
+        assert "run: env K3S_UNIT=k3s READY_TIMEOUT=120 REQUIRE_RUNTIME=nvidia" not in text  # runtimeclass mode
+        assert "run: env K3S_UNIT=k3s READY_TIMEOUT=120 /var/lib/gpuhub/scripts/k3s-restart.sh" in text
+        assert plan.format_plan(run.results) == "\n".join(
+            line for line in text.splitlines() if not line.startswith(("      ", "(the scripts run from"))
+            and "then     once" not in line)
+
+    def test_the_hub_values_go_on_stdin_and_are_never_shown(self, secrets):
+        inv = load()
+        server = converged(inv, inv.hosts["workstation"], secrets, hub_release=None)
+        server.values["hub_values"] = None
+        run = self.run_on(inv, {"workstation": server}, secrets)
+        steps = {s.id: s for s in run.results["workstation"].steps}
+        assert steps["hub.launch"].status == "change"
+        text = plan.format_plan(run.results, verbose=True)
+        assert "CHART=jupyterhub CHART_REPO=https://hub.jupyter.org/helm-chart/ CHART_VERSION=4.4.0" in text
+        assert "stdin: the values as JSON" in text and "cluster/jupyterhub-values.yaml" in text
+        assert "test-client-secret" not in text
+        helm = [a for c in steps["hub.launch"].changes for a in c.actions if a.what == "helm-release.sh"]
+        assert len(helm) == 1 and "test-client-secret" in helm[0].stdin  # helm gets it, on stdin only
+
+    def test_every_planned_change_is_data_and_apply_runs_exactly_those_records(self, secrets):
+        """No change hides a step of its own behind a closure: apply is its actions."""
+        inv = load("multi-node")
+        fx = {name: bare() for name in inv.hosts}
+        fx["head"] = converged(inv, inv.hosts["head"], secrets, hub_release=None, plugin_release=None)
+        fx["head"].values.update(hub_values=None, plugin_values=None)
+        run = self.run_on(inv, fx, secrets)
+        planned = [c for r in run.results.values() for s in r.steps for c in s.changes]
+        assert len(planned) > 10
+        for change in planned:
+            assert change.apply == change.run_actions, change.summary
+            assert change.actions or change.notify, change.summary
+            assert all(line.strip() for line in change.lines())
+
+    def test_a_script_action_runs_the_script_shown(self, secrets):
+        inv = load()
+        reset = k3s.plan_reset(ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"], secrets)))
+        calls = []
+        ctx = ctx_for(inv, "workstation", bare())
+        ctx.script = lambda name, step, env, stdin=None, timeout=None: calls.append((name, env))
+        reset.changes[0].apply(ctx)
+        assert calls == [("k3s-reset.sh", {"K3S_ROLE": "server", "DESTROY_USER_DATA": "false"})]
+        assert reset.changes[0].lines() == [
+            "run: env K3S_ROLE=server DESTROY_USER_DATA=false /var/lib/gpuhub/scripts/k3s-reset.sh"]
+
+    def test_colour_marks_the_status_words_only_when_asked(self, secrets):
+        inv = load()
+        run = self.run_on(inv, {"workstation": bare()}, secrets)
+        assert "\033[" not in plan.format_plan(run.results)
+        coloured = plan.format_plan(run.results, color=True)
+        assert "\033[33mchange  \033[0m" in coloured
+        assert re.sub(r"\033\[[0-9;]*m", "", coloured) == plan.format_plan(run.results)
