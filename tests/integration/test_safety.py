@@ -200,7 +200,10 @@ def test_ctrl_c_finishes_the_change_in_progress_releases_the_locks_and_a_rerun_c
     assert "running `fab -S" in second.stderr
     assert process.returncode == 1
     assert "interrupted: finishing the change in progress" in stderr
-    assert "gpu2: restart-k3s: started (finishing the changes made before Ctrl-C)" in stderr
+    # The restart that the written config needs still runs: said so when Ctrl-C came before it
+    # started (usual), or it was already under way (the signal met a busy machine late).
+    assert ("gpu2: restart-k3s: started (finishing the changes made before Ctrl-C)" in stderr
+            or stderr.index("gpu2: restart-k3s: started (") < stderr.index("interrupted: finishing")), stderr
     recap = stderr[stderr.index("RECAP"):]
     assert "RECAP  (interrupted: run it again to finish)" in recap
     assert "done:     k3s.install: update /etc/rancher/k3s/config.yaml" in recap
