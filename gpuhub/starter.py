@@ -163,7 +163,7 @@ def _gpu_comments(m: Machine) -> list:
         return _comments(2, "No NVIDIA GPU was found on this machine's PCI bus (sysfs): CPU notebooks only.")
     source = f"models from {facts.one_line(m.pci_ids)}" if m.pci_ids else \
         "no PCI ID database here to name them (on Debian: apt install pci.ids)"
-    lines = [f"The NVIDIA GPUs on this machine's PCI bus (sysfs, no driver needed); {source}:"]
+    lines = ["The NVIDIA GPUs on this machine's PCI bus (sysfs, no driver needed);", f"{source}:"]
     for g in m.gpus:
         device = facts.one_line(g["device"])[:10].removeprefix("0x")
         lines.append(f"  {facts.one_line(g['slot'])[:20]}  {facts.one_line(g['model'])}  (10de:{device})")
