@@ -12,6 +12,12 @@ PLAN_HELP = dict(INVENTORY_HELP, plan="show what would change and change nothing
 VERIFY_HELP = "run the GPU test Job on every GPU node even when nothing changed"
 
 
+@task(help={"out": "the inventory file to write (default: hosts.yaml); one that exists is never overwritten"})
+def init(c, out="hosts.yaml"):
+    """Write a commented starter inventory for this machine: its name, its NVIDIA GPUs, placeholders to fill in."""
+    cli.init(c, out)
+
+
 @task(help=dict(INVENTORY_HELP, out="output folder, replaced as a whole (default: rendered)"))
 def render(c, inventory=None, out="rendered"):
     """Render every artifact (hub and device-plugin values, GPU test Job, per-host K3s config)."""
@@ -116,7 +122,7 @@ def _namespace(name, *tasks):
     return Collection(name, **{t.name.split("_", 1)[1].replace("_", "-"): t for t in tasks})
 
 
-ns = Collection(render, plan, provision, audit)
+ns = Collection(init, render, plan, provision, audit)
 ns.add_collection(_namespace("k3s", k3s_install, k3s_reset, k3s_status))
 ns.add_collection(_namespace("gpu", gpu_runtime, gpu_plugin, gpu_test))
 ns.add_collection(_namespace("hub", hub_launch, hub_check, hub_status))

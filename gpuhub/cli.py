@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def hub_check(inventory_file, values_file=None) -> None:
         raise Exit("gpuhub: hub.check found problems in " + source + ":\n"
                    + "\n".join(f"  - {p}" for p in problems), code=1)
     say(f"hub.check: {source} loads cleanly into JupyterHub, GitHubOAuthenticator and KubeSpawner")
+
+
+def init(context, out) -> None:
+    """`init`: a commented starter inventory for this machine at `out`; never over a file."""
+    from . import starter
+    from .target import Target
+    with errors_as_exit():
+        path = starter.out_path(out)  # before reading the machine: a taken --out is named at once
+        machine = starter.read_machine(Target.for_local(context))
+        starter.write_new(path, starter.text(machine))
+    found = ", ".join(g["model"] for g in machine.gpus) or "none found on the PCI bus"
+    say(f"wrote {path} for {machine.name or 'this machine'} (NVIDIA GPUs: {found})")
+    say("fill in its placeholders: " + ", ".join(starter.placeholder_fields(machine)))
+    default = path == Path("hosts.yaml") and "GPUHUB_INVENTORY" not in os.environ
+    plan = "gpuhub plan" + ("" if default else f" --inventory {shlex.quote(str(path))}")
+    say(f"then see what provisioning this machine would change: {plan} (`inv plan` in a checkout)")
 
 
 # --- plan / apply ----------------------------------------------------------------------------

@@ -119,6 +119,66 @@ def parse_pci_gpus(out: str, rc: int) -> list:
     return sorted(gpus, key=lambda g: g["slot"])
 
 
+# The PCI ID Repository's database, pci.ids (https://pci-ids.ucw.cz; read: github:pciutils/pciids,
+# pci.ids Version 2026.08.22, and Debian 12's package pci.ids 0.0~2023.04.11-1). Its own header
+# gives the syntax: "vendor  vendor_name", then "<TAB>device  device_name" (one tab), then
+# "<TAB><TAB>subvendor subdevice  subsystem_name" (two tabs), ids in four lowercase hex digits and
+# two spaces before the name; '#' starts a comment line. A vendor's devices run until the next
+# line that starts with neither a tab nor '#' (the next vendor, or the "C xx" class list at the
+# end). The file is UTF-8 (hwdata's Makefile checks it so). Debian ships it as
+# /usr/share/misc/pci.ids (package pci.ids, which libpci3, and so pciutils, depends on);
+# Fedora's hwdata as /usr/share/hwdata/pci.ids (its Makefile installs into $(datadir)/hwdata).
+PCI_IDS_FILES = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
+_PCI_ID_LINE = re.compile(r"\t([0-9a-f]{4})  (.+)", re.ASCII)
+_SYSFS_DEVICE = re.compile(r"0x([0-9a-f]{4})", re.ASCII)
+MAX_MODEL = 100  # characters of a model name kept: it is shown in a comment, nothing more
+
+
+def parse_pci_names(out: str, rc: int) -> dict:
+    """pci_names_probe's output -> {'file': path, 'version': '2026.08.22', 'names': {'0x2335':
+    'GH100 [H200 SXM 141GB]'}}; file None when no pci.ids was found (exit 1)."""
+    found = {"file": None, "version": None, "names": {}}
+    if rc != 0:
+        return found
+    for line in out.splitlines():
+        if line.startswith("file ") and found["file"] is None:
+            found["file"] = line[len("file "):].strip() or None
+        elif line.startswith("#\tVersion: ") and found["version"] is None:
+            found["version"] = one_line(line.split(":", 1)[1].strip())[:40] or None
+        else:
+            m = _PCI_ID_LINE.fullmatch(line.rstrip())
+            if m and one_line(m.group(2)):
+                found["names"].setdefault(f"0x{m.group(1)}", one_line(m.group(2))[:MAX_MODEL])
+    return found
+
+
+def one_line(text: str) -> str:
+    """What a file on the host says, fit to show on one line: no control or escape characters."""
+    return "".join(ch for ch in text if ch.isprintable()).strip()
+
+
+# awk, not grep: only NVIDIA's section counts, because the same device id names another device
+# under another vendor (Debian 12's pci.ids has 2335, the H200, under Intel only). No interval
+# expressions ({4}): Debian 12's default awk, mawk 1.3.4 20200120, matches nothing with them.
+_PCI_NAMES_AWK = r"""BEGIN { n = split(ids, l, " "); for (i = 1; i <= n; i++) want[l[i]] = 1 }
+/^#\tVersion: / && !version { print; version = 1 }
+/^10de  / { inside = 1; next }
+inside && /^[^\t#]/ { exit }
+inside && /^\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / && (substr($0, 2, 4) in want) { print }
+"""
+
+
+def pci_names_probe(devices, files=PCI_IDS_FILES) -> "Probe":
+    """The pci.ids lines that name `devices` (sysfs ids such as '0x2335') in NVIDIA's section,
+    from the first of `files` that is readable. Read-only, and needs no root. Ids not shaped as
+    sysfs prints them are left out, never sent."""
+    ids = sorted({m.group(1) for d in devices if (m := _SYSFS_DEVICE.fullmatch(str(d).lower()))})
+    q = shlex.quote
+    command = (f"for f in {' '.join(q(f) for f in files)}; do if [ -r \"$f\" ]; then echo \"file $f\"; "
+               f"awk -v ids={q(' '.join(ids))} {q(_PCI_NAMES_AWK)} \"$f\"; exit; fi; done; exit 1")
+    return Probe(command, parse_pci_names)
+
+
 def parse_containerd(out: str, rc: int):
     """K3s's generated containerd config -> {'runtimes': [...], 'default_runtime': name}, or None."""
     if rc != 0 or not out.strip():
@@ -398,10 +458,12 @@ def pci_gpu_count(target) -> int:
     return len(gather(target, {"pci_gpus": host_probes()["pci_gpus"]})["pci_gpus"])
 
 
-def gather(target, probes: dict) -> Facts:
-    """Run `probes` on `target` in one round trip and parse each. Missing output -> parse('', 127)."""
+def gather(target, probes: dict, as_root: bool = True) -> Facts:
+    """Run `probes` on `target` in one round trip and parse each. Missing output -> parse('', 127).
+    as_root=False: as the login user (reads any user may make: `init` needs no sudo rights)."""
     marker = "@@gpuhub-" + secrets.token_hex(6)
-    result = target.run(script(probes, marker))
+    run = target.run if as_root else target.run_as_login
+    result = run(script(probes, marker))
     raw = split(result.stdout, marker)
     facts = Facts()
     for name, probe in probes.items():

@@ -44,7 +44,7 @@ SECRETS = {"GPUHUB_GITHUB_CLIENT_ID": "cli-id", "GPUHUB_GITHUB_CLIENT_SECRET": "
 
 def test_inv_list_shows_every_namespace_and_task():
     listed = run("inv", "--list").stdout.split()
-    for name in ["render", "plan", "provision", "audit", "k3s.install", "k3s.reset", "k3s.status",
+    for name in ["init", "render", "plan", "provision", "audit", "k3s.install", "k3s.reset", "k3s.status",
                  "gpu.runtime", "gpu.plugin", "gpu.test", "hub.launch", "hub.check", "hub.status"]:
         assert name in listed
 
@@ -126,6 +126,31 @@ def test_hub_check_fails_on_a_bad_values_file(tmp_path):
     assert result.returncode == 1
     assert "allowed_orgs" in result.stderr and "allowed_organizations" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_init_writes_a_starter_for_the_machine_and_never_overwrites(tmp_path, local_machine_guard):
+    """The recorded workstation (one H200, uname -n gpu-ws1.lab.example.org): its starter names
+    the host and the GPU, and plan refuses it until the placeholders are filled in."""
+    out = tmp_path / "site.yaml"
+    result = run("inv", "init", "--out", str(out), scenario="workstation")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out} for gpu-ws1 (NVIDIA GPUs: GH100 [H200 SXM 141GB])" in result.stderr
+    assert "hub.hostname, hub.letsencrypt_email, hub.github.organizations, hub.admin_users" in result.stderr
+    text = out.read_text()
+    assert "#   0000:18:00.0  GH100 [H200 SXM 141GB]  (10de:2335)" in text
+    assert yaml.safe_load(text)["hosts"]["gpu-ws1"]["gpus"] == 1
+    commands = local_commands(local_machine_guard)
+    assert len(commands) == 2 and only_probes(commands)  # read as the login user: no `id -u`, no sudo
+    planned = run("inv", "plan", "--inventory", str(out), scenario="workstation")
+    assert planned.returncode == 1 and "hub.hostname: placeholder text left in" in planned.stderr
+    again = run("inv", "init", "--out", str(out), scenario="workstation")
+    assert again.returncode == 1 and out.read_text() == text
+    assert f"gpuhub: {out} exists (a file): init never overwrites anything" in again.stderr
+    assert "Traceback" not in again.stderr
+    shipped = (ROOT / "hosts.yaml").read_text()
+    in_checkout = run("inv", "init")  # the checkout's own hosts.yaml is there
+    assert in_checkout.returncode == 1 and "hosts.yaml exists" in in_checkout.stderr
+    assert (ROOT / "hosts.yaml").read_text() == shipped
 
 
 def test_plan_on_a_machine_without_systemd_says_why_steps_are_blocked(local_machine_guard):
@@ -458,6 +483,10 @@ def test_the_wheel_installs_and_plans(installed_wheel, tmp_path, local_machine_g
     assert result.returncode == 0, result.stderr
     assert "k3s.install  blocked  no systemd on this host" in result.stdout
     assert only_probes(local_commands(local_machine_guard))
+    started = run(gpuhub, "init", cwd=tmp_path)  # the recorded machine without GPUs or a name
+    assert started.returncode == 0, started.stderr
+    assert "# No NVIDIA GPU was found" in (tmp_path / "hosts.yaml").read_text()
+    assert "hosts.<this-machine>" in started.stderr and only_probes(local_commands(local_machine_guard))
 
 
 def test_the_wheel_carries_the_templates_and_the_audit(installed_wheel, tmp_path):
