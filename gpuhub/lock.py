@@ -108,12 +108,20 @@ class RunLocks:
         self.targets, self.log, self.wait = targets, log, wait
         self.holder = holder or me()
         self.held, self.lost = set(), set()
+        self.tried = False  # the first tries were made (with the facts, or by acquire)
         self._stop = threading.Event()
         self._threads = []
 
-    def _try(self, name: str, dead: str = ""):
-        """None when taken; the holder's description when another live run has it."""
-        result = self.targets[name].run(acquire_script(self.holder, dead))
+    def first_try(self) -> str:
+        """The command of a first try, for a run to send with its first round trip to each host
+        (the facts): an uncontended run then takes its lock without a command of its own."""
+        return acquire_script(self.holder)
+
+    def _try(self, name: str, dead: str = "", result=None):
+        """None when taken; the holder's description when another live run has it. `result`: a
+        first try already made (first_try's outcome), else one is made now."""
+        if result is None:
+            result = self.targets[name].run(acquire_script(self.holder, dead))
         record = parse_record(result.stdout)
         if result.exited == HELD:
             other = Holder(record.get("id", "?"), record.get("who", "?"), record.get("started", "?"),
@@ -133,12 +141,12 @@ class RunLocks:
         self.held.add(name)
         return None
 
-    def _acquire_one(self, name: str):
-        """(name, None | holder description | Exception)."""
+    def _acquire_one(self, name: str, first=None):
+        """(name, None | holder description | Exception); `first`: the outcome of first_try."""
         started = time.monotonic()
         try:
             while True:
-                other = self._try(name)
+                other, first = self._try(name, result=first), None
                 if other is None or not self.wait:
                     return name, other
                 self.log(f"{name}: waiting for the run lock, held by {other} "
@@ -147,11 +155,15 @@ class RunLocks:
         except Exception as e:  # unreachable: the run reports it per host
             return name, e
 
-    def acquire(self) -> dict:
+    def acquire(self, first: dict = None) -> dict:
         """Take every host's lock (waiting with --wait). -> {name: error} for hosts that could not
-        be reached. Raises LockHeld, releasing what it took, when another run holds any."""
+        be reached. Raises LockHeld, releasing what it took, when another run holds any.
+        `first`: {name: Result} of first tries already made (first_try); the others, and a first
+        try that met another run's lock, go on here."""
+        first = first or {}
+        self.tried = True
         with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(self._acquire_one, self.targets))
+            outcomes = list(pool.map(lambda name: self._acquire_one(name, first.get(name)), self.targets))
         held = {n: o for n, o in outcomes if isinstance(o, str)}
         if held:
             self.release()

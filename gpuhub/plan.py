@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import facts as f
 from .lock import RunLocks
@@ -23,7 +23,7 @@ from .secret import mask
 from .steps import (BLOCKED, CHANGE, ERROR, LOCAL_SCRIPTS, OK, PENDING, RESTART_K3S, SCRIPTS_DIR, VERIFY,
                     Context, StepPlan)
 from .steps import cluster, k3s, runtime
-from .target import StepFailed
+from .target import Result, StepFailed
 from .term import paint
 
 HOST_STEPS = (("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_runtime),
@@ -35,6 +35,7 @@ NODE_STEPS = (("gpu.plugin", cluster.plan_node_plugin), ("gpu.test", cluster.pla
 PROVISION = ("k3s.install", "gpu.runtime") + tuple(s for s, _ in CLUSTER_STEPS)
 HANDLERS = {RESTART_K3S: k3s.restart_k3s}
 HANDLER_LINES = {RESTART_K3S: k3s.restart_lines}
+LOCK_PROBE = "run_lock"
 
 
 def steps_for(host, server_name: str) -> tuple:
@@ -101,9 +102,13 @@ class Run:
 
     def probes_for(self, host):
         probes = f.host_probes()
+        if self.locks is not None and host.name in self.locks.targets and not self.locks.tried:
+            # The run lock's first try rides on the facts' round trip, before every probe: a run
+            # that meets no other takes its locks without a command of their own (issue 13).
+            probes = {LOCK_PROBE: f.Probe(self.locks.first_try(), lambda out, rc: Result(out, "", rc)), **probes}
         if host.role == "server":
             for name, probe in f.cluster_probes(cluster.PLUGIN_RELEASE, cluster.hub_release(self.inv)).items():
-                probes[name] = f.Probe(f"timeout 60 {probe.command}", probe.parse)
+                probes[name] = replace(probe, command=f"timeout 60 {probe.command}")
         return probes
 
     def gather(self, host) -> bool:
@@ -139,6 +144,23 @@ class Run:
             # Facts only, to let agents join: the server itself is not being changed.
             self.results.pop(server.name)
 
+    def take_locks(self):
+        """After the first facts: the run locks, from the first tries that came with them. A host
+        whose lock was taken only on a later try (--wait, a dead holder) is read again: its facts
+        came before the lock. Raises LockHeld when another run holds one."""
+        first = {name: fx.values.pop(LOCK_PROBE) for name, fx in self.facts.items()
+                 if name in self.locks.targets and LOCK_PROBE in fx.values}
+        self.locks.tried = True
+        for name, run in self.results.items():
+            if run.unreachable:  # said once; its lock is not tried again
+                self.locks.targets.pop(name, None)
+        for name, error in self.locks.acquire(first).items():
+            if name in {h.name for h in self.hosts}:
+                self.mark_unreachable(self.inv.hosts[name], error)
+        again = {name for name in self.locks.held if not first.get(name) or first[name].exited != 0}
+        if again:
+            self.gather_all(again)
+
     # --- plan ----------------------------------------------------------------------------
 
     def context(self, host, earlier=None) -> Context:
@@ -165,6 +187,8 @@ class Run:
         each node's share: those follow from what the hosts' own steps change."""
         if gather:
             self.gather_all()
+            if self.locks is not None and not self.locks.tried:
+                self.take_locks()
         planned = []
         for host in self.hosts:
             run = self.results.setdefault(host.name, HostRun(host.name, host.role))
@@ -287,11 +311,9 @@ class Run:
         changing = {h.name for h in self.hosts}
         if self.agents_only and set(self.only) & {s for s, _ in NODE_STEPS}:
             changing.add(self.inv.server.name)  # nodes are labelled and tested through the server
+        # Taken with the facts (plan -> take_locks): one round trip per host for both.
         self.locks = RunLocks({name: self.targets[name] for name in self.targets if name in changing},
                               self.log, wait=wait)
-        for name, error in self.locks.acquire().items():
-            if name in {h.name for h in self.hosts}:
-                self.mark_unreachable(self.inv.hosts[name], error)
         try:
             with self.interruptible():
                 self._apply(yes)

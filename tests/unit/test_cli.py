@@ -1,5 +1,6 @@
 """The entry points as a user runs them: `inv` and `fab` in a subprocess."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def only_probes(commands):
 
 
 def lock_verbs(commands):
-    return [c.split()[4] for c in commands if c.startswith("# gpuhub run lock: ")]
+    """The run lock's scripts sent, on their own or (the first try to take it) inside a fact script."""
+    return [verb for c in commands for verb in re.findall(r"# gpuhub run lock: (\w+)", c)]
 
 
 SECRETS = {"GPUHUB_GITHUB_CLIENT_ID": "cli-id", "GPUHUB_GITHUB_CLIENT_SECRET": "cli-secret-value"}
