@@ -165,7 +165,8 @@ def test_provision_changes_nothing_while_any_step_is_blocked(local_machine_guard
     assert "GPUHUB_GITHUB_CLIENT_ID and GPUHUB_GITHUB_CLIENT_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
     assert only_probes(local_commands(local_machine_guard))
-    assert lock_verbs(local_commands(local_machine_guard)) == ["acquire", "release"]
+    # Refused before any lock was taken: the run lock was only checked, with the facts.
+    assert lock_verbs(local_commands(local_machine_guard)) == ["check"]
 
 
 def test_plan_takes_no_lock(local_machine_guard):
