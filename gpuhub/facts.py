@@ -253,9 +253,7 @@ PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] && "
 
 def host_probes() -> dict:
     return {
-        "uid": Probe("id -u", parse_text),
         "systemd": Probe("test -d /run/systemd/system && echo yes", parse_text),
-        "os_id": Probe(". /etc/os-release && echo \"$ID\"", parse_text),
         # The kernel's machine name (x86_64, aarch64): the airgap binaries must be built for it.
         "arch": Probe("uname -m", parse_text),
         "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version),
@@ -417,6 +415,30 @@ class Facts:
     def get(self, key, default=None):
         value = self.values.get(key)
         return default if value is None else value
+
+    def only(self, names, who: str) -> "Facts":
+        """These facts as `who` (a step) may read them: the facts it declares, no other."""
+        return DeclaredFacts(self.values, frozenset(names), who)
+
+
+class UndeclaredFact(KeyError):
+    """A step read a fact it does not declare: declare it (steps.needs), so that it comes with
+    the facts' one round trip per host, never as a command of its own."""
+
+
+@dataclass
+class DeclaredFacts(Facts):
+    names: frozenset = frozenset()
+    who: str = ""
+
+    def __getitem__(self, key):
+        if key not in self.names:
+            raise UndeclaredFact(f"{self.who} reads the fact {key!r} without declaring it (steps.needs)")
+        return self.values.get(key)
+
+    def get(self, key, default=None):
+        self[key]
+        return super().get(key, default)
 
 
 def script(probes: dict, marker: str) -> str:

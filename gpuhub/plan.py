@@ -45,18 +45,39 @@ def steps_for(host, server_name: str) -> tuple:
 
 
 def plan_steps(ctx: Context, steps, only=PROVISION) -> list:
-    """Plan `steps` (those in `only`) in order, each seeing the ones before it."""
+    """Plan `steps` (those in `only`) in order, each seeing the ones before it, the facts it
+    declares (steps.needs) and no way to run a command (NoCommands)."""
     plans = []
     for step_id, plan in steps:
         if step_id not in only:
             continue
+        host, server = plan.needs
+        view = replace(ctx, facts=ctx.facts.only(host, step_id) if ctx.facts is not None else None,
+                       server_facts=ctx.server_facts.only(server, step_id) if ctx.server_facts is not None else None,
+                       target=NoCommands(step_id), server_target=NoCommands(step_id))
         try:
-            result = plan(ctx)
+            result = plan(view)
         except Exception as e:  # a parser met output it did not expect: say so, do not guess
             result = StepPlan(step_id, ERROR, reason=f"{type(e).__name__}: {e}")
         plans.append(result)
         ctx.earlier[step_id] = result
     return plans
+
+
+class NoCommands:
+    """The target a step's plan sees: it reads facts, gathered beforehand; a command of its own
+    would be a round trip of its own, so it is refused (a step declares what it needs)."""
+
+    def __init__(self, step_id: str):
+        self.step_id = step_id
+
+    def __getattr__(self, name):
+        raise f.UndeclaredFact(f"{self.step_id}'s plan would use the host ({name}): plans read facts only; "
+                               "declare what it needs (steps.needs)")
+
+
+# What the run reads for itself, beside the steps' needs: gpuhub's scripts on the host (upload_scripts).
+RUN_NEEDS = ("scripts_sha",)
 
 
 class Refused(Exception):
