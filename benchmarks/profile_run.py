@@ -5,6 +5,7 @@ summary. Product code is not changed: the two methods are wrapped from outside.
     python benchmarks/profile_run.py OUT.md ARGS...     (ARGS as given to fab)
 """
 import re
+import shlex
 import sys
 import threading
 import time
@@ -34,8 +35,16 @@ def _timed(kind, method):
 def category(kind: str, text: str) -> str:
     if kind == "upload":
         return "upload: stage + SFTP write"
-    if "@@gpuhub-" in text:
-        return "facts: one probe round"
+    if text.startswith('u=$(id -u); echo "@@gpuhub-login-uid'):
+        # The first command of a host learns whether the login is root on its way
+        # (Target._run_learning_root): name what it carries.
+        inner = shlex.split(text.split("then sh -c ", 1)[1].split("; else", 1)[0])[0]
+        return category(kind, inner) + " (first: learns root)"
+    lock = re.search(r"# gpuhub run lock: (\w+)", text)
+    if re.search(r"@@gpuhub-[0-9a-f]+ begin ", text):
+        return "facts: one probe round" + (f" + run lock {lock.group(1)}" if lock else "")
+    if lock:
+        return f"run lock: {lock.group(1)}"
     if "install-file.sh" in text:
         return "upload: install-file.sh places it"
     if "gpu-test.sh" in text:

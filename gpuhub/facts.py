@@ -6,6 +6,7 @@ Parsers take (stdout, exit code) and are tested from recorded outputs in tests/d
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -25,7 +26,6 @@ TEMPLATE = f"{CONTAINERD_DIR}/config-v3.toml.tmpl"
 STORAGE = "/var/lib/rancher/k3s/storage"
 SCRIPTS_DIR = "/var/lib/gpuhub/scripts"  # scripts/ on every host
 KUBECTL = "/usr/local/bin/k3s kubectl"
-HELM = f"env KUBECONFIG={KUBECONFIG} /usr/local/bin/helm"
 
 
 # --- parsers (pure) -----------------------------------------------------------------------------
@@ -220,12 +220,6 @@ def parse_json(out: str, rc: int):
         return None
 
 
-def parse_release_values(out: str, rc: int):
-    """`helm get values -o json` with each secret gpuhub put there replaced by its digest: the
-    facts compare values, they never keep a copy of the OAuth secret."""
-    return digested(parse_json(out, rc))
-
-
 def _epoch(stamp):
     """RFC 3339 as the API and helm write it ('2025-01-02T03:04:05Z', Go's RFC3339Nano
     '2025-01-02T03:04:05.123456789+01:00') -> seconds, or None. Python before 3.11 reads at most
@@ -269,35 +263,6 @@ def parse_node(out: str, rc: int):
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")  # helm pkg/release/status.go IsPending
 
 
-def parse_history(out: str, rc: int):
-    """`helm history NAME -n NS -o json 2>&1` -> the release's revisions, oldest first:
-    [{revision, status, chart, version, updated (epoch seconds), description}]; [] when there is
-    no such release; None when helm could not tell (no cluster, no helm).
-
-    helm v3.17.3 cmd/helm/history.go: a JSON list of {revision (int), updated (time.Time as JSON:
-    RFC 3339 with nanoseconds), status, chart (NAME-VERSION), app_version, description}, oldest
-    first, the last --max revisions; "Error: release: not found" for none. Unlike `helm list`,
-    which helm 3 shows only deployed and failed releases by default (pkg/action/list.go
-    SetStateMask), history shows every status, pending-* included (helm 4 too). stderr is read
-    with stdout, where helm says "release: not found"; the JSON is its last line starting "["."""
-    if rc != 0:
-        return [] if "release: not found" in out else None
-    line = next((x for x in reversed(out.splitlines()) if x.startswith("[")), None)
-    try:
-        items = json.loads(line) if line else None
-    except ValueError:
-        items = None
-    if not isinstance(items, list):
-        return None
-    revisions = []
-    for item in items:
-        chart, _, version = str(item.get("chart", "")).rpartition("-")
-        revisions.append({"revision": int(item.get("revision", 0)), "status": item.get("status"),
-                          "chart": chart, "version": version, "updated": _epoch(item.get("updated")),
-                          "description": item.get("description", "")})
-    return sorted(revisions, key=lambda r: r["revision"])
-
-
 def release_view(history):
     """A release from its history: {chart, version, status, revision, updated, deployed (the last
     deployed revision's number, or None)}, or None when there is no such release."""
@@ -315,10 +280,12 @@ def parse_pods(out: str, rc: int):
     with `controller: true`), e.g. `DaemonSet/nvdp-nvidia-device-plugin`: pods of two DaemonSets
     can carry the same labels. `reason`: why it does not run (podstatus.why), '' when it does."""
     data = parse_json(out, rc)
-    if data is None:
-        return None
+    return None if data is None else pod_views(data.get("items", []))
+
+
+def pod_views(items: list) -> list:
     pods = []
-    for item in data.get("items", []):
+    for item in items:
         status, metadata = item.get("status", {}), item["metadata"]
         owners = metadata.get("ownerReferences") or []
         owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
@@ -331,17 +298,13 @@ def parse_pods(out: str, rc: int):
     return pods
 
 
-def parse_names(out: str, rc: int):
-    """`kubectl get X -o name` -> the names without the kind/ prefix."""
-    return sorted(line.split("/", 1)[-1] for line in out.split()) if rc == 0 else None
-
-
 # --- probes ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Probe:
     command: str
     parse: object
+    expands: bool = False  # parse gives several facts at once: {name: value}
 
 
 PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] && "
@@ -350,9 +313,7 @@ PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] && "
 
 def host_probes() -> dict:
     return {
-        "uid": Probe("id -u", parse_text),
         "systemd": Probe("test -d /run/systemd/system && echo yes", parse_text),
-        "os_id": Probe(". /etc/os-release && echo \"$ID\"", parse_text),
         # The kernel's machine name (x86_64, aarch64): the airgap binaries must be built for it.
         "arch": Probe("uname -m", parse_text),
         "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version),
@@ -384,36 +345,124 @@ def host_probes() -> dict:
     }
 
 
+def plugin_pod_labels(release: str) -> tuple:
+    """The labels of device-plugin release NS/NAME's pods: its plugin's AND its GFD's, whose pod
+    templates carry the same labels (chart 0.20.0 templates/_helpers.tpl templateLabels); they are
+    told apart by the DaemonSet that owns them (parse_pods' `owner`, steps.cluster.daemonset_pods)."""
+    return ("app.kubernetes.io/name=nvidia-device-plugin", f"app.kubernetes.io/instance={release.split('/')[-1]}")
+
+
 def plugin_pod_selector(release: str) -> str:
-    """The pods of device-plugin release NS/NAME: its plugin's AND its GFD's, whose pod templates
-    carry the same labels (chart 0.20.0 templates/_helpers.tpl templateLabels); they are told
-    apart by the DaemonSet that owns them (parse_pods' `owner`, steps.cluster.daemonset_pods)."""
-    return f"app.kubernetes.io/name=nvidia-device-plugin,app.kubernetes.io/instance={shlex.quote(release.split('/')[-1])}"
+    return shlex.quote(",".join(plugin_pod_labels(release)))
 
 
 def cluster_probes(plugin_release: str, hub_release: str) -> dict:
-    """On the server, once K3s answers: what the cluster steps compare."""
-    plugin_ns, plugin_name = plugin_release.split("/")
-    hub_ns, hub_name = hub_release.split("/")
+    """On the server, once K3s answers: what the cluster steps compare, in two kubectl calls (each
+    costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
+    pod in one; helm's own records of the releases in the other (helm_releases). The facts they
+    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods; plugin_release, hub_release
+    (each release's revisions), plugin_values, hub_values (its values, the OAuth secret digested)."""
+    releases = {"plugin": plugin_release, "hub": hub_release}
     return {
-        "nodes": Probe(f"{KUBECTL} get nodes -o json", parse_nodes),
-        "runtimeclasses": Probe(f"{KUBECTL} get runtimeclass -o name", parse_names),
-        # Each release's revisions, every status: helm 3's `list` hides pending ones.
-        "plugin_release": Probe(f"{HELM} history {shlex.quote(plugin_name)} -n {shlex.quote(plugin_ns)} "
-                                "--max 20 -o json 2>&1", parse_history),
-        "hub_release": Probe(f"{HELM} history {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} "
-                             "--max 20 -o json 2>&1", parse_history),
+        "cluster": Probe(f"{KUBECTL} get nodes,runtimeclasses,pods -A -o json",
+                         functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
+                         expands=True),
+        "releases": Probe(f"{KUBECTL} get secrets -A -l {HELM_RELEASES} -o json",
+                          functools.partial(parse_helm_releases, releases=releases), expands=True),
         # The server's clock, which stamped those revisions: how old a pending one is.
         "now": Probe("date +%s", parse_int),
-        "plugin_values": Probe(f"{HELM} get values {shlex.quote(plugin_name)} -n {shlex.quote(plugin_ns)} -o json",
-                               parse_json),
-        "hub_values": Probe(f"{HELM} get values {shlex.quote(hub_name)} -n {shlex.quote(hub_ns)} -o json",
-                            parse_release_values),
-        "plugin_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(plugin_ns)} "
-                             f"-l {plugin_pod_selector(plugin_release)} -o json", parse_pods),
-        "hub_pods": Probe(f"{KUBECTL} get pods -n {shlex.quote(hub_ns)} -o json", parse_pods),
-        "traefik_pods": Probe(f"{KUBECTL} get pods -A -l app.kubernetes.io/name=traefik -o json", parse_pods),
     }
+
+
+CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods")
+
+
+def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> dict:
+    """`kubectl get nodes,runtimeclasses,pods -A -o json` -> the facts CLUSTER_FACTS (None each
+    when kubectl failed). Several resource types come as one v1 List of every item, each with its
+    own kind (kubectl v0.34.9 pkg/cmd/get/get.go printGeneric); a type kubectl could not list makes
+    it exit 1 after printing the rest, and then nothing is taken for granted."""
+    data = parse_json(out, rc)
+    if not isinstance(data, dict):
+        return dict.fromkeys(CLUSTER_FACTS)
+    kinds = {}
+    for item in data.get("items", []):
+        kinds.setdefault(item.get("kind"), []).append(item)
+    pods = kinds.get("Pod", [])
+    plugin_ns, hub_ns = plugin_release.split("/")[0], hub_release.split("/")[0]
+    plugin_labels = dict(term.split("=", 1) for term in plugin_pod_labels(plugin_release))
+
+    def labelled(pod, wanted):
+        labels = pod.get("metadata", {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in wanted.items())
+    return {
+        "nodes": {item["metadata"]["name"]: node_view(item) for item in kinds.get("Node", [])},
+        "runtimeclasses": sorted(item["metadata"]["name"] for item in kinds.get("RuntimeClass", [])),
+        "plugin_pods": pod_views([p for p in pods if p["metadata"].get("namespace") == plugin_ns
+                                  and labelled(p, plugin_labels)]),
+        "hub_pods": pod_views([p for p in pods if p["metadata"].get("namespace") == hub_ns]),
+        "traefik_pods": pod_views([p for p in pods if labelled(p, {"app.kubernetes.io/name": "traefik"})]),
+    }
+
+
+# helm 3 keeps each revision of a release as a Secret in the release's namespace (its default
+# storage driver, HELM_DRIVER=secret): named sh.helm.release.v1.NAME.vREVISION, type
+# helm.sh/release.v1, labelled name, owner=helm, status, version (helm v3.17.3
+# pkg/storage/driver/secrets.go newSecretsObject). Superseded revisions are history: the latest
+# revision and the deployed one are never superseded, so they are all a plan needs.
+HELM_RELEASES = "owner=helm,status!=superseded"
+
+
+def decode_release(data: str):
+    """A release Secret's data.release -> helm's Release as JSON, or None. The API gives Secret
+    data base64-encoded; helm stored there base64 of the gzipped JSON (helm v3.17.3
+    pkg/storage/driver/util.go encodeRelease; decodeRelease reads it uncompressed too)."""
+    import base64
+    import gzip
+    try:
+        raw = base64.b64decode(base64.b64decode(data, validate=True), validate=True)
+        if raw[:3] == b"\x1f\x8b\x08":
+            raw = gzip.decompress(raw)
+        release = json.loads(raw)
+    except (ValueError, OSError, EOFError):
+        return None
+    return release if isinstance(release, dict) else None
+
+
+def parse_helm_releases(out: str, rc: int, releases: dict) -> dict:
+    """`kubectl get secrets -A -l owner=helm,status!=superseded -o json` -> for each KEY of
+    `releases` (KEY -> NS/NAME): KEY_release, its revisions oldest first, [{revision, status,
+    chart, version, updated (epoch seconds), description}]: what `helm history` shows (revision,
+    updated = info.last_deployed, status, chart NAME-VERSION from chart.metadata, description; helm
+    v3.17.3 cmd/helm/history.go getHistory), of every status (helm 3's `list` hides pending ones,
+    pkg/action/list.go SetStateMask), [] for no such release; and KEY_values, the latest revision's user-supplied values (`helm get values`: its
+    Release.Config, pkg/action/get_values.go), secrets digested; None each when kubectl failed."""
+    data = parse_json(out, rc)
+    if not isinstance(data, dict):
+        return {f"{key}_{what}": None for key in releases for what in ("release", "values")}
+    found = {}
+    for item in data.get("items", []):
+        meta = item.get("metadata", {})
+        if item.get("type") != "helm.sh/release.v1":
+            continue
+        release = decode_release((item.get("data") or {}).get("release", ""))
+        if release is None:
+            continue
+        found.setdefault(f"{meta.get('namespace')}/{release.get('name')}", []).append(release)
+    facts = {}
+    for key, wanted in releases.items():
+        revisions = sorted(found.get(wanted, []), key=lambda r: int(r.get("version", 0)))
+        facts[f"{key}_release"] = [revision_view(r) for r in revisions]
+        facts[f"{key}_values"] = digested(revisions[-1].get("config")) if revisions else None
+    return facts
+
+
+def revision_view(release: dict) -> dict:
+    info = release.get("info") or {}
+    chart = (release.get("chart") or {}).get("metadata") or {}
+    return {"revision": int(release.get("version", 0)), "status": info.get("status"), "chart": chart.get("name", ""),
+            "version": chart.get("version", ""), "updated": _epoch(info.get("last_deployed")),
+            "description": info.get("description", "")}
 
 
 @dataclass
@@ -426,6 +475,30 @@ class Facts:
     def get(self, key, default=None):
         value = self.values.get(key)
         return default if value is None else value
+
+    def only(self, names, who: str) -> "Facts":
+        """These facts as `who` (a step) may read them: the facts it declares, no other."""
+        return DeclaredFacts(self.values, frozenset(names), who)
+
+
+class UndeclaredFact(KeyError):
+    """A step read a fact it does not declare: declare it (steps.needs), so that it comes with
+    the facts' one round trip per host, never as a command of its own."""
+
+
+@dataclass
+class DeclaredFacts(Facts):
+    names: frozenset = frozenset()
+    who: str = ""
+
+    def __getitem__(self, key):
+        if key not in self.names:
+            raise UndeclaredFact(f"{self.who} reads the fact {key!r} without declaring it (steps.needs)")
+        return self.values.get(key)
+
+    def get(self, key, default=None):
+        self[key]
+        return super().get(key, default)
 
 
 def script(probes: dict, marker: str) -> str:
@@ -468,5 +541,8 @@ def gather(target, probes: dict, as_root: bool = True) -> Facts:
     facts = Facts()
     for name, probe in probes.items():
         out, rc = raw.get(name, ("", 127))
-        facts.values[name] = probe.parse(out, rc)
+        if probe.expands:
+            facts.values.update(probe.parse(out, rc))
+        else:
+            facts.values[name] = probe.parse(out, rc)
     return facts

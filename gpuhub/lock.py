@@ -6,6 +6,11 @@ for STALE_S seconds belongs to a run that died, and the next run takes it over, 
 was (k0sctl's scheme, which refreshes every 10 s). Taking, refreshing and releasing happen under
 `flock` on the host, so two runs deciding at the same moment cannot both win. plan, status and
 audit take no lock.
+
+A run reads each host's facts with a read-only check of its lock (check_script): another live
+run's lock stops it there. It takes the lock only of the hosts it will change, after planning,
+with their facts read again in the same round trip (first_try): what it applies was planned on
+facts read under the lock, and a converged run writes nothing, not even a lock (issue 13).
 """
 from __future__ import annotations
 
@@ -73,6 +78,17 @@ def acquire_script(holder: Holder, dead: str = "") -> str:
         f"umask 077 && printf '%s\\n' {record} > {LOCK}.new && mv -f {LOCK}.new {LOCK} && echo acquired\n", "acquire")
 
 
+def check_script() -> str:
+    """Read-only: exit HELD with the holder's record when a live run holds the lock (what
+    acquire_script would refuse), else nothing. Sent with the facts: the run takes a lock only
+    on the hosts it will change, after planning."""
+    return (f"# gpuhub run lock: check\n"
+            f"if [ -f {LOCK} ]; then\n"
+            f"  age=$(( $(date +%s) - $(stat -c %Y {LOCK}) ))\n"
+            f"  if [ \"$age\" -lt {STALE_S} ]; then echo \"age=$age\"; cat {LOCK}; exit {HELD}; fi\n"
+            "fi\n")
+
+
 def refresh_script(holder: Holder) -> str:
     return _guarded(f"grep -qxF {shlex.quote('id=' + holder.id)} {LOCK} 2>/dev/null || exit {LOST}\n"
                     f"touch {LOCK}\n", "refresh")
@@ -108,12 +124,38 @@ class RunLocks:
         self.targets, self.log, self.wait = targets, log, wait
         self.holder = holder or me()
         self.held, self.lost = set(), set()
+        self.checked = False  # the run checked every host's lock with its first facts
         self._stop = threading.Event()
         self._threads = []
 
-    def _try(self, name: str, dead: str = ""):
-        """None when taken; the holder's description when another live run has it."""
-        result = self.targets[name].run(acquire_script(self.holder, dead))
+    def first_try(self) -> str:
+        """The command of a first try, for a run to send with a round trip to each host (its
+        facts, read again under the lock): an uncontended run then takes its lock without a
+        command of its own."""
+        return acquire_script(self.holder)
+
+    def held_by(self, result) -> str:
+        """check_script's outcome -> the description of the live run holding the lock, or ''
+        (free, stale, or held by a run of this machine that has ended)."""
+        if result.exited != HELD:
+            return ""
+        record = parse_record(result.stdout)
+        other = Holder(record.get("id", "?"), record.get("who", "?"), record.get("started", "?"),
+                       record.get("command", "?"))
+        return "" if ended_here(other.who) else other.describe(record.get("age", ""))
+
+    def refuse(self, held: dict):
+        """LockHeld for {name: holder description}, releasing what this run took."""
+        self.release()
+        raise LockHeld("another gpuhub run is changing " + "; ".join(
+            f"{n}: held by {o}" for n, o in held.items()) + ". Wait for it (or pass --wait); a lock that "
+            f"is not refreshed for {STALE_S} s is taken over")
+
+    def _try(self, name: str, dead: str = "", result=None):
+        """None when taken; the holder's description when another live run has it. `result`: a
+        first try already made (first_try's outcome), else one is made now."""
+        if result is None:
+            result = self.targets[name].run(acquire_script(self.holder, dead))
         record = parse_record(result.stdout)
         if result.exited == HELD:
             other = Holder(record.get("id", "?"), record.get("who", "?"), record.get("started", "?"),
@@ -133,12 +175,12 @@ class RunLocks:
         self.held.add(name)
         return None
 
-    def _acquire_one(self, name: str):
-        """(name, None | holder description | Exception)."""
+    def _acquire_one(self, name: str, first=None):
+        """(name, None | holder description | Exception); `first`: the outcome of first_try."""
         started = time.monotonic()
         try:
             while True:
-                other = self._try(name)
+                other, first = self._try(name, result=first), None
                 if other is None or not self.wait:
                     return name, other
                 self.log(f"{name}: waiting for the run lock, held by {other} "
@@ -147,20 +189,21 @@ class RunLocks:
         except Exception as e:  # unreachable: the run reports it per host
             return name, e
 
-    def acquire(self) -> dict:
-        """Take every host's lock (waiting with --wait). -> {name: error} for hosts that could not
-        be reached. Raises LockHeld, releasing what it took, when another run holds any."""
+    def acquire(self, first: dict = None, names=None) -> dict:
+        """Take the locks of `names` (default: every host's), waiting with --wait. -> {name:
+        error} for hosts that could not be reached. Raises LockHeld, releasing what it took, when
+        another run holds any. `first`: {name: Result} of first tries already made (first_try);
+        the others, and a first try that met another run's lock, go on here."""
+        first = first or {}
+        wanted = [n for n in (self.targets if names is None else names) if n in self.targets and n not in self.held]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(self._acquire_one, self.targets))
+            outcomes = list(pool.map(lambda name: self._acquire_one(name, first.get(name)), wanted))
         held = {n: o for n, o in outcomes if isinstance(o, str)}
         if held:
-            self.release()
-            raise LockHeld("another gpuhub run is changing " + "; ".join(
-                f"{n}: held by {o}" for n, o in held.items()) + ". Wait for it (or pass --wait); a lock that "
-                f"is not refreshed for {STALE_S} s is taken over")
+            self.refuse(held)
         # One refresher per host: a host that stops answering must not keep the others' locks
         # from being refreshed.
-        self._threads = [self._daemon(self._refresh, name) for name in sorted(self.held)]
+        self._threads += [self._daemon(self._refresh, name) for name, o in outcomes if o is None]
         return {n: o for n, o in outcomes if isinstance(o, Exception)}
 
     @staticmethod

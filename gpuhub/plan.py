@@ -14,16 +14,17 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import facts as f
+from . import lock
 from .lock import RunLocks
 from .progress import Progress
 from .secret import mask
 from .steps import (BLOCKED, CHANGE, ERROR, LOCAL_SCRIPTS, OK, PENDING, RESTART_K3S, SCRIPTS_DIR, VERIFY,
                     Context, StepPlan)
 from .steps import cluster, k3s, runtime
-from .target import StepFailed
+from .target import Result, StepFailed
 from .term import paint
 
 HOST_STEPS = (("k3s.install", k3s.plan_install), ("gpu.runtime", runtime.plan_runtime),
@@ -35,6 +36,7 @@ NODE_STEPS = (("gpu.plugin", cluster.plan_node_plugin), ("gpu.test", cluster.pla
 PROVISION = ("k3s.install", "gpu.runtime") + tuple(s for s, _ in CLUSTER_STEPS)
 HANDLERS = {RESTART_K3S: k3s.restart_k3s}
 HANDLER_LINES = {RESTART_K3S: k3s.restart_lines}
+LOCK_PROBE = "run_lock"
 
 
 def steps_for(host, server_name: str) -> tuple:
@@ -43,18 +45,39 @@ def steps_for(host, server_name: str) -> tuple:
 
 
 def plan_steps(ctx: Context, steps, only=PROVISION) -> list:
-    """Plan `steps` (those in `only`) in order, each seeing the ones before it."""
+    """Plan `steps` (those in `only`) in order, each seeing the ones before it, the facts it
+    declares (steps.needs) and no way to run a command (NoCommands)."""
     plans = []
     for step_id, plan in steps:
         if step_id not in only:
             continue
+        host, server = plan.needs
+        view = replace(ctx, facts=ctx.facts.only(host, step_id) if ctx.facts is not None else None,
+                       server_facts=ctx.server_facts.only(server, step_id) if ctx.server_facts is not None else None,
+                       target=NoCommands(step_id), server_target=NoCommands(step_id))
         try:
-            result = plan(ctx)
+            result = plan(view)
         except Exception as e:  # a parser met output it did not expect: say so, do not guess
             result = StepPlan(step_id, ERROR, reason=f"{type(e).__name__}: {e}")
         plans.append(result)
         ctx.earlier[step_id] = result
     return plans
+
+
+class NoCommands:
+    """The target a step's plan sees: it reads facts, gathered beforehand; a command of its own
+    would be a round trip of its own, so it is refused (a step declares what it needs)."""
+
+    def __init__(self, step_id: str):
+        self.step_id = step_id
+
+    def __getattr__(self, name):
+        raise f.UndeclaredFact(f"{self.step_id}'s plan would use the host ({name}): plans read facts only; "
+                               "declare what it needs (steps.needs)")
+
+
+# What the run reads for itself, beside the steps' needs: gpuhub's scripts on the host (upload_scripts).
+RUN_NEEDS = ("scripts_sha",)
 
 
 class Refused(Exception):
@@ -94,6 +117,7 @@ class Run:
         self.facts, self.results = {}, {}
         self.interrupted = threading.Event()
         self.locks = None
+        self.locking = set()  # hosts whose next fact round trip takes their run lock
         selected = set(targets if selected is None else selected)
         self.hosts = [h for h in inv.ordered_hosts() if h.name in selected]
 
@@ -101,9 +125,16 @@ class Run:
 
     def probes_for(self, host):
         probes = f.host_probes()
+        locks = self.locks
+        if locks is not None and host.name in locks.targets and host.name not in locks.held \
+                and (host.name in self.locking or not locks.checked):
+            # The run lock rides on the facts' round trip, before every probe: checked (read
+            # only) with the first facts, taken on the hosts that will change (issue 13).
+            command = locks.first_try() if host.name in self.locking else lock.check_script()
+            probes = {LOCK_PROBE: f.Probe(command, lambda out, rc: Result(out, "", rc)), **probes}
         if host.role == "server":
             for name, probe in f.cluster_probes(cluster.PLUGIN_RELEASE, cluster.hub_release(self.inv)).items():
-                probes[name] = f.Probe(f"timeout 60 {probe.command}", probe.parse)
+                probes[name] = replace(probe, command=f"timeout 60 {probe.command}")
         return probes
 
     def gather(self, host) -> bool:
@@ -139,6 +170,48 @@ class Run:
             # Facts only, to let agents join: the server itself is not being changed.
             self.results.pop(server.name)
 
+    def check_locks(self):
+        """After the first facts: another live run's lock on any host stops this run (LockHeld),
+        or with --wait is waited for (and then held, the host's facts read again)."""
+        outcomes = {name: fx.values.pop(LOCK_PROBE) for name, fx in self.facts.items() if LOCK_PROBE in fx.values}
+        self.locks.checked = True
+        held = {name: who for name, result in outcomes.items() for who in [self.locks.held_by(result)] if who}
+        if held and not self.locks.wait:
+            self.locks.refuse(held)
+        if held:
+            self.take_locks(set(held))
+
+    def take_locks(self, names: set):
+        """The locks of `names`, their facts read again in the same round trip as the lock's
+        first try (a host whose lock came only on a later try, --wait or a dead holder, is read
+        once more). Raises LockHeld when another run holds one."""
+        names = {n for n in names if n in self.locks.targets and n not in self.locks.held
+                 and not (n in self.results and self.results[n].unreachable)}
+        if not names:
+            return
+        self.locking = names
+        self.gather_all(names)
+        self.locking = set()
+        first = {name: self.facts[name].values.pop(LOCK_PROBE) for name in names
+                 if name in self.facts and LOCK_PROBE in self.facts[name].values}
+        for name, error in self.locks.acquire(first, names=sorted(first)).items():
+            if name in {h.name for h in self.hosts}:
+                self.mark_unreachable(self.inv.hosts[name], error)
+        again = {name for name in names & self.locks.held if name not in first or first[name].exited != 0}
+        if again:
+            self.gather_all(again)
+
+    def to_lock(self) -> set:
+        """The hosts this run will change: a host whose own steps change something, and the
+        server when a cluster step (or a node's share of one) does, or the GPU test runs."""
+        own = {s for s, _ in HOST_STEPS}
+        names = set()
+        for name, run in self.results.items():
+            for step in run.steps:
+                if step.status in (CHANGE, VERIFY, PENDING):
+                    names.add(name if step.id in own else self.inv.server.name)
+        return names & set(self.locks.targets)
+
     # --- plan ----------------------------------------------------------------------------
 
     def context(self, host, earlier=None) -> Context:
@@ -165,6 +238,8 @@ class Run:
         each node's share: those follow from what the hosts' own steps change."""
         if gather:
             self.gather_all()
+            if self.locks is not None and not self.locks.checked:
+                self.check_locks()
         planned = []
         for host in self.hosts:
             run = self.results.setdefault(host.name, HostRun(host.name, host.role))
@@ -287,11 +362,9 @@ class Run:
         changing = {h.name for h in self.hosts}
         if self.agents_only and set(self.only) & {s for s, _ in NODE_STEPS}:
             changing.add(self.inv.server.name)  # nodes are labelled and tested through the server
+        # Checked with the facts, taken after planning where something changes (_apply).
         self.locks = RunLocks({name: self.targets[name] for name in self.targets if name in changing},
                               self.log, wait=wait)
-        for name, error in self.locks.acquire().items():
-            if name in {h.name for h in self.hosts}:
-                self.mark_unreachable(self.inv.hosts[name], error)
         try:
             with self.interruptible():
                 self._apply(yes)
@@ -323,6 +396,16 @@ class Run:
         self.plan()
         self.refuse_blocked()
         self.refuse_unconfirmed(yes)
+        for _ in range(3):  # a host read again may change what the others plan: until it settles
+            wanted = self.to_lock() - self.locks.held
+            if not wanted:
+                break
+            # Planned on facts read without the lock: take it where something changes, read those
+            # hosts again under it (one round trip each), and plan again on what they say.
+            self.take_locks(wanted)
+            self.plan(gather=False)
+            self.refuse_blocked()
+            self.refuse_unconfirmed(yes)
         server = self.inv.server
         host_ids = {s for s, _ in HOST_STEPS}
         first = [h for h in self.hosts if h.name == server.name]
@@ -350,6 +433,11 @@ class Run:
             run = self.results[server.name]
             run.steps = ([s for s in run.steps if s.id not in cluster_ids]
                          + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
+            if server.name not in self.locks.held and any(s.id in cluster_ids and s.status in (CHANGE, VERIFY)
+                                                          for s in run.steps):
+                self.take_locks({server.name})  # read again under the lock: planned once more
+                run.steps = ([s for s in run.steps if s.id not in cluster_ids]
+                             + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
             self._apply_hosts([server], cluster_ids)
         elif cluster_ids and not self.failed():
             self._apply_node_shares(cluster_ids)
@@ -368,9 +456,17 @@ class Run:
         agents = [h for h in self.hosts if h.gpus and not self.results[h.name].error]
         if not agents:
             return
-        for host in agents:
-            run = self.results[host.name]
-            run.steps = [s for s in run.steps if s.id not in ids] + plan_steps(self.context(host), NODE_STEPS, ids)
+
+        def replan():
+            for host in agents:
+                run = self.results[host.name]
+                run.steps = [s for s in run.steps if s.id not in ids] + plan_steps(self.context(host), NODE_STEPS, ids)
+            return any(s.id in ids and s.status in (CHANGE, VERIFY) for h in agents for s in self.results[h.name].steps)
+        if replan() and server.name not in self.locks.held:
+            self.take_locks({server.name})  # read again under the lock: planned once more
+            if server.name in self.results and self.results[server.name].unreachable:
+                return
+            replan()
         if any(s.id in ids and s.status in (CHANGE, VERIFY) for h in agents for s in self.results[h.name].steps):
             self.upload_scripts(server)  # gpu-test.sh runs there
         for host in agents:

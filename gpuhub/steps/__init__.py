@@ -159,6 +159,17 @@ class StepPlan:
                 "restarts": self.restarts, "destructive": self.destructive, "reason": self.reason}
 
 
+def needs(host=(), server=()):
+    """What a step's plan reads: facts of its own host, and of the cluster's server (each a
+    probe of gpuhub.facts). Declared here, in one place per step, they are gathered with every
+    other fact in one round trip per host; the plan sees only these (Facts.only) and runs no
+    command of its own (plan.plan_steps), so a new step cannot add a round trip by accident."""
+    def declare(plan):
+        plan.needs = (tuple(host), tuple(server))
+        return plan
+    return declare
+
+
 def ok(step_id: str, note: str = "") -> StepPlan:
     return StepPlan(step_id, OK, note=note)
 

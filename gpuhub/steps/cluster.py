@@ -12,7 +12,7 @@ from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
 from . import (SCRIPTS_DIR, VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, call, changes, command_deadline,
-               pending, script, upload)
+               needs, pending, script, upload)
 
 PLUGIN, HUB, GPU_TEST = "gpu.plugin", "hub.launch", "gpu.test"
 PLUGIN_RELEASE = "nvidia-device-plugin/nvdp"
@@ -134,6 +134,7 @@ def _minutes(seconds: int) -> str:
 
 # --- gpu.plugin -----------------------------------------------------------------------------
 
+@needs(host=('nodes', 'plugin_release', 'plugin_values', 'plugin_pods', 'now'))
 def plan_plugin(ctx: Context) -> StepPlan:
     inv = ctx.inv
     if not inv.gpu_hosts:
@@ -276,6 +277,7 @@ def _run(ctx: Context, command: str):
 
 # --- hub.launch -----------------------------------------------------------------------------
 
+@needs(host=('nodes', 'hub_release', 'hub_values', 'now'))
 def plan_hub(ctx: Context) -> StepPlan:
     inv = ctx.inv
     try:
@@ -334,6 +336,7 @@ def hub_up(ctx: Context):
 
 # --- an agent-only run: that node's share of the cluster steps ---------------------------------
 
+@needs(host=(), server=('nodes', 'plugin_release', 'plugin_values'))
 def plan_node_plugin(ctx: Context) -> StepPlan:
     """`fab -H gpu3 provision` for a workstation joining: its sharing label and its allocatable
     GPUs, through the server; the releases are left alone (they are the server's run's)."""
@@ -376,6 +379,7 @@ def to_test(ctx: Context, hosts) -> list:
 SKIPPED = "skipped: nothing changed on the GPU nodes (--verify, or gpu.test, runs it)"
 
 
+@needs(host=())
 def plan_node_gpu_test(ctx: Context) -> StepPlan:
     host = ctx.host
     if not host.gpus:
@@ -388,6 +392,7 @@ def plan_node_gpu_test(ctx: Context) -> StepPlan:
                     reason=waiting)
 
 
+@needs(host=('nodes',))
 def plan_gpu_test(ctx: Context) -> StepPlan:
     """A verification: it runs on apply and changes nothing, so it is never a change."""
     if not ctx.inv.gpu_hosts:

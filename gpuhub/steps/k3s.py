@@ -9,7 +9,7 @@ from .. import render
 from ..secret import Secret
 from ..target import StepFailed
 from . import (RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, call, changes,
-               command_deadline, ok, script, upload)
+               command_deadline, needs, ok, script, upload)
 
 INSTALL, RESET = "k3s.install", "k3s.reset"
 
@@ -40,6 +40,7 @@ def airgap_arch_problem(inv, arch) -> str:
     return ""
 
 
+@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'agent_token_sha', 'helm_sha', 'helm_version'), server=('server_token_sha',))
 def plan_install(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     if fx["systemd"] != "yes":
@@ -269,6 +270,7 @@ def rolled_back(ctx: Context, failed: "StepFailed", written) -> "StepFailed":
     return StepFailed(ctx.host.name, INSTALL, "restart-k3s", reason="\n    ".join(lines))
 
 
+@needs(host=('k3s_units', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'storage_kib'))
 def plan_reset(ctx: Context) -> StepPlan:
     fx = ctx.facts
     units = fx.get("k3s_units", {})  # k3s*.service -> has its uninstall script (K3s's own)

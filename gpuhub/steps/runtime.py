@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from .. import facts as f
 from .. import names, render
-from . import RESTART_K3S, WORK_DIR, Action, Change, Context, StepPlan, blocked, changes, ok, pending, script, upload
+from . import (RESTART_K3S, WORK_DIR, Action, Change, Context, StepPlan, blocked, changes, needs, ok, pending, script,
+               upload)
 
 RUNTIME = "gpu.runtime"
 
@@ -52,6 +53,7 @@ def driver_preflight(host, fx) -> Preflight:
     return Preflight(note=note)
 
 
+@needs(host=('nvidia_smi', 'pci_gpus', 'toolkit', 'containerd', 'template_sha', 'k3s_version'))
 def plan_runtime(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     preflight = driver_preflight(host, fx)

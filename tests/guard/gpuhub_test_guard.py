@@ -109,7 +109,8 @@ def answer_local(command: str):
         scenario = _scenario()
         out = []
         for marker, name in probes:
-            case = scenario.get(name) or {}
+            # The run lock's first try, sent with the facts (gpuhub/plan.py LOCK_PROBE): taken.
+            case = {"output": "acquired", "exit": 0} if name == "run_lock" else scenario.get(name) or {}
             text = case.get("output", "")
             if text and not text.endswith("\n"):
                 text += "\n"

@@ -165,7 +165,10 @@ def test_wait_waits_for_the_lock_and_a_stale_lock_is_taken_over(site):
             waiting.kill()
     assert waiting.returncode == 0, stderr
     assert "gpu2: waiting for the run lock, held by alice@laptop pid 4242" in stderr
+    # A stale lock on a host with something to change is taken over; on a converged host it is
+    # left alone (a converged run writes nothing, a lock neither).
     fake_lock(site, "gpu3", age_s=300)
+    site.sh("gpu3", "echo '# drifted' >> /etc/rancher/k3s/config.yaml")
     result = site.fab("provision")
     assert result.returncode == 0, result.stderr
     assert "gpu3: took over the run lock of a run that stopped refreshing it" in result.stderr

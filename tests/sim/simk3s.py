@@ -1129,8 +1129,15 @@ def require_cluster(flags):
 
 
 def matches(labels, selector):
+    """Equality-based label selectors, as kubectl takes them: `k=v`, `k==v`, `k!=v` (a label
+    missing is not equal: apimachinery pkg/labels/selector.go, Operator NotEquals), joined by `,`."""
     for term in filter(None, (selector or "").split(",")):
-        key, _, value = term.partition("=")
+        if "!=" in term:
+            key, _, value = term.partition("!=")
+            if labels.get(key) == value:
+                return False
+            continue
+        key, _, value = term.replace("==", "=").partition("=")
         if labels.get(key) != value:
             return False
     return True
@@ -1223,6 +1230,8 @@ def objects(state, kind, ns, flags):
     if kind in ("runtimeclass", "runtimeclasses"):
         return [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": n}, "handler": rc["handler"]}
                 for n, rc in sorted(state["runtimeclasses"].items())], "RuntimeClass"
+    if kind in ("secret", "secrets"):
+        return [s for s in release_secrets(state) if everywhere or s["metadata"]["namespace"] == ns], "Secret"
     if kind in ("namespace", "namespaces", "ns"):
         return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in state["namespaces"]], "Namespace"
     if kind in ("event", "events", "ev"):
@@ -1265,6 +1274,12 @@ def kubectl_get(state, rest, flags, ns):
     kind, _, name = rest[0].partition("/")
     if not name and len(rest) > 1:
         name = rest[1]
+    if "," in kind and not name:
+        # Several types: every item of each, in the order given, in one v1 List (kubectl v0.34.9
+        # pkg/cmd/get/get.go printGeneric), each item with its own kind.
+        items = [i for k in kind.split(",") for i in objects(state, k, ns, flags)[0]]
+        output([i for i in items if matches(i["metadata"].get("labels", {}), flags.get("-l"))], flags)
+        return
     items, list_kind = objects(state, kind, ns, flags)
     items = [i for i in items if matches(i["metadata"].get("labels", {}), flags.get("-l"))]
     field = flags.get("--field-selector", "")
@@ -1789,6 +1804,37 @@ def helm_rollback(args, flags, ns):
     killed_mid_operation(key, number)
     settle(key, number, "deployed", f"Rollback to {wanted}", supersede=True)
     print("Rollback was a success! Happy Helming!")
+
+
+def release_secrets(state) -> list:
+    """helm's storage of every revision of every release, as the API shows it: one Secret per
+    revision, sh.helm.release.v1.NAME.vN in the release's namespace, type helm.sh/release.v1,
+    labels name, owner=helm, status, version, data.release the Release JSON gzipped and base64'd
+    by helm (helm v3.17.3 pkg/storage/driver/secrets.go newSecretsObject, util.go encodeRelease)
+    and base64'd again by the API (Secret data is bytes). The simulated cluster holds no other
+    Secrets."""
+    import base64
+    import gzip
+    items = []
+    for record in state["releases"].values():
+        first = record["revisions"][0]["updated_ns"] if record["revisions"] else 0
+        for r in record["revisions"]:
+            release = {"name": record["name"], "namespace": record["namespace"], "version": r["revision"],
+                       "info": {"first_deployed": go_json_time(first), "last_deployed": go_json_time(r["updated_ns"]),
+                                "deleted": "", "description": r["description"], "status": r["status"]},
+                       "chart": {"metadata": {"name": r["chart"], "version": r["version"], "apiVersion": "v2"}},
+                       "manifest": "---\n# (SIMULATION) the chart's rendered objects\n"}
+            if r["values"]:
+                release["config"] = r["values"]  # omitempty (pkg/release/release.go)
+            stored = base64.b64encode(gzip.compress(json.dumps(release).encode(), compresslevel=9))
+            items.append({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+                          "metadata": {"name": f"sh.helm.release.v1.{record['name']}.v{r['revision']}",
+                                       "namespace": record["namespace"],
+                                       "labels": {"name": record["name"], "owner": "helm", "status": r["status"],
+                                                  "version": str(r["revision"]),
+                                                  "createdAt": str(r["updated_ns"] // 10**9)}},
+                          "data": {"release": base64.b64encode(stored).decode()}})
+    return items
 
 
 def helm_list(state, flags, ns):

@@ -2,6 +2,7 @@
 import os
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -100,3 +101,36 @@ def test_an_unreachable_host_is_reported_not_raised(where):
     assert list(unreachable) == ["gpu9"] and runs.held == {"gpu1"}
     runs.release()
     assert not where.exists()
+
+
+def test_a_first_try_sent_with_the_facts_takes_the_lock_without_a_command_of_its_own(where):
+    """The run sends first_try() inside its fact script; acquire reads that outcome."""
+    log = []
+    runs = locks(log)
+    shell = runs.targets["gpu1"]
+    first = shell.run(runs.first_try())
+    shell.commands.clear()
+    assert runs.acquire({"gpu1": first}) == {}
+    assert runs.held == {"gpu1"} and shell.commands == []
+    assert "id=" + runs.holder.id in where.read_text()
+
+
+def test_a_first_try_that_met_another_run_refuses_or_with_wait_tries_again(where, monkeypatch):
+    monkeypatch.setattr(lock, "WAIT_POLL_S", 0.2)
+    log = []
+    other = locks(log, holder())
+    other.acquire()
+    runs = locks(log)
+    first = runs.targets["gpu1"].run(runs.first_try())
+    assert first.exited == lock.HELD
+    with pytest.raises(lock.LockHeld, match="held by alice@laptop"):
+        runs.acquire({"gpu1": first})
+    waiting = lock.RunLocks({"gpu1": Shell()}, log.append, wait=True)
+    MADE.append(waiting)
+    first = waiting.targets["gpu1"].run(waiting.first_try())
+    releaser = threading.Timer(0.5, other.release)
+    releaser.start()
+    assert waiting.acquire({"gpu1": first}) == {}
+    releaser.join()
+    assert waiting.held == {"gpu1"} and len(waiting.targets["gpu1"].commands) >= 2
+    assert any("waiting for the run lock, held by alice@laptop" in line for line in log)

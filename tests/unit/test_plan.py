@@ -338,7 +338,7 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
     """`inv plan` on a bare machine: one probe script, no action (MockContext refuses the rest)."""
     monkeypatch.setattr(facts.secrets, "token_hex", lambda n: "fixed")
     marker = "@@gpuhub-fixed"
-    outputs = {"uid": "0\n", "systemd": "yes\n", "nvidia_smi": "0, NVIDIA H200, GPU-1, 570.1, 143771\n",
+    outputs = {"systemd": "yes\n", "nvidia_smi": "0, NVIDIA H200, GPU-1, 570.1, 143771\n",
                "pci_gpus": "0000:18:00.0 0x10de 0x2335 0x030200\n"}
     probes = list(facts.host_probes()) + list(facts.cluster_probes("a/b", "c/d"))
     body = "".join(f"{marker} begin {p}\n{outputs.get(p, '')}{marker} end {p} {0 if p in outputs else 1}\n"
@@ -348,7 +348,7 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
     ctx = MockContext(run={
         "setsid -w sh -c 'id -u'": Result("0\n"),
         re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin pci_gpus'"): Result(pci),
-        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin uid'"): Result(body),
+        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin systemd'"): Result(body),
     }, repeat=True)
     run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
     results = run.plan()

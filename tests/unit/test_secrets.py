@@ -1,4 +1,6 @@
 """Secrets appear nowhere but where they must: masked when shown, refused in command lines."""
+import json
+
 import pytest
 
 from gpuhub import facts
@@ -59,6 +61,15 @@ def test_a_failed_step_masks_what_it_echoes():
 
 
 def test_facts_keep_a_digest_of_the_oauth_secret_not_the_secret():
-    out = '{"hub": {"config": {"GitHubOAuthenticator": {"client_secret": "canary-5555666677778888"}}}}\n'
-    values = facts.parse_release_values(out, 0)
+    """helm's record of the hub release holds the values, secret included: the facts keep its digest."""
+    import base64
+    import gzip
+    release = {"name": "jhub", "version": 1, "info": {"status": "deployed"},
+               "config": {"hub": {"config": {"GitHubOAuthenticator": {"client_secret": "canary-5555666677778888"}}}}}
+    stored = base64.b64encode(gzip.compress(json.dumps(release).encode()))
+    out = json.dumps({"kind": "List", "items": [{"kind": "Secret", "type": "helm.sh/release.v1",
+                                                 "metadata": {"name": "sh.helm.release.v1.jhub.v1", "namespace": "jhub"},
+                                                 "data": {"release": base64.b64encode(stored).decode()}}]})
+    values = facts.parse_helm_releases(out, 0, {"hub": "jhub/jhub"})["hub_values"]
     assert values["hub"]["config"]["GitHubOAuthenticator"]["client_secret"] == digest("canary-5555666677778888")
+    assert "canary-5555666677778888" not in json.dumps(values)
