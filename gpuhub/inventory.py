@@ -29,6 +29,31 @@ RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
 ROLES = ("server", "agent")
 SHARING = ("timeslice", "none")
 MAX_REPLICAS = 64
+GPU_RESOURCE = "nvidia.com/gpu"
+SHARED_RESOURCE = "nvidia.com/gpu.shared"
+
+# The device plugin's own flags that chart 0.20.0 takes as values (NVIDIA/k8s-device-plugin
+# v0.20.0 deployments/helm/nvidia-device-plugin/values.yaml, top level, all null by default;
+# templates/daemonset-device-plugin.yml turns each one set into the plugin's environment, which
+# the plugin reads over its config file's `flags`: api/config/v1/config.go NewConfig, "(1) command
+# line, (2) environment variable, (3) config file"). Allowed values: api/config/v1/consts.go
+# (MigStrategy*, DeviceListStrategy*, DeviceIDStrategy*) and cmd/nvidia-device-plugin/main.go
+# validateFlags (device discovery: auto, nvml, tegra). Spelled as the chart spells them.
+PLUGIN_FLAG_CHOICES = {
+    "migStrategy": ("none", "single", "mixed"),
+    "deviceListStrategy": ("envvar", "volume-mounts", "cdi-annotations", "cdi-cri"),
+    "deviceIDStrategy": ("uuid", "index"),
+    "deviceDiscoveryStrategy": ("auto", "nvml", "tegra"),
+}
+PLUGIN_FLAG_SWITCHES = ("failOnInitError", "compatWithCPUManager", "gdrcopyEnabled", "gdsEnabled", "mofedEnabled")
+PLUGIN_FLAGS = Section(
+    {**{name: Value(str, None, choices=choices) for name, choices in PLUGIN_FLAG_CHOICES.items()},
+     **{name: Value(bool, None) for name in PLUGIN_FLAG_SWITCHES},
+     "nvidiaDriverRoot": Value(str, None, test=names.host_path,
+                               hint="where the host's driver is: / (the chart's default) for a driver installed on "
+                                    "the host, /run/nvidia/driver for the GPU operator's driver container")},
+    unknown_hint=f"these are the device plugin's flags that its chart {DEVICE_PLUGIN_CHART} takes as values "
+                 "(its values.yaml); a setting of another kind has its own gpu: key")
 
 CPU_IMAGE = "quay.io/jupyter/scipy-notebook:2026-08-24"
 GPU_IMAGE = "quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24"
@@ -94,6 +119,14 @@ INVENTORY = Section({
         "test_image": Value(str, TEST_IMAGE, test=names.image,
                             hint="one of NVIDIA's nvcr.io/nvidia/k8s/cuda-sample images (the Job runs /cuda-samples/sample)"),
         "toolkit_version": Value(str, TOOLKIT_VERSION, test=names.package_version),
+        # sharing.timeSlicing.renameByDefault: shared GPUs are advertised as nvidia.com/gpu.shared
+        # (true), or stay nvidia.com/gpu (false; profiles then pick nodes by GFD's sharing label).
+        "rename_shared": Value(bool, True, hint="true: shared GPUs are nvidia.com/gpu.shared; false: they stay "
+                                                "nvidia.com/gpu"),
+        # sharing.timeSlicing.failRequestsGreaterThanOne, inverted: may one pod hold several slices?
+        "allow_multiple_slices": Value(bool, False, hint="true lets one pod ask for more than one slice of a "
+                                                         "shared GPU (it buys more time slices, no isolation)"),
+        "plugin_flags": PLUGIN_FLAGS,
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
@@ -156,13 +189,25 @@ class Host:
     replicas: int  # 1 when the host does not share
     address: Optional[str]
     local: bool
+    renamed: bool = True  # gpu.rename_shared
 
     @property
     def gpu_resource(self) -> Optional[str]:
-        """The resource this node advertises: shared GPUs are renamed (renameByDefault)."""
+        """The resource this node advertises: shared GPUs are renamed NAME.shared unless
+        gpu.rename_shared is false (renameByDefault; NVIDIA/k8s-device-plugin v0.20.0
+        api/config/v1/replicas.go, resources.go DefaultSharedRename, consts.go ".shared")."""
         if not self.gpus:
             return None
-        return "nvidia.com/gpu.shared" if self.shares else "nvidia.com/gpu"
+        return SHARED_RESOURCE if self.shares and self.renamed else GPU_RESOURCE
+
+    @property
+    def sharing_strategy(self) -> Optional[str]:
+        """What GFD labels this node nvidia.com/gpu.sharing-strategy (NVIDIA/k8s-device-plugin
+        v0.20.0 internal/lm/resource.go baseLabeler; api/config/v1/sharing.go): "time-slicing"
+        when its GPUs have replicas, else "none"."""
+        if not self.gpus:
+            return None
+        return "time-slicing" if self.shares else "none"
 
     @property
     def shares(self) -> bool:
@@ -187,7 +232,7 @@ class Inventory:
         self.hosts = {
             name: Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"],
                        replicas=(h["replicas"] or self.gpu["replicas"]) if h["sharing"] == "timeslice" else 1,
-                       address=h["address"], local=h["local"])
+                       address=h["address"], local=h["local"], renamed=self.gpu["rename_shared"])
             for name, h in data["hosts"].items()
         }
 
@@ -405,6 +450,12 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
         if h["replicas"] is not None and h["sharing"] != "timeslice":
             problems.append(Problem(f"hosts.{name}.replicas", "is set but sharing is none",
                                     "remove it, or set sharing: timeslice"))
+    mig = data["gpu"]["plugin_flags"]["migStrategy"]
+    if mig not in (None, "none"):
+        problems.append(Problem("gpu.plugin_flags.migStrategy", f"{mig} is a strategy the chart takes, but gpuhub "
+                                "counts whole GPUs (allocatable = GPUs x replicas of nvidia.com/gpu) and MIG "
+                                "devices are counted and named otherwise",
+                                "leave it out (or none) and keep MIG off on these GPUs"))
     if data["gpu"]["runtime"] == "template":
         version = names.k3s_version(data["cluster"]["k3s_version"])[:3]
         if not template_mode_supported(version):

@@ -160,6 +160,18 @@ def cpus(value) -> str:
     return ""
 
 
+_HOST_PATH = whole(r"^/([A-Za-z0-9._-]+/?)*$")
+
+
+def host_path(value: str) -> str:
+    """An absolute path on a host (the device plugin's nvidiaDriverRoot): plain characters, no
+    `..` component, at most 255 characters."""
+    if len(value) > 255 or not _HOST_PATH.match(value) or ".." in value.split("/"):
+        return (f"{quoted(value)} is not an absolute path such as /run/nvidia/driver "
+                "(letters, digits, '.', '_', '-' and '/', no '..')")
+    return ""
+
+
 _HELM_VERSION = whole(r"^v[34]\.\d+\.\d+$")
 _PACKAGE_VERSION = whole(r"^[0-9][A-Za-z0-9.+~-]*$")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from . import names, paths
-from .inventory import Host, Inventory, Secrets
+from .inventory import GPU_RESOURCE, SHARED_RESOURCE, Host, Inventory, Secrets
 
 TEMPLATES = paths.TEMPLATES
 AGENT_TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
@@ -79,23 +79,27 @@ def containerd_template() -> str:
 
 # --- NVIDIA device plugin -------------------------------------------------------------------
 
-def sharing_config(replicas: int) -> dict:
+def sharing_config(replicas: int, rename: bool = True, fail_requests_greater_than_one: bool = True) -> dict:
     """The device plugin's config file. Sharing keys live under sharing.timeSlicing: under
-    `flags` they are silently ignored (NVIDIA/k8s-device-plugin#1433)."""
+    `flags` they are silently ignored (NVIDIA/k8s-device-plugin#1433). No per-resource `rename`:
+    v0.20.0 drops it (api/config/v1/config.go DisableResourceNamingInConfig, replicas.go
+    disableResoureRenaming: only renameByDefault decides, NAME -> NAME.shared)."""
     config = {"version": "v1", "flags": {"migStrategy": "none"}}
     if replicas > 1:
         config["sharing"] = {"timeSlicing": {
-            "renameByDefault": True,  # shared GPUs become nvidia.com/gpu.shared
-            "failRequestsGreaterThanOne": True,
+            "renameByDefault": rename,  # true: shared GPUs become nvidia.com/gpu.shared
+            # internal/rm/rm.go ValidateRequest: with it, a request for more than one replica fails
+            "failRequestsGreaterThanOne": fail_requests_greater_than_one,
             "resources": [{"name": "nvidia.com/gpu", "replicas": replicas}],
         }}
     return config
 
 
 def device_plugin_values(inv: Inventory) -> dict:
+    rename, fail = inv.gpu["rename_shared"], not inv.gpu["allow_multiple_slices"]
     configs = {}
     for host in inv.gpu_hosts:
-        configs[host.plugin_config] = dump(sharing_config(host.replicas))
+        configs[host.plugin_config] = dump(sharing_config(host.replicas, rename, fail))
     if not configs:
         configs["exclusive"] = dump(sharing_config(1))
     default = inv.gpu_hosts[0].plugin_config if inv.gpu_hosts else "exclusive"
@@ -103,6 +107,9 @@ def device_plugin_values(inv: Inventory) -> dict:
     if not inv.nvidia_is_default:
         # Without it the plugin runs under runc and cannot load NVML (NVIDIA/k8s-device-plugin#477).
         values["runtimeClassName"] = "nvidia"
+    # The plugin's flags the chart takes as top-level values (inventory.PLUGIN_FLAGS); unset ones
+    # stay out, so the chart's null defaults (and the plugin's own) apply.
+    values.update({k: v for k, v in inv.gpu["plugin_flags"].items() if v is not None})
     values["config"] = {"map": dict(sorted(configs.items())), "default": default}
     return values
 
@@ -135,31 +142,45 @@ def _kubespawner_override(inv: Inventory, profile: dict, gpu_resource=None) -> d
     return override
 
 
+# GFD's label for how a node's GPUs are shared (NVIDIA/k8s-device-plugin v0.20.0
+# internal/lm/resource.go baseLabeler: "nvidia.com/gpu." + "sharing-strategy", keyed on
+# nvidia.com/gpu whatever the resource is called; values from api/config/v1/sharing.go:
+# "time-slicing" when replicas > 1, else "none").
+SHARING_STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
+
+
 def profile_list(inv: Inventory, notes: Notes) -> list:
     profiles = inv.hub["profiles"]
+    renamed = inv.gpu["rename_shared"]
+    # key: (resource, whether a host offers it, why not)
     offered = {
-        "cpu": (None, ""),
-        "shared_gpu": ("nvidia.com/gpu.shared",
+        "cpu": (None, None, ""),
+        "shared_gpu": (SHARED_RESOURCE if renamed else GPU_RESOURCE, lambda h: h.shares,
                        "no host shares its GPUs (set sharing: timeslice on a GPU host)"),
-        "whole_gpu": ("nvidia.com/gpu",
+        "whole_gpu": (GPU_RESOURCE, lambda h: not h.shares,
                       "every GPU host shares its GPUs, so none offers a whole one "
                       "(set sharing: none on a GPU host to offer whole GPUs)"),
     }
-    resources = {h.gpu_resource for h in inv.gpu_hosts}
     items = []
-    for key, (resource, why_not) in offered.items():
+    for key, (resource, offers, why_not) in offered.items():
         profile = profiles[key]
         if not profile["enabled"]:
             notes.add(f"profile {key} left out: hub.profiles.{key}.enabled is false")
             continue
-        if resource is not None and resource not in resources:
+        if resource is not None and not any(offers(h) for h in inv.gpu_hosts):
             notes.add(f"profile {key} left out: " + (why_not if inv.gpu_hosts else "no host has GPUs"))
             continue
         item = {"display_name": profile["display_name"], "description": profile["description"],
                 "slug": key.replace("_", "-")}
         if profile["default"]:
             item["default"] = True
-        item["kubespawner_override"] = _kubespawner_override(inv, profile, resource)
+        override = _kubespawner_override(inv, profile, resource)
+        if resource is not None and not renamed:
+            # Not renamed, shared and whole GPUs are both nvidia.com/gpu: only the node's sharing
+            # label keeps a whole-GPU server off a time-sliced node (and the other way round).
+            strategy = next(h.sharing_strategy for h in inv.gpu_hosts if offers(h))
+            override["node_selector"] = {SHARING_STRATEGY_LABEL: strategy}
+        item["kubespawner_override"] = override
         items.append(item)
     return items
 

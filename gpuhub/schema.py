@@ -142,8 +142,9 @@ class Section(Spec):
 
     default = None  # an absent section is checked as empty, so its required keys are reported
 
-    def __init__(self, fields: dict):
+    def __init__(self, fields: dict, unknown_hint: str = ""):
         self.fields = fields
+        self.unknown_hint = unknown_hint  # said after "known keys" / "did you mean" for an unknown key
 
     def check(self, value, path, problems):
         if value is None:
@@ -155,6 +156,8 @@ class Section(Spec):
         unknown = [key for key in value if key not in self.fields]
         for key in unknown[:MAX_UNKNOWN_KEYS]:
             hint = did_you_mean(key, self.fields) or "known keys: " + ", ".join(self.fields)
+            if self.unknown_hint:
+                hint += "; " + self.unknown_hint
             problems.append(Problem(join(path, key), "unknown key", hint))
         if len(unknown) > MAX_UNKNOWN_KEYS:
             problems.append(Problem(path or "(top level)", f"and {len(unknown) - MAX_UNKNOWN_KEYS} more unknown keys",
