@@ -329,12 +329,14 @@ def profile_job(inv, slug: str, host) -> dict:
     if slug not in profiles:
         return None
     override = profiles[slug]["kubespawner_override"]
-    container = {"name": "probe", "image": override["image"],
+    image = override.get("image") or render.default_image(profiles[slug])
+    container = {"name": "probe", "image": image,
                  "command": ["sh", "-c", "nvidia-smi -L 2>/dev/null || echo 'No devices were found'"],
                  "env": [{"name": k, "value": v} for k, v in (override.get("environment") or {}).items()]}
     if override.get("extra_resource_limits"):
         container["resources"] = {"limits": dict(override["extra_resource_limits"])}
-    pod = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": host.name},
+    pod = {"restartPolicy": "Never", "nodeSelector": {**(override.get("node_selector") or {}),
+                                                      "kubernetes.io/hostname": host.name},
            "containers": [container], **(override.get("extra_pod_config") or {})}
     name = names.derived(f"gpuhub-audit-{slug}", host.name)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
@@ -399,8 +401,17 @@ def check_gpu_job(inv, host, server_target):
     return Finding("workload_gpu_job", True, f"GPU test passed on {(_gpu_lines(logs) or ['?'])[0]}")
 
 
+def profile_slug(inv, kind: str, host):
+    """The first offered profile of `kind` (cpu, shared_gpu, whole_gpu) that may run on `host`."""
+    from .inventory import profile_entries
+    offered = {p["slug"] for p in render.profile_list(inv, render.Notes())}
+    return next((e["slug"] for e in profile_entries(inv.hub) if e["kind"] == kind and e["slug"] in offered
+                 and (not e["nodes"] or host.name in e["nodes"])), None)
+
+
 def check_cpu_profile(inv, host, server_target):
-    job = profile_job(inv, "cpu", host) if host.gpus else None
+    slug = profile_slug(inv, "cpu", host) if host.gpus else None
+    job = profile_job(inv, slug, host) if slug else None
     if job is None:
         return None
     phase, logs, reason = run_job(server_target, job)
@@ -418,8 +429,8 @@ def check_cpu_profile(inv, host, server_target):
 def check_gpu_profile(inv, host, server_target):
     if not host.gpus:
         return None
-    slug = "shared-gpu" if host.shares else "whole-gpu"
-    job = profile_job(inv, slug, host)
+    slug = profile_slug(inv, "shared_gpu" if host.shares else "whole_gpu", host)
+    job = profile_job(inv, slug, host) if slug else None
     if job is None:
         return None
     phase, logs, reason = run_job(server_target, job)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from . import names, paths
-from .inventory import GPU_RESOURCE, SHARED_RESOURCE, Host, Inventory, Secrets
+from .inventory import GPU_RESOURCE, SHARED_RESOURCE, Host, Inventory, Secrets, choice_keys, profile_entries
 
 TEMPLATES = paths.TEMPLATES
 AGENT_TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
@@ -126,11 +126,17 @@ class Notes:
 
 
 def _kubespawner_override(inv: Inventory, profile: dict, gpu_resource=None) -> dict:
-    override = {"image": profile["image"], "cpu_limit": profile["cpu_limit"], "mem_limit": profile["mem_limit"]}
-    if profile["cpu_guarantee"] is not None:
-        override["cpu_guarantee"] = profile["cpu_guarantee"]
-    if profile["mem_guarantee"] is not None:
-        override["mem_guarantee"] = profile["mem_guarantee"]
+    override = {}
+    images = profile["images"]
+    if len(images) == 1 and not profile["custom_image"]["enabled"]:
+        override["image"] = images[0]["image"]
+    for key in ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee"):
+        if profile[key] is not None:
+            override[key] = profile[key]
+    if len(profile["memory"]) == 1:
+        override.update(_memory_override(profile["memory"][0]))
+    if len(profile["interfaces"]) == 1:
+        override["default_url"] = profile["interfaces"][0]["default_url"]
     if gpu_resource is None:
         # With nvidia as the default runtime, CUDA images (NVIDIA_VISIBLE_DEVICES=all) see every
         # GPU unaccounted (NVIDIA/k8s-device-plugin#87, #1596); "void" makes the runtime act as runc.
@@ -139,7 +145,76 @@ def _kubespawner_override(inv: Inventory, profile: dict, gpu_resource=None) -> d
         override["extra_resource_limits"] = {gpu_resource: "1"}
         if not inv.nvidia_is_default:
             override["extra_pod_config"] = {"runtimeClassName": "nvidia"}
+    if profile["nodes"]:
+        # K3s registers each node under its inventory name (k3s_config node-name), which the
+        # kubelet also puts in kubernetes.io/hostname (the GPU test Job pins by the same label).
+        override["node_affinity_required"] = [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": list(profile["nodes"])}]}]
     return override
+
+
+def _memory_override(size: dict) -> dict:
+    override = {"mem_limit": size["limit"]}
+    if size["guarantee"]:
+        override["mem_guarantee"] = size["guarantee"]
+    return override
+
+
+# What a custom image must match when the inventory gives no pattern of its own, and is
+# checked after its pattern when it does: gpuhub's own image test (names.image).
+CUSTOM_IMAGE_MESSAGE = "an image reference such as quay.io/jupyter/scipy-notebook:2026-08-24"
+
+
+def profile_options(profile: dict) -> dict:
+    """KubeSpawner 7.0.0 profile_options (kubespawner/spawner.py `profile_list` help): a choice
+    per image (and a free-form one when custom images are allowed), interface and memory size;
+    an option with one choice is set in the profile itself. The first choice is the default."""
+    keys = choice_keys(profile)
+    options = {}
+    images, custom = profile["images"], profile["custom_image"]
+    if len(images) > 1 or custom["enabled"]:
+        options["image"] = {"display_name": "Image", "choices": _choices(
+            keys["image"], [(i["display_name"] or i["image"], {"image": i["image"]}) for i in images])}
+        if custom["enabled"]:
+            pattern = names.IMAGE_PATTERN
+            if custom["pattern"]:
+                pattern = f"(?={custom['pattern']}){pattern}"
+            options["image"]["unlisted_choice"] = {
+                "enabled": True, "display_name": custom["display_name"],
+                "display_name_in_choices": custom["display_name"],
+                "validation_regex": pattern, "validation_message": "must be " + CUSTOM_IMAGE_MESSAGE,
+                "kubespawner_override": {"image": "{value}"}}
+    if len(profile["interfaces"]) > 1:
+        options["interface"] = {"display_name": "Interface", "choices": _choices(
+            keys["interface"], [(i["display_name"], {"default_url": i["default_url"]}) for i in profile["interfaces"]])}
+    if len(profile["memory"]) > 1:
+        options["memory"] = {"display_name": "Memory", "choices": _choices(
+            keys["memory"], [(_memory_name(m), _memory_override(m)) for m in profile["memory"]])}
+    return options
+
+
+def default_image(item: dict) -> str:
+    """The image a server of this rendered profile gets when the user picks nothing."""
+    choices = (item.get("profile_options") or {}).get("image", {}).get("choices", {})
+    chosen = next((c for c in choices.values() if c.get("default")), None)
+    return chosen["kubespawner_override"]["image"] if chosen else item["kubespawner_override"]["image"]
+
+
+def _memory_name(size: dict) -> str:
+    if size["display_name"]:
+        return size["display_name"]
+    return size["limit"] + (f" ({size['guarantee']} guaranteed)" if size["guarantee"] else "")
+
+
+def _choices(keys: list, named: list) -> dict:
+    choices = {}
+    for i, (key, (display_name, override)) in enumerate(zip(keys, named)):
+        choice = {"display_name": display_name}
+        if i == 0:
+            choice["default"] = True
+        choice["kubespawner_override"] = override
+        choices[key] = choice
+    return choices
 
 
 # GFD's label for how a node's GPUs are shared (NVIDIA/k8s-device-plugin v0.20.0
@@ -150,37 +225,45 @@ SHARING_STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
 
 
 def profile_list(inv: Inventory, notes: Notes) -> list:
-    profiles = inv.hub["profiles"]
     renamed = inv.gpu["rename_shared"]
-    # key: (resource, whether a host offers it, why not)
+    # kind: (resource, whether a host offers it, why not)
     offered = {
-        "cpu": (None, None, ""),
+        "cpu": (None, lambda h: True, ""),
         "shared_gpu": (SHARED_RESOURCE if renamed else GPU_RESOURCE, lambda h: h.shares,
                        "no host shares its GPUs (set sharing: timeslice on a GPU host)"),
-        "whole_gpu": (GPU_RESOURCE, lambda h: not h.shares,
+        "whole_gpu": (GPU_RESOURCE, lambda h: bool(h.gpus) and not h.shares,
                       "every GPU host shares its GPUs, so none offers a whole one "
                       "(set sharing: none on a GPU host to offer whole GPUs)"),
     }
     items = []
-    for key, (resource, offers, why_not) in offered.items():
-        profile = profiles[key]
+    for profile in profile_entries(inv.hub):
+        resource, offers, why_not = offered[profile["kind"]]
+        name = profile["kind"] if profile["legacy"] else f"{profile['slug']} ({profile['where']})"
         if not profile["enabled"]:
-            notes.add(f"profile {key} left out: hub.profiles.{key}.enabled is false")
+            notes.add(f"profile {name} left out: {profile['where']}.enabled is false")
             continue
-        if resource is not None and not any(offers(h) for h in inv.gpu_hosts):
-            notes.add(f"profile {key} left out: " + (why_not if inv.gpu_hosts else "no host has GPUs"))
+        hosts = [h for h in inv.gpu_hosts if not profile["nodes"] or h.name in profile["nodes"]]
+        if resource is not None and not any(offers(h) for h in hosts):
+            if profile["nodes"]:
+                why_not = "none of its nodes offers it"
+            notes.add(f"profile {name} left out: " + (why_not if inv.gpu_hosts else "no host has GPUs"))
             continue
         item = {"display_name": profile["display_name"], "description": profile["description"],
-                "slug": key.replace("_", "-")}
+                "slug": profile["slug"]}
+        if not profile["legacy"] and not profile["description"]:
+            del item["description"]
         if profile["default"]:
             item["default"] = True
         override = _kubespawner_override(inv, profile, resource)
         if resource is not None and not renamed:
             # Not renamed, shared and whole GPUs are both nvidia.com/gpu: only the node's sharing
             # label keeps a whole-GPU server off a time-sliced node (and the other way round).
-            strategy = next(h.sharing_strategy for h in inv.gpu_hosts if offers(h))
+            strategy = next(h.sharing_strategy for h in hosts if offers(h))
             override["node_selector"] = {SHARING_STRATEGY_LABEL: strategy}
         item["kubespawner_override"] = override
+        options = profile_options(profile)
+        if options:
+            item["profile_options"] = options
         items.append(item)
     return items
 
@@ -223,14 +306,31 @@ def split_image(ref: str):
 def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
     hub = inv.hub
     singleuser = {}
-    image = split_image(hub["profiles"]["cpu"]["image"])
+    entries = profile_entries(hub)
+    first = entries[0]["images"][0]["image"]  # the mapping form: the CPU profile's image
+    image = split_image(first)
     if image:
         # The fallback image (and what the chart's image puller fetches); profiles set their own.
         singleuser["image"] = {"name": image[0], "tag": image[1]}
     singleuser["profileList"] = profile_list(inv, notes)
+    if hub["environment"]:
+        # Z2JH 4.4.0: singleuser.extraEnv -> KubeSpawner.environment (files/hub/jupyterhub_config.py);
+        # a profile's own environment (NVIDIA_VISIBLE_DEVICES) is merged into it (KubeSpawner
+        # 7.0.0 updates dictionaries from overrides recursively).
+        singleuser["extraEnv"] = {k: str(v) for k, v in hub["environment"].items()}
+    storage = {}
     if hub["storage_class"]:
-        singleuser["storage"] = {"dynamic": {"storageClass": hub["storage_class"]}}
-    return {
+        storage["dynamic"] = {"storageClass": hub["storage_class"]}
+    if hub["shm_size"]:
+        # A container's /dev/shm is 64M by default; an emptyDir in memory over it (counted in
+        # the server's memory limit). Z2JH 4.4.0 singleuser.storage.extraVolumes/extraVolumeMounts
+        # (a list in k8s syntax); K/M/G/T are KubeSpawner's binary units, so Ki/Mi/Gi/Ti here.
+        storage["extraVolumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory",
+                                                                 "sizeLimit": hub["shm_size"] + "i"}}]
+        storage["extraVolumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if storage:
+        singleuser["storage"] = storage
+    values = {
         "proxy": {"https": {
             "enabled": True, "type": "letsencrypt", "hosts": [hub["hostname"]],
             "letsencrypt": {"contactEmail": hub["letsencrypt_email"]},
@@ -238,6 +338,26 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         "hub": {"config": _auth_config(inv, secrets)},
         "singleuser": singleuser,
     }
+    if hub["named_servers"]["enabled"]:
+        values["hub"]["allowNamedServers"] = True
+        if hub["named_servers"]["limit_per_user"]:
+            values["hub"]["namedServerLimitPerUser"] = hub["named_servers"]["limit_per_user"]
+    culling = hub["culling"]
+    if any(v is not None for v in culling.values()):
+        # Z2JH 4.4.0 cull: enabled (required once cull is given; the chart's default is true),
+        # timeout and maxAge in seconds (jupyterhub-idle-culler --timeout / --max-age).
+        cull = {"enabled": culling["enabled"] is not False}
+        if culling["timeout"]:
+            cull["timeout"] = names.duration_seconds(culling["timeout"])
+        if culling["max_age"]:
+            cull["maxAge"] = names.duration_seconds(culling["max_age"])
+        values["cull"] = cull
+    if hub["image_pull_secrets"]:
+        # Z2JH 4.4.0 imagePullSecrets: appended to every pod's spec.imagePullSecrets, so the user
+        # servers and the image pullers (which fetch the profiles' images) can reach a private
+        # registry. The Secrets themselves are the site's: kubectl create secret docker-registry.
+        values["imagePullSecrets"] = list(hub["image_pull_secrets"])
+    return values
 
 
 # --- GPU test ------------------------------------------------------------------------------

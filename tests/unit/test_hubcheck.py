@@ -248,7 +248,7 @@ def test_kubespawner_is_never_constructed(monkeypatch):
     assert hubcheck.check_hub_values(good_values()) == []
 
 
-@pytest.mark.parametrize("name", ["seed", "multi-node", "not-renamed", "template", "default-runtime"])
+@pytest.mark.parametrize("name", ["seed", "multi-node", "not-renamed", "template", "default-runtime", "menu"])
 def test_rendered_values_load_into_the_real_classes(name, secrets):
     # Every profile gpuhub renders (node selection by the sharing label when shared GPUs keep
     # the name nvidia.com/gpu, issue 10) is what KubeSpawner 7.0.0 takes.
