@@ -145,6 +145,9 @@ PROFILE_ENTRY = Section({
     "mem_limit": Value(str, None, test=names.memory, hint="e.g. 16G"),
     "mem_guarantee": Value(str, None, test=names.memory, hint="e.g. 4G"),
     "nodes": ListOf(Value(str, test=names.dns_label), default=()),
+    # Only members of these GitHub teams see (and may start) this profile.
+    "github_teams": ListOf(Value(str, test=names.github_team, hint="organisation:team-slug, e.g. my-lab:gpu-users"),
+                           default=()),
 })
 
 HOST = Section({
@@ -571,7 +574,7 @@ def profile_entries(hub: dict) -> list:
     if isinstance(profiles, dict):
         return [dict(p, kind=key, slug=key.replace("_", "-"), where=f"hub.profiles.{key}", legacy=True,
                      images=[{"image": p["image"], "display_name": None}], custom_image={"enabled": False},
-                     interfaces=[], memory=[], nodes=[])
+                     interfaces=[], memory=[], nodes=[], github_teams=[])
                 for key, p in profiles.items()]
     entries = []
     for i, p in enumerate(profiles):
@@ -644,6 +647,15 @@ def _profile_checks(hub: dict, hosts: dict) -> list:
                 problems.append(Problem(f"{where}.nodes[{i}]", f"{name} cannot run a {e['kind']} server",
                                         "a shared_gpu profile needs hosts with sharing: timeslice, a whole_gpu "
                                         "profile hosts with sharing: none, both with GPUs"))
+    teams = [e for e in entries if e["github_teams"]]
+    if teams and int(hub["chart_version"].split(".")[0]) < 4:
+        problems.append(Problem(f"{teams[0]['where']}.github_teams", f"needs hub.chart_version 4.x, not "
+                                f"{hub['chart_version']}", "GitHub teams become JupyterHub groups with "
+                                "OAuthenticator 17 (auth_state_groups_key), which chart 4.4.0 ships; 3.2.1 has 16.2.1"))
+    if teams and not any(_profile_offered(e, hosts) for e in entries if not e["github_teams"]):
+        problems.append(Problem("hub.profiles", "every profile is limited to GitHub teams",
+                                "keep one profile without github_teams: a user in none of the teams would "
+                                "otherwise get a server with no profile's settings at all"))
     if not any(_profile_offered(e, hosts) for e in entries):
         problems.append(Problem("hub.profiles", "no profile is left: no host can run any of them",
                                 "add a cpu profile, or hosts with the GPUs the profiles need"))

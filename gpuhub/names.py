@@ -137,6 +137,13 @@ def github_org(value: str) -> str:
     return ""
 
 
+def github_team(value: str) -> str:
+    org, sep, team = value.partition(":")
+    if sep and _GITHUB_LOGIN.match(org) and _GITHUB_TEAM.match(team):
+        return ""
+    return f"{quoted(value)} is not a GitHub organisation:team such as 'my-lab:gpu-users' (the team's slug)"
+
+
 def github_user(value: str) -> str:
     return "" if _GITHUB_LOGIN.match(value) else f"{quoted(value)} is not a GitHub username"
 

@@ -268,6 +268,57 @@ def profile_list(inv: Inventory, notes: Notes) -> list:
     return items
 
 
+# Profiles limited to GitHub teams. KubeSpawner 7.0.0's profile_list has no group filter, but
+# takes a callable (kubespawner/spawner.py `profile_list`: Union(List(Dict), Callable)), which it
+# calls for the form and again when it checks what a user sent (_validate_user_options through
+# _get_profile: a slug not in the list is refused), so an API request cannot pick a hidden one.
+# The user's groups are their GitHub teams: OAuthenticator 17.4.0 github.py
+# populate_teams_in_auth_state puts GitHub's "list teams for the authenticated user" answer in
+# auth_state["teams"] (objects with `slug` and `organization.login`), and with manage_groups
+# oauth2.py _apply_managed_groups makes auth_state_groups_key(auth_state) the user's groups at
+# each login. Z2JH 4.4.0 files/hub/jupyterhub_config.py runs hub.extraConfig last, after it set
+# KubeSpawner.profile_list from singleuser.profileList.
+TEAMS_CONFIG_KEY = "gpuhub-profile-teams"
+TEAMS_CONFIG = """\
+# Written by gpuhub (inv render): profiles limited to GitHub teams.
+import json
+
+
+def _gpuhub_teams_of(auth_state):
+    return [team["organization"]["login"].lower() + ":" + team["slug"]
+            for team in (auth_state or {{}}).get("teams") or []]
+
+
+c.GitHubOAuthenticator.auth_state_groups_key = _gpuhub_teams_of
+_gpuhub_profile_teams = json.loads({teams!r})
+_gpuhub_profiles = c.KubeSpawner.profile_list
+
+
+def _gpuhub_profiles_for(spawner):
+    groups = {{group.name for group in spawner.user.groups}}
+    return [p for p in _gpuhub_profiles
+            if p["slug"] not in _gpuhub_profile_teams or groups & set(_gpuhub_profile_teams[p["slug"]])]
+
+
+c.KubeSpawner.profile_list = _gpuhub_profiles_for
+"""
+
+
+def profile_teams(inv: Inventory) -> dict:
+    """{slug: [organisation:team, ...]} for the profiles limited to GitHub teams (organisations
+    lowercased: GitHub logins ignore case, team slugs are lowercase)."""
+    teams = {}
+    for e in profile_entries(inv.hub):
+        if e["github_teams"]:
+            teams[e["slug"]] = sorted({t.split(":")[0].lower() + ":" + t.split(":")[1] for t in e["github_teams"]})
+    return teams
+
+
+def teams_config(teams: dict) -> str:
+    import json
+    return TEAMS_CONFIG.format(teams=json.dumps(teams, sort_keys=True))
+
+
 def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
     hub = inv.hub
     creds = secrets.require("github_client_id", "github_client_secret")
@@ -287,6 +338,10 @@ def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
         authenticator["admin_users"] = list(hub["admin_users"])
     if hub["github"]["allowed_users"]:
         authenticator["allowed_users"] = list(hub["github"]["allowed_users"])
+    if profile_teams(inv):
+        github["scope"] = ["read:org"]  # populate_teams_in_auth_state needs it
+        github["populate_teams_in_auth_state"] = True
+        github["manage_groups"] = True  # auth_state_groups_key (hub.extraConfig) requires it
     config = {"JupyterHub": {"authenticator_class": "github"}, "GitHubOAuthenticator": github}
     if authenticator:
         config["Authenticator"] = authenticator
@@ -338,6 +393,9 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         "hub": {"config": _auth_config(inv, secrets)},
         "singleuser": singleuser,
     }
+    teams = profile_teams(inv)
+    if teams:
+        values["hub"]["extraConfig"] = {TEAMS_CONFIG_KEY: teams_config(teams)}
     if hub["named_servers"]["enabled"]:
         values["hub"]["allowNamedServers"] = True
         if hub["named_servers"]["limit_per_user"]:

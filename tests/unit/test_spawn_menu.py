@@ -181,3 +181,66 @@ def test_audit_probes_use_the_menus_default_image_and_kind():
     assert cpu["containers"][0]["image"] == "quay.io/jupyter/scipy-notebook:2026-08-24"
     whole = audit.profile_job(menu(gpu={"rename_shared": False}), "a100", inv.hosts["a100"])["spec"]["template"]["spec"]
     assert whole["nodeSelector"] == {"nvidia.com/gpu.sharing-strategy": "none", "kubernetes.io/hostname": "a100"}
+
+
+class TestGitHubTeams:
+    def test_rendered_login_settings_and_hub_config(self, secrets):
+        v, _ = values(menu(), secrets)
+        github = v["hub"]["config"]["GitHubOAuthenticator"]
+        assert github["populate_teams_in_auth_state"] is True and github["manage_groups"] is True
+        assert github["scope"] == ["read:org"]
+        assert list(v["hub"]["extraConfig"]) == [render.TEAMS_CONFIG_KEY]
+        assert render.profile_teams(menu()) == {"shared-gpu": ["lab:ml-group", "lab:staff"]}  # org lowercased
+
+    def test_nothing_of_it_without_teams(self, secrets):
+        for inv in (load_inventory("seed"), menu(hub__profiles=[{"kind": "cpu", "display_name": "CPU"}])):
+            v, _ = values(inv, secrets)
+            assert "extraConfig" not in v["hub"]
+            assert not {"populate_teams_in_auth_state", "manage_groups"} & set(v["hub"]["config"]["GitHubOAuthenticator"])
+
+    def test_teams_become_groups_and_groups_pick_the_profiles(self, secrets):
+        """The hub.extraConfig snippet run as Z2JH runs it (exec with `c` holding the profile list),
+        then the real GitHubOAuthenticator 17.4.0 turning GitHub's team objects into groups."""
+        pytest.importorskip("oauthenticator")
+        import asyncio
+        from types import SimpleNamespace
+        from traitlets.config import Config
+        from oauthenticator.github import GitHubOAuthenticator
+        v, _ = values(menu(), secrets)
+        c = Config()
+        for section, settings in v["hub"]["config"].items():
+            for key, value in settings.items():
+                setattr(c[section], key, value)
+        c.KubeSpawner.profile_list = v["singleuser"]["profileList"]
+        exec(v["hub"]["extraConfig"][render.TEAMS_CONFIG_KEY], {"c": c})
+        authenticator = GitHubOAuthenticator(config=c)
+        # GitHub's "list teams for the authenticated user" answer, as auth_state["teams"] holds it.
+        teams = [{"slug": "ml-group", "name": "ML group", "organization": {"login": "LAB"}},
+                 {"slug": "other", "organization": {"login": "elsewhere"}}]
+        groups = asyncio.run(authenticator.get_user_groups({"teams": teams}))
+        assert groups == {"lab:ml-group", "elsewhere:other"}
+        assert asyncio.run(authenticator.get_user_groups({})) == set()
+
+        def profiles_for(*names):
+            user = SimpleNamespace(groups=[SimpleNamespace(name=n) for n in names])
+            return [p["slug"] for p in c.KubeSpawner.profile_list(SimpleNamespace(user=user))]
+        assert profiles_for(*groups) == ["cpu", "shared-gpu", "a100"]
+        assert profiles_for("lab:staff") == ["cpu", "shared-gpu", "a100"]
+        assert profiles_for() == ["cpu", "a100"]
+        assert profiles_for("elsewhere:ml-group") == ["cpu", "a100"]
+
+    def test_a_hidden_profile_cannot_be_picked_through_the_api(self, secrets):
+        pytest.importorskip("kubespawner")
+        from types import SimpleNamespace
+        from traitlets.config import Config
+        from kubespawner import KubeSpawner
+        from gpuhub import hubcheck
+        v, _ = values(menu(), secrets)
+        c = Config()
+        c.KubeSpawner.profile_list = v["singleuser"]["profileList"]
+        exec(v["hub"]["extraConfig"][render.TEAMS_CONFIG_KEY], {"c": c})
+        spawner = hubcheck._bare(KubeSpawner)
+        visible = c.KubeSpawner.profile_list(SimpleNamespace(user=SimpleNamespace(groups=[])))
+        spawner.user_options = {"profile": "shared-gpu"}
+        with pytest.raises(ValueError, match="No such profile: shared-gpu"):
+            spawner._validate_user_options(spawner._get_initialized_profile_list(visible))
