@@ -267,6 +267,9 @@ def check_sharing_labels(inv, host, fx, server):
     node = ((server["nodes"] or {}) if server else {}).get(host.name, {"labels": {}})
     labels = node["labels"]
     wanted = {cluster_steps.SHARING_LABEL: host.plugin_config, "nvidia.com/gpu.replicas": str(host.replicas)}
+    if not inv.gpu["rename_shared"]:
+        # Not renamed, the hub's GPU profiles find their kind of node by GFD's label alone.
+        wanted[render.SHARING_STRATEGY_LABEL] = host.sharing_strategy
     wrong = {k: labels.get(k) for k, v in wanted.items() if labels.get(k) != v}
     if wrong:
         return Finding("sharing_labels", False, f"{host.name}'s sharing labels differ from the inventory",

@@ -126,3 +126,29 @@ class TestPluginStep:
         assert "node whole has nvidia.com/gpu.sharing-strategy=(none), expected none" in p.reason
         p = self.plan(secrets, {"shared": "none", "whole": "none"}.get)
         assert "node shared has nvidia.com/gpu.sharing-strategy=none, expected time-slicing" in p.reason
+
+
+def test_the_audit_checks_gfds_sharing_label_when_not_renamed():
+    from gpuhub import audit
+    inv = load_inventory("not-renamed")
+    host = inv.hosts["whole"]
+    labels = {"nvidia.com/device-plugin.config": "exclusive", "nvidia.com/gpu.replicas": "1"}
+    server = {"nodes": {"whole": {"labels": dict(labels)}}}
+    finding = audit.check_sharing_labels(inv, host, None, server)
+    assert not finding.ok and "'nvidia.com/gpu.sharing-strategy': None" in finding.evidence
+    server["nodes"]["whole"]["labels"]["nvidia.com/gpu.sharing-strategy"] = "none"
+    assert audit.check_sharing_labels(inv, host, None, server).ok
+    renamed = load_inventory("multi-node")
+    server = {"nodes": {"a100": {"labels": {"nvidia.com/device-plugin.config": "exclusive",
+                                            "nvidia.com/gpu.replicas": "1"}}}}
+    assert audit.check_sharing_labels(renamed, renamed.hosts["a100"], None, server).ok  # not needed there
+
+
+def test_the_sharing_model_flags_what_the_plugin_drops():
+    from gpuhub import validate
+    text = yaml.safe_dump({"version": "v1", "sharing": {"timeSlicing": {"resources": [
+        {"name": "nvidia.com/gpu", "replicas": 4, "rename": "nvidia.com/slice", "devices": ["0"]}]}}})
+    problems = validate.sharing_config_problems(text)
+    assert any(p.startswith("sharing.timeSlicing.resources[0].rename: unknown key, ignored by the device plugin")
+               for p in problems)
+    assert "sharing.timeSlicing.resources[0].devices: unknown key, ignored by the device plugin" in problems
