@@ -270,6 +270,9 @@ def check_sharing_labels(inv, host, fx, server):
     node = ((server["nodes"] or {}) if server else {}).get(host.name, {"labels": {}})
     labels = node["labels"]
     wanted = {cluster_steps.SHARING_LABEL: host.plugin_config, "nvidia.com/gpu.replicas": str(host.replicas)}
+    if not inv.gpu["rename_shared"]:
+        # Not renamed, the hub's GPU profiles find their kind of node by GFD's label alone.
+        wanted[render.SHARING_STRATEGY_LABEL] = host.sharing_strategy
     wrong = {k: labels.get(k) for k, v in wanted.items() if labels.get(k) != v}
     if wrong:
         return Finding("sharing_labels", False, f"{host.name}'s sharing labels differ from the inventory",
@@ -332,12 +335,14 @@ def profile_job(inv, slug: str, host) -> dict:
     if slug not in profiles:
         return None
     override = profiles[slug]["kubespawner_override"]
-    container = {"name": "probe", "image": override["image"],
+    image = override.get("image") or render.default_image(profiles[slug])
+    container = {"name": "probe", "image": image,
                  "command": ["sh", "-c", "nvidia-smi -L 2>/dev/null || echo 'No devices were found'"],
                  "env": [{"name": k, "value": v} for k, v in (override.get("environment") or {}).items()]}
     if override.get("extra_resource_limits"):
         container["resources"] = {"limits": dict(override["extra_resource_limits"])}
-    pod = {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": host.name},
+    pod = {"restartPolicy": "Never", "nodeSelector": {**(override.get("node_selector") or {}),
+                                                      "kubernetes.io/hostname": host.name},
            "containers": [container], **(override.get("extra_pod_config") or {})}
     name = names.derived(f"gpuhub-audit-{slug}", host.name)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
@@ -402,8 +407,17 @@ def check_gpu_job(inv, host, server_target):
     return Finding("workload_gpu_job", True, f"GPU test passed on {(_gpu_lines(logs) or ['?'])[0]}")
 
 
+def profile_slug(inv, kind: str, host):
+    """The first offered profile of `kind` (cpu, shared_gpu, whole_gpu) that may run on `host`."""
+    from .inventory import profile_entries
+    offered = {p["slug"] for p in render.profile_list(inv, render.Notes())}
+    return next((e["slug"] for e in profile_entries(inv.hub) if e["kind"] == kind and e["slug"] in offered
+                 and (not e["nodes"] or host.name in e["nodes"])), None)
+
+
 def check_cpu_profile(inv, host, server_target):
-    job = profile_job(inv, "cpu", host) if host.gpus else None
+    slug = profile_slug(inv, "cpu", host) if host.gpus else None
+    job = profile_job(inv, slug, host) if slug else None
     if job is None:
         return None
     phase, logs, reason = run_job(server_target, job)
@@ -421,8 +435,8 @@ def check_cpu_profile(inv, host, server_target):
 def check_gpu_profile(inv, host, server_target):
     if not host.gpus:
         return None
-    slug = "shared-gpu" if host.shares else "whole-gpu"
-    job = profile_job(inv, slug, host)
+    slug = profile_slug(inv, "shared_gpu" if host.shares else "whole_gpu", host)
+    job = profile_job(inv, slug, host) if slug else None
     if job is None:
         return None
     phase, logs, reason = run_job(server_target, job)

@@ -14,7 +14,7 @@ from typing import Optional
 
 from . import airgapfile, names, yamlfile
 from .secret import Secret
-from .schema import REQUIRED, ListOf, MapOf, Problem, Section, Value, quoted
+from .schema import REQUIRED, ListOf, ListOrSection, MapOf, Problem, Section, TextOrSection, Value, quoted
 
 # Pinned versions (FACTS.md); bump here, or per site in hosts.yaml.
 K3S_VERSION = "v1.37.1+k3s1"
@@ -29,6 +29,31 @@ RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
 ROLES = ("server", "agent")
 SHARING = ("timeslice", "none")
 MAX_REPLICAS = 64
+GPU_RESOURCE = "nvidia.com/gpu"
+SHARED_RESOURCE = "nvidia.com/gpu.shared"
+
+# The device plugin's own flags that chart 0.20.0 takes as values (NVIDIA/k8s-device-plugin
+# v0.20.0 deployments/helm/nvidia-device-plugin/values.yaml, top level, all null by default;
+# templates/daemonset-device-plugin.yml turns each one set into the plugin's environment, which
+# the plugin reads over its config file's `flags`: api/config/v1/config.go NewConfig, "(1) command
+# line, (2) environment variable, (3) config file"). Allowed values: api/config/v1/consts.go
+# (MigStrategy*, DeviceListStrategy*, DeviceIDStrategy*) and cmd/nvidia-device-plugin/main.go
+# validateFlags (device discovery: auto, nvml, tegra). Spelled as the chart spells them.
+PLUGIN_FLAG_CHOICES = {
+    "migStrategy": ("none", "single", "mixed"),
+    "deviceListStrategy": ("envvar", "volume-mounts", "cdi-annotations", "cdi-cri"),
+    "deviceIDStrategy": ("uuid", "index"),
+    "deviceDiscoveryStrategy": ("auto", "nvml", "tegra"),
+}
+PLUGIN_FLAG_SWITCHES = ("failOnInitError", "compatWithCPUManager", "gdrcopyEnabled", "gdsEnabled", "mofedEnabled")
+PLUGIN_FLAGS = Section(
+    {**{name: Value(str, None, choices=choices) for name, choices in PLUGIN_FLAG_CHOICES.items()},
+     **{name: Value(bool, None) for name in PLUGIN_FLAG_SWITCHES},
+     "nvidiaDriverRoot": Value(str, None, test=names.host_path,
+                               hint="where the host's driver is: / (the chart's default) for a driver installed on "
+                                    "the host, /run/nvidia/driver for the GPU operator's driver container")},
+    unknown_hint=f"these are the device plugin's flags that its chart {DEVICE_PLUGIN_CHART} takes as values "
+                 "(its values.yaml); a setting of another kind has its own gpu: key")
 
 CPU_IMAGE = "quay.io/jupyter/scipy-notebook:2026-08-24"
 GPU_IMAGE = "quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24"
@@ -71,6 +96,60 @@ def _profile(display_name: str, description: str, image: str, cpu: float, mem: s
     })
 
 
+PROFILE_KINDS = ("cpu", "shared_gpu", "whole_gpu")
+DEFAULT_IMAGES = {"cpu": CPU_IMAGE, "shared_gpu": GPU_IMAGE, "whole_gpu": GPU_IMAGE}
+
+
+def _duration(value: str) -> str:
+    seconds = names.duration_seconds(value)
+    if seconds is None:
+        return f"{quoted(value)} is not a duration such as 1h, 90m or 1h30m"
+    return "" if seconds >= 60 else f"{quoted(value)} is shorter than a minute"
+
+
+# A profile as a list entry (hub.profiles: [...]): KubeSpawner 7.0.0 profile_list items
+# (kubespawner/spawner.py `profile_list` help: display_name, description, slug, default,
+# kubespawner_override, profile_options with choices and unlisted_choice).
+PROFILE_ENTRY = Section({
+    "kind": Value(str, REQUIRED, choices=PROFILE_KINDS, hint="cpu, shared_gpu (a time-sliced share) or whole_gpu"),
+    "slug": Value(str, None, test=names.dns_label, hint="defaults to the kind (shared-gpu...); needed when two "
+                                                          "profiles share a kind"),
+    "display_name": Value(str, REQUIRED, test=names.display_name),
+    "description": Value(str, "", test=names.description),
+    "default": Value(bool, False),
+    # One or more images (the first is the default); a text or {image, display_name}.
+    "images": ListOf(TextOrSection("image", Section({
+        "image": Value(str, REQUIRED, test=names.image),
+        "display_name": Value(str, None, test=names.display_name, hint="defaults to the image name"),
+    }))),
+    "custom_image": Section({
+        "enabled": Value(bool, False, hint="true offers a field where users type an image of their own"),
+        "display_name": Value(str, "Other image", test=names.display_name),
+        "pattern": Value(str, None, test=names.image_pattern, braces=True,
+                         hint="a regular expression, e.g. ^quay\\.io/jupyter/.+$; the image must also be a valid "
+                              "image reference"),
+    }),
+    # Interfaces: the page a server opens on (KubeSpawner default_url); the first is the default.
+    "interfaces": ListOf(Section({
+        "display_name": Value(str, REQUIRED, test=names.display_name),
+        "default_url": Value(str, REQUIRED, test=names.url_path, hint="e.g. /lab or /tree"),
+    })),
+    # Memory sizes as guarantee/limit pairs; the first is the default.
+    "memory": ListOf(Section({
+        "display_name": Value(str, None, test=names.display_name, hint="defaults to the limit"),
+        "limit": Value(str, REQUIRED, test=names.memory, hint="e.g. 16G"),
+        "guarantee": Value(str, None, test=names.memory, hint="e.g. 4G"),
+    })),
+    "cpu_limit": Value((int, float), None, test=names.cpus),
+    "cpu_guarantee": Value((int, float), None, test=names.cpus),
+    "mem_limit": Value(str, None, test=names.memory, hint="e.g. 16G"),
+    "mem_guarantee": Value(str, None, test=names.memory, hint="e.g. 4G"),
+    "nodes": ListOf(Value(str, test=names.dns_label), default=()),
+    # Only members of these GitHub teams see (and may start) this profile.
+    "github_teams": ListOf(Value(str, test=names.github_team, hint="organisation:team-slug, e.g. my-lab:gpu-users"),
+                           default=()),
+})
+
 HOST = Section({
     "role": Value(str, REQUIRED, choices=ROLES),
     "address": Value(str, None, test=names.address,
@@ -94,6 +173,14 @@ INVENTORY = Section({
         "test_image": Value(str, TEST_IMAGE, test=names.image,
                             hint="one of NVIDIA's nvcr.io/nvidia/k8s/cuda-sample images (the Job runs /cuda-samples/sample)"),
         "toolkit_version": Value(str, TOOLKIT_VERSION, test=names.package_version),
+        # sharing.timeSlicing.renameByDefault: shared GPUs are advertised as nvidia.com/gpu.shared
+        # (true), or stay nvidia.com/gpu (false; profiles then pick nodes by GFD's sharing label).
+        "rename_shared": Value(bool, True, hint="true: shared GPUs are nvidia.com/gpu.shared; false: they stay "
+                                                "nvidia.com/gpu"),
+        # sharing.timeSlicing.failRequestsGreaterThanOne, inverted: may one pod hold several slices?
+        "allow_multiple_slices": Value(bool, False, hint="true lets one pod ask for more than one slice of a "
+                                                         "shared GPU (it buys more time slices, no isolation)"),
+        "plugin_flags": PLUGIN_FLAGS,
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
@@ -118,12 +205,28 @@ INVENTORY = Section({
                               hint="how long helm may wait for the hub's image pulls, e.g. 90m or 2h"),
         "storage_class": Value(str, None, test=names.dns_subdomain,
                                hint="default: K3s's local-path, which pins each home to one node"),
-        "profiles": Section({
+        "profiles": ListOrSection(ListOf(PROFILE_ENTRY, min_items=1), Section({
             "cpu": _profile("CPU only", "No GPU.", CPU_IMAGE, 2, "8G", default=True),
             "shared_gpu": _profile("Shared GPU", "A time-sliced share of a GPU: memory is not isolated.",
                                    GPU_IMAGE, 4, "16G"),
             "whole_gpu": _profile("Whole GPU", "One GPU to yourself.", GPU_IMAGE, 8, "32G"),
+        })),
+        # Spawner-wide settings (Z2JH 4.4.0 values.schema.yaml; left out, the chart's defaults apply).
+        "named_servers": Section({
+            "enabled": Value(bool, False, hint="true lets each user run several named servers (hub.allowNamedServers)"),
+            "limit_per_user": Value(int, None, test=lambda n: "" if 1 <= n <= 100 else f"{n} is out of range 1..100"),
         }),
+        "culling": Section({
+            "enabled": Value(bool, None, hint="the chart culls idle servers by default (after 1h)"),
+            "timeout": Value(str, None, test=_duration, hint="idle time before a server is stopped, e.g. 1h"),
+            "max_age": Value(str, None, test=_duration, hint="stop servers this old even when busy, e.g. 12h"),
+        }),
+        "environment": MapOf(Value((str, int, float), hint="e.g. OMP_NUM_THREADS: 4"), name_test=names.env_name),
+        "shm_size": Value(str, None, test=names.memory,
+                          hint="a memory-backed /dev/shm of this size for every server, e.g. 2G (PyTorch's "
+                               "DataLoader needs more than the container's 64M)"),
+        "image_pull_secrets": ListOf(Value(str, test=names.dns_subdomain),
+                                     default=()),
     }),
     "hosts": MapOf(HOST, name_test=names.dns_label, min_items=1),
     # Local files uploaded instead of downloaded (paths relative to the inventory file).
@@ -156,13 +259,25 @@ class Host:
     replicas: int  # 1 when the host does not share
     address: Optional[str]
     local: bool
+    renamed: bool = True  # gpu.rename_shared
 
     @property
     def gpu_resource(self) -> Optional[str]:
-        """The resource this node advertises: shared GPUs are renamed (renameByDefault)."""
+        """The resource this node advertises: shared GPUs are renamed NAME.shared unless
+        gpu.rename_shared is false (renameByDefault; NVIDIA/k8s-device-plugin v0.20.0
+        api/config/v1/replicas.go, resources.go DefaultSharedRename, consts.go ".shared")."""
         if not self.gpus:
             return None
-        return "nvidia.com/gpu.shared" if self.shares else "nvidia.com/gpu"
+        return SHARED_RESOURCE if self.shares and self.renamed else GPU_RESOURCE
+
+    @property
+    def sharing_strategy(self) -> Optional[str]:
+        """What GFD labels this node nvidia.com/gpu.sharing-strategy (NVIDIA/k8s-device-plugin
+        v0.20.0 internal/lm/resource.go baseLabeler; api/config/v1/sharing.go): "time-slicing"
+        when its GPUs have replicas, else "none"."""
+        if not self.gpus:
+            return None
+        return "time-slicing" if self.shares else "none"
 
     @property
     def shares(self) -> bool:
@@ -187,7 +302,7 @@ class Inventory:
         self.hosts = {
             name: Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"],
                        replicas=(h["replicas"] or self.gpu["replicas"]) if h["sharing"] == "timeslice" else 1,
-                       address=h["address"], local=h["local"])
+                       address=h["address"], local=h["local"], renamed=self.gpu["rename_shared"])
             for name, h in data["hosts"].items()
         }
 
@@ -405,6 +520,12 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
         if h["replicas"] is not None and h["sharing"] != "timeslice":
             problems.append(Problem(f"hosts.{name}.replicas", "is set but sharing is none",
                                     "remove it, or set sharing: timeslice"))
+    mig = data["gpu"]["plugin_flags"]["migStrategy"]
+    if mig not in (None, "none"):
+        problems.append(Problem("gpu.plugin_flags.migStrategy", f"{mig} is a strategy the chart takes, but gpuhub "
+                                "counts whole GPUs (allocatable = GPUs x replicas of nvidia.com/gpu) and MIG "
+                                "devices are counted and named otherwise",
+                                "leave it out (or none) and keep MIG off on these GPUs"))
     if data["gpu"]["runtime"] == "template":
         version = names.k3s_version(data["cluster"]["k3s_version"])[:3]
         if not template_mode_supported(version):
@@ -419,12 +540,136 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",
                                 "name your GitHub organisation(s), or set hub.allow_any_github_user: true "
                                 "to let every GitHub account in"))
-    defaults = [k for k, p in hub["profiles"].items() if p["enabled"] and p["default"]]
+    problems += _profile_checks(hub, hosts)
+    return problems
+
+
+# The chart's image puller names a container per profile choice that has an image:
+# "image-pull-profile-{index}-option-{option}-{choice}" (Z2JH 4.4.0
+# templates/image-puller/_helpers-daemonset.tpl), a DNS label of at most 63 characters.
+MAX_IMAGE_CHOICE_KEY = 63 - len("image-pull-profile-99-option-image-")
+
+
+def _choice_key(text: str, limit: int = 63) -> str:
+    key = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.lower())
+    key = "-".join(part for part in key.split("-") if part)[:limit].strip("-")
+    return key
+
+
+def choice_keys(entry: dict) -> dict:
+    """{option: [choice key, ...]} for a profile entry's images, interfaces and memory sizes:
+    what KubeSpawner's form posts back (form.html `<option value="KEY">`)."""
+    images = [_choice_key(i["display_name"] or i["image"].rpartition("/")[2], MAX_IMAGE_CHOICE_KEY)
+              for i in entry["images"]]
+    return {"image": images,
+            "interface": [_choice_key(i["display_name"]) for i in entry["interfaces"]],
+            "memory": [_choice_key(m["display_name"] or m["limit"]) for m in entry["memory"]]}
+
+
+def profile_entries(hub: dict) -> list:
+    """hub.profiles in one shape, whichever form the inventory used: a list of entries with
+    `where` (the key path for messages), `legacy` (the cpu/shared_gpu/whole_gpu mapping) and
+    `enabled` (only the mapping form can switch one off)."""
+    profiles = hub["profiles"]
+    if isinstance(profiles, dict):
+        return [dict(p, kind=key, slug=key.replace("_", "-"), where=f"hub.profiles.{key}", legacy=True,
+                     images=[{"image": p["image"], "display_name": None}], custom_image={"enabled": False},
+                     interfaces=[], memory=[], nodes=[], github_teams=[])
+                for key, p in profiles.items()]
+    entries = []
+    for i, p in enumerate(profiles):
+        images = p["images"] or [{"image": DEFAULT_IMAGES[p["kind"]], "display_name": None}]
+        entries.append(dict(p, slug=p["slug"] or p["kind"].replace("_", "-"), where=f"hub.profiles[{i}]",
+                            legacy=False, enabled=True, images=images))
+    return entries
+
+
+def _memory_bytes(size: str) -> float:
+    return float(size[:-1]) * 1024 ** "KMGT".index(size[-1])
+
+
+def _offers(host, kind: str) -> bool:
+    """Whether `host` can run a server of this profile kind."""
+    if kind == "cpu":
+        return True
+    return bool(host.gpus) and ((host.sharing == "timeslice") == (kind == "shared_gpu"))
+
+
+def _profile_checks(hub: dict, hosts: dict) -> list:
+    problems = []
+    entries = profile_entries(hub)
+    on = [e for e in entries if e["enabled"]]
+    defaults = [e["kind"] if e["legacy"] else e["where"] for e in on if e["default"]]
     if len(defaults) > 1:
         problems.append(Problem("hub.profiles", "more than one default profile: " + ", ".join(defaults)))
-    if not hub["profiles"]["cpu"]["enabled"] and not any(h["gpus"] for h in hosts.values()):
-        problems.append(Problem("hub.profiles.cpu.enabled", "no profile is left: the CPU profile is off and no host has GPUs"))
+    if entries and entries[0]["legacy"]:
+        if not hub["profiles"]["cpu"]["enabled"] and not any(h["gpus"] for h in hosts.values()):
+            problems.append(Problem("hub.profiles.cpu.enabled",
+                                    "no profile is left: the CPU profile is off and no host has GPUs"))
+        return problems
+    seen = {}
+    for e in entries:
+        where = e["where"]
+        if e["slug"] in seen:
+            problems.append(Problem(f"{where}.slug", f"{e['slug']!r} is also {seen[e['slug']]}'s slug",
+                                    "profiles of one kind need a slug each"))
+        seen.setdefault(e["slug"], where)
+        for size in ("limit", "guarantee"):
+            if e["memory"] and e[f"mem_{size}"] is not None:
+                problems.append(Problem(f"{where}.mem_{size}", "is set beside memory choices",
+                                        f"give the {size} in each memory choice, or drop the choices"))
+        for i, m in enumerate(e["memory"]):
+            if m["guarantee"] and _memory_bytes(m["guarantee"]) > _memory_bytes(m["limit"]):
+                problems.append(Problem(f"{where}.memory[{i}].guarantee", f"{m['guarantee']} is above the limit "
+                                        f"{m['limit']}", "Kubernetes refuses a pod whose request exceeds its limit"))
+        pairs = [("cpu_guarantee", "cpu_limit", float), ("mem_guarantee", "mem_limit", _memory_bytes)]
+        for low, high, value in pairs:
+            if e[low] is not None and e[high] is not None and value(e[low]) > value(e[high]):
+                problems.append(Problem(f"{where}.{low}", f"{e[low]} is above {high} {e[high]}",
+                                        "Kubernetes refuses a pod whose request exceeds its limit"))
+        custom = e["custom_image"]
+        if custom["pattern"] is not None and not custom["enabled"]:
+            problems.append(Problem(f"{where}.custom_image.pattern", "is set but custom_image is not enabled",
+                                    "set custom_image.enabled: true, or remove the pattern"))
+        for option, keys in choice_keys(e).items():
+            plural = {"image": "images", "interface": "interfaces", "memory": "memory"}[option]
+            for i, key in enumerate(keys):
+                if not key:
+                    problems.append(Problem(f"{where}.{plural}[{i}]", "gives no name for KubeSpawner's form",
+                                            "give a display_name with letters or digits"))
+                elif key in keys[:i]:
+                    problems.append(Problem(f"{where}.{plural}[{i}]", f"is called {key!r} in the form, like "
+                                            f"{plural}[{keys.index(key)}]", "give the choices different display names"))
+        for i, name in enumerate(e["nodes"]):
+            if name not in hosts:
+                problems.append(Problem(f"{where}.nodes[{i}]", f"no host named {name!r}", "known hosts: " + ", ".join(hosts)))
+            elif not _offers(_plain_host(name, hosts[name]), e["kind"]):
+                problems.append(Problem(f"{where}.nodes[{i}]", f"{name} cannot run a {e['kind']} server",
+                                        "a shared_gpu profile needs hosts with sharing: timeslice, a whole_gpu "
+                                        "profile hosts with sharing: none, both with GPUs"))
+    teams = [e for e in entries if e["github_teams"]]
+    if teams and int(hub["chart_version"].split(".")[0]) < 4:
+        problems.append(Problem(f"{teams[0]['where']}.github_teams", f"needs hub.chart_version 4.x, not "
+                                f"{hub['chart_version']}", "GitHub teams become JupyterHub groups with "
+                                "OAuthenticator 17 (auth_state_groups_key), which chart 4.4.0 ships; 3.2.1 has 16.2.1"))
+    if teams and not any(_profile_offered(e, hosts) for e in entries if not e["github_teams"]):
+        problems.append(Problem("hub.profiles", "every profile is limited to GitHub teams",
+                                "keep one profile without github_teams: a user in none of the teams would "
+                                "otherwise get a server with no profile's settings at all"))
+    if not any(_profile_offered(e, hosts) for e in entries):
+        problems.append(Problem("hub.profiles", "no profile is left: no host can run any of them",
+                                "add a cpu profile, or hosts with the GPUs the profiles need"))
     return problems
+
+
+def _plain_host(name: str, h: dict):
+    return Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"], replicas=1,
+                address=h["address"], local=h["local"])
+
+
+def _profile_offered(entry: dict, hosts: dict) -> bool:
+    names_ = entry["nodes"] or list(hosts)
+    return any(n in hosts and _offers(_plain_host(n, hosts[n]), entry["kind"]) for n in names_)
 
 
 def template_mode_supported(version) -> bool:

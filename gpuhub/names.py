@@ -137,6 +137,13 @@ def github_org(value: str) -> str:
     return ""
 
 
+def github_team(value: str) -> str:
+    org, sep, team = value.partition(":")
+    if sep and _GITHUB_LOGIN.match(org) and _GITHUB_TEAM.match(team):
+        return ""
+    return f"{quoted(value)} is not a GitHub organisation:team such as 'my-lab:gpu-users' (the team's slug)"
+
+
 def github_user(value: str) -> str:
     return "" if _GITHUB_LOGIN.match(value) else f"{quoted(value)} is not a GitHub username"
 
@@ -157,6 +164,60 @@ def cpus(value) -> str:
     """A CPU limit or guarantee: a finite number above zero (KubeSpawner alone takes .inf)."""
     if not math.isfinite(value) or not 0 < value <= 4096:
         return f"{quoted(value)} is not a number of CPUs (above zero, at most 4096)"
+    return ""
+
+
+_HOST_PATH = whole(r"^/([A-Za-z0-9._-]+/?)*$")
+
+
+def host_path(value: str) -> str:
+    """An absolute path on a host (the device plugin's nvidiaDriverRoot): plain characters, no
+    `..` component, at most 255 characters."""
+    if len(value) > 255 or not _HOST_PATH.match(value) or ".." in value.split("/"):
+        return (f"{quoted(value)} is not an absolute path such as /run/nvidia/driver "
+                "(letters, digits, '.', '_', '-' and '/', no '..')")
+    return ""
+
+
+_URL_PATH = whole(r"^/[A-Za-z0-9._~/-]{0,200}$")
+_ENV_NAME = whole(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_CHOICE_KEY = whole(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def url_path(value: str) -> str:
+    """A server's start page (KubeSpawner default_url), e.g. /lab or /tree."""
+    if _URL_PATH.match(value) and ".." not in value.split("/"):
+        return ""
+    return f"{quoted(value)} is not a path such as /lab or /tree (letters, digits, '.', '_', '~', '-', '/')"
+
+
+def env_name(value: str) -> str:
+    return "" if _ENV_NAME.match(value) else (f"{quoted(value)} is not an environment variable name "
+                                             "(letters, digits and '_', not starting with a digit)")
+
+
+def choice_key(value: str) -> str:
+    """What a profile's choice is called in KubeSpawner's form (`<option value=...>`)."""
+    return "" if _CHOICE_KEY.match(value) else f"{quoted(value)} is not a valid name: {dns_label(value)}"
+
+
+IMAGE_PATTERN = _IMAGE.regex.pattern  # what the existing image test accepts, as a regular expression
+
+
+def image_pattern(value: str) -> str:
+    """A regular expression a custom image must also match: anchored at both ends (KubeSpawner
+    7.0.0 spawner.py checks it with re.match, which anchors only the start), and free of what
+    would break the HTML attribute KubeSpawner's form puts it in unescaped (form.html
+    `pattern="..."`)."""
+    if not (value.startswith("^") and value.endswith("$")):
+        return f"{quoted(value)} must start with ^ and end with $, so the whole image name is checked"
+    bad = sorted(set(value) & set('"<>&\n'))
+    if bad:
+        return f"{quoted(value)} holds {', '.join(map(repr, bad))}, which KubeSpawner's form shows unescaped"
+    try:
+        re.compile(value)
+    except re.error as e:
+        return f"{quoted(value)} is not a regular expression: {e}"
     return ""
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from . import names, paths
-from .inventory import Host, Inventory, Secrets
+from .inventory import GPU_RESOURCE, SHARED_RESOURCE, Host, Inventory, Secrets, choice_keys, profile_entries
 
 TEMPLATES = paths.TEMPLATES
 AGENT_TOKEN_FILE = "/etc/rancher/k3s/gpuhub-node-token"
@@ -79,23 +79,27 @@ def containerd_template() -> str:
 
 # --- NVIDIA device plugin -------------------------------------------------------------------
 
-def sharing_config(replicas: int) -> dict:
+def sharing_config(replicas: int, rename: bool = True, fail_requests_greater_than_one: bool = True) -> dict:
     """The device plugin's config file. Sharing keys live under sharing.timeSlicing: under
-    `flags` they are silently ignored (NVIDIA/k8s-device-plugin#1433)."""
+    `flags` they are silently ignored (NVIDIA/k8s-device-plugin#1433). No per-resource `rename`:
+    v0.20.0 drops it (api/config/v1/config.go DisableResourceNamingInConfig, replicas.go
+    disableResoureRenaming: only renameByDefault decides, NAME -> NAME.shared)."""
     config = {"version": "v1", "flags": {"migStrategy": "none"}}
     if replicas > 1:
         config["sharing"] = {"timeSlicing": {
-            "renameByDefault": True,  # shared GPUs become nvidia.com/gpu.shared
-            "failRequestsGreaterThanOne": True,
+            "renameByDefault": rename,  # true: shared GPUs become nvidia.com/gpu.shared
+            # internal/rm/rm.go ValidateRequest: with it, a request for more than one replica fails
+            "failRequestsGreaterThanOne": fail_requests_greater_than_one,
             "resources": [{"name": "nvidia.com/gpu", "replicas": replicas}],
         }}
     return config
 
 
 def device_plugin_values(inv: Inventory) -> dict:
+    rename, fail = inv.gpu["rename_shared"], not inv.gpu["allow_multiple_slices"]
     configs = {}
     for host in inv.gpu_hosts:
-        configs[host.plugin_config] = dump(sharing_config(host.replicas))
+        configs[host.plugin_config] = dump(sharing_config(host.replicas, rename, fail))
     if not configs:
         configs["exclusive"] = dump(sharing_config(1))
     default = inv.gpu_hosts[0].plugin_config if inv.gpu_hosts else "exclusive"
@@ -103,6 +107,9 @@ def device_plugin_values(inv: Inventory) -> dict:
     if not inv.nvidia_is_default:
         # Without it the plugin runs under runc and cannot load NVML (NVIDIA/k8s-device-plugin#477).
         values["runtimeClassName"] = "nvidia"
+    # The plugin's flags the chart takes as top-level values (inventory.PLUGIN_FLAGS); unset ones
+    # stay out, so the chart's null defaults (and the plugin's own) apply.
+    values.update({k: v for k, v in inv.gpu["plugin_flags"].items() if v is not None})
     values["config"] = {"map": dict(sorted(configs.items())), "default": default}
     return values
 
@@ -119,11 +126,17 @@ class Notes:
 
 
 def _kubespawner_override(inv: Inventory, profile: dict, gpu_resource=None) -> dict:
-    override = {"image": profile["image"], "cpu_limit": profile["cpu_limit"], "mem_limit": profile["mem_limit"]}
-    if profile["cpu_guarantee"] is not None:
-        override["cpu_guarantee"] = profile["cpu_guarantee"]
-    if profile["mem_guarantee"] is not None:
-        override["mem_guarantee"] = profile["mem_guarantee"]
+    override = {}
+    images = profile["images"]
+    if len(images) == 1 and not profile["custom_image"]["enabled"]:
+        override["image"] = images[0]["image"]
+    for key in ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee"):
+        if profile[key] is not None:
+            override[key] = profile[key]
+    if len(profile["memory"]) == 1:
+        override.update(_memory_override(profile["memory"][0]))
+    if len(profile["interfaces"]) == 1:
+        override["default_url"] = profile["interfaces"][0]["default_url"]
     if gpu_resource is None:
         # With nvidia as the default runtime, CUDA images (NVIDIA_VISIBLE_DEVICES=all) see every
         # GPU unaccounted (NVIDIA/k8s-device-plugin#87, #1596); "void" makes the runtime act as runc.
@@ -132,36 +145,178 @@ def _kubespawner_override(inv: Inventory, profile: dict, gpu_resource=None) -> d
         override["extra_resource_limits"] = {gpu_resource: "1"}
         if not inv.nvidia_is_default:
             override["extra_pod_config"] = {"runtimeClassName": "nvidia"}
+    if profile["nodes"]:
+        # K3s registers each node under its inventory name (k3s_config node-name), which the
+        # kubelet also puts in kubernetes.io/hostname (the GPU test Job pins by the same label).
+        override["node_affinity_required"] = [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": list(profile["nodes"])}]}]
     return override
 
 
+def _memory_override(size: dict) -> dict:
+    override = {"mem_limit": size["limit"]}
+    if size["guarantee"]:
+        override["mem_guarantee"] = size["guarantee"]
+    return override
+
+
+# What a custom image must match when the inventory gives no pattern of its own, and is
+# checked after its pattern when it does: gpuhub's own image test (names.image).
+CUSTOM_IMAGE_MESSAGE = "an image reference such as quay.io/jupyter/scipy-notebook:2026-08-24"
+
+
+def profile_options(profile: dict) -> dict:
+    """KubeSpawner 7.0.0 profile_options (kubespawner/spawner.py `profile_list` help): a choice
+    per image (and a free-form one when custom images are allowed), interface and memory size;
+    an option with one choice is set in the profile itself. The first choice is the default."""
+    keys = choice_keys(profile)
+    options = {}
+    images, custom = profile["images"], profile["custom_image"]
+    if len(images) > 1 or custom["enabled"]:
+        options["image"] = {"display_name": "Image", "choices": _choices(
+            keys["image"], [(i["display_name"] or i["image"], {"image": i["image"]}) for i in images])}
+        if custom["enabled"]:
+            pattern = names.IMAGE_PATTERN
+            if custom["pattern"]:
+                pattern = f"(?={custom['pattern']}){pattern}"
+            options["image"]["unlisted_choice"] = {
+                "enabled": True, "display_name": custom["display_name"],
+                "display_name_in_choices": custom["display_name"],
+                "validation_regex": pattern, "validation_message": "must be " + CUSTOM_IMAGE_MESSAGE,
+                "kubespawner_override": {"image": "{value}"}}
+    if len(profile["interfaces"]) > 1:
+        options["interface"] = {"display_name": "Interface", "choices": _choices(
+            keys["interface"], [(i["display_name"], {"default_url": i["default_url"]}) for i in profile["interfaces"]])}
+    if len(profile["memory"]) > 1:
+        options["memory"] = {"display_name": "Memory", "choices": _choices(
+            keys["memory"], [(_memory_name(m), _memory_override(m)) for m in profile["memory"]])}
+    return options
+
+
+def default_image(item: dict) -> str:
+    """The image a server of this rendered profile gets when the user picks nothing."""
+    choices = (item.get("profile_options") or {}).get("image", {}).get("choices", {})
+    chosen = next((c for c in choices.values() if c.get("default")), None)
+    return chosen["kubespawner_override"]["image"] if chosen else item["kubespawner_override"]["image"]
+
+
+def _memory_name(size: dict) -> str:
+    if size["display_name"]:
+        return size["display_name"]
+    return size["limit"] + (f" ({size['guarantee']} guaranteed)" if size["guarantee"] else "")
+
+
+def _choices(keys: list, named: list) -> dict:
+    choices = {}
+    for i, (key, (display_name, override)) in enumerate(zip(keys, named)):
+        choice = {"display_name": display_name}
+        if i == 0:
+            choice["default"] = True
+        choice["kubespawner_override"] = override
+        choices[key] = choice
+    return choices
+
+
+# GFD's label for how a node's GPUs are shared (NVIDIA/k8s-device-plugin v0.20.0
+# internal/lm/resource.go baseLabeler: "nvidia.com/gpu." + "sharing-strategy", keyed on
+# nvidia.com/gpu whatever the resource is called; values from api/config/v1/sharing.go:
+# "time-slicing" when replicas > 1, else "none").
+SHARING_STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
+
+
 def profile_list(inv: Inventory, notes: Notes) -> list:
-    profiles = inv.hub["profiles"]
+    renamed = inv.gpu["rename_shared"]
+    # kind: (resource, whether a host offers it, why not)
     offered = {
-        "cpu": (None, ""),
-        "shared_gpu": ("nvidia.com/gpu.shared",
+        "cpu": (None, lambda h: True, ""),
+        "shared_gpu": (SHARED_RESOURCE if renamed else GPU_RESOURCE, lambda h: h.shares,
                        "no host shares its GPUs (set sharing: timeslice on a GPU host)"),
-        "whole_gpu": ("nvidia.com/gpu",
+        "whole_gpu": (GPU_RESOURCE, lambda h: bool(h.gpus) and not h.shares,
                       "every GPU host shares its GPUs, so none offers a whole one "
                       "(set sharing: none on a GPU host to offer whole GPUs)"),
     }
-    resources = {h.gpu_resource for h in inv.gpu_hosts}
     items = []
-    for key, (resource, why_not) in offered.items():
-        profile = profiles[key]
+    for profile in profile_entries(inv.hub):
+        resource, offers, why_not = offered[profile["kind"]]
+        name = profile["kind"] if profile["legacy"] else f"{profile['slug']} ({profile['where']})"
         if not profile["enabled"]:
-            notes.add(f"profile {key} left out: hub.profiles.{key}.enabled is false")
+            notes.add(f"profile {name} left out: {profile['where']}.enabled is false")
             continue
-        if resource is not None and resource not in resources:
-            notes.add(f"profile {key} left out: " + (why_not if inv.gpu_hosts else "no host has GPUs"))
+        hosts = [h for h in inv.gpu_hosts if not profile["nodes"] or h.name in profile["nodes"]]
+        if resource is not None and not any(offers(h) for h in hosts):
+            if profile["nodes"]:
+                why_not = "none of its nodes offers it"
+            notes.add(f"profile {name} left out: " + (why_not if inv.gpu_hosts else "no host has GPUs"))
             continue
         item = {"display_name": profile["display_name"], "description": profile["description"],
-                "slug": key.replace("_", "-")}
+                "slug": profile["slug"]}
+        if not profile["legacy"] and not profile["description"]:
+            del item["description"]
         if profile["default"]:
             item["default"] = True
-        item["kubespawner_override"] = _kubespawner_override(inv, profile, resource)
+        override = _kubespawner_override(inv, profile, resource)
+        if resource is not None and not renamed:
+            # Not renamed, shared and whole GPUs are both nvidia.com/gpu: only the node's sharing
+            # label keeps a whole-GPU server off a time-sliced node (and the other way round).
+            strategy = next(h.sharing_strategy for h in hosts if offers(h))
+            override["node_selector"] = {SHARING_STRATEGY_LABEL: strategy}
+        item["kubespawner_override"] = override
+        options = profile_options(profile)
+        if options:
+            item["profile_options"] = options
         items.append(item)
     return items
+
+
+# Profiles limited to GitHub teams. KubeSpawner 7.0.0's profile_list has no group filter, but
+# takes a callable (kubespawner/spawner.py `profile_list`: Union(List(Dict), Callable)), which it
+# calls for the form and again when it checks what a user sent (_validate_user_options through
+# _get_profile: a slug not in the list is refused), so an API request cannot pick a hidden one.
+# The user's groups are their GitHub teams: OAuthenticator 17.4.0 github.py
+# populate_teams_in_auth_state puts GitHub's "list teams for the authenticated user" answer in
+# auth_state["teams"] (objects with `slug` and `organization.login`), and with manage_groups
+# oauth2.py _apply_managed_groups makes auth_state_groups_key(auth_state) the user's groups at
+# each login. Z2JH 4.4.0 files/hub/jupyterhub_config.py runs hub.extraConfig last, after it set
+# KubeSpawner.profile_list from singleuser.profileList.
+TEAMS_CONFIG_KEY = "gpuhub-profile-teams"
+TEAMS_CONFIG = """\
+# Written by gpuhub (inv render): profiles limited to GitHub teams.
+import json
+
+
+def _gpuhub_teams_of(auth_state):
+    return [team["organization"]["login"].lower() + ":" + team["slug"]
+            for team in (auth_state or {{}}).get("teams") or []]
+
+
+c.GitHubOAuthenticator.auth_state_groups_key = _gpuhub_teams_of
+_gpuhub_profile_teams = json.loads({teams!r})
+_gpuhub_profiles = c.KubeSpawner.profile_list
+
+
+def _gpuhub_profiles_for(spawner):
+    groups = {{group.name for group in spawner.user.groups}}
+    return [p for p in _gpuhub_profiles
+            if p["slug"] not in _gpuhub_profile_teams or groups & set(_gpuhub_profile_teams[p["slug"]])]
+
+
+c.KubeSpawner.profile_list = _gpuhub_profiles_for
+"""
+
+
+def profile_teams(inv: Inventory) -> dict:
+    """{slug: [organisation:team, ...]} for the profiles limited to GitHub teams (organisations
+    lowercased: GitHub logins ignore case, team slugs are lowercase)."""
+    teams = {}
+    for e in profile_entries(inv.hub):
+        if e["github_teams"]:
+            teams[e["slug"]] = sorted({t.split(":")[0].lower() + ":" + t.split(":")[1] for t in e["github_teams"]})
+    return teams
+
+
+def teams_config(teams: dict) -> str:
+    import json
+    return TEAMS_CONFIG.format(teams=json.dumps(teams, sort_keys=True))
 
 
 def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
@@ -183,6 +338,10 @@ def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
         authenticator["admin_users"] = list(hub["admin_users"])
     if hub["github"]["allowed_users"]:
         authenticator["allowed_users"] = list(hub["github"]["allowed_users"])
+    if profile_teams(inv):
+        github["scope"] = ["read:org"]  # populate_teams_in_auth_state needs it
+        github["populate_teams_in_auth_state"] = True
+        github["manage_groups"] = True  # auth_state_groups_key (hub.extraConfig) requires it
     config = {"JupyterHub": {"authenticator_class": "github"}, "GitHubOAuthenticator": github}
     if authenticator:
         config["Authenticator"] = authenticator
@@ -202,14 +361,31 @@ def split_image(ref: str):
 def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
     hub = inv.hub
     singleuser = {}
-    image = split_image(hub["profiles"]["cpu"]["image"])
+    entries = profile_entries(hub)
+    first = entries[0]["images"][0]["image"]  # the mapping form: the CPU profile's image
+    image = split_image(first)
     if image:
         # The fallback image (and what the chart's image puller fetches); profiles set their own.
         singleuser["image"] = {"name": image[0], "tag": image[1]}
     singleuser["profileList"] = profile_list(inv, notes)
+    if hub["environment"]:
+        # Z2JH 4.4.0: singleuser.extraEnv -> KubeSpawner.environment (files/hub/jupyterhub_config.py);
+        # a profile's own environment (NVIDIA_VISIBLE_DEVICES) is merged into it (KubeSpawner
+        # 7.0.0 updates dictionaries from overrides recursively).
+        singleuser["extraEnv"] = {k: str(v) for k, v in hub["environment"].items()}
+    storage = {}
     if hub["storage_class"]:
-        singleuser["storage"] = {"dynamic": {"storageClass": hub["storage_class"]}}
-    return {
+        storage["dynamic"] = {"storageClass": hub["storage_class"]}
+    if hub["shm_size"]:
+        # A container's /dev/shm is 64M by default; an emptyDir in memory over it (counted in
+        # the server's memory limit). Z2JH 4.4.0 singleuser.storage.extraVolumes/extraVolumeMounts
+        # (a list in k8s syntax); K/M/G/T are KubeSpawner's binary units, so Ki/Mi/Gi/Ti here.
+        storage["extraVolumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory",
+                                                                 "sizeLimit": hub["shm_size"] + "i"}}]
+        storage["extraVolumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if storage:
+        singleuser["storage"] = storage
+    values = {
         "proxy": {"https": {
             "enabled": True, "type": "letsencrypt", "hosts": [hub["hostname"]],
             "letsencrypt": {"contactEmail": hub["letsencrypt_email"]},
@@ -217,6 +393,29 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         "hub": {"config": _auth_config(inv, secrets)},
         "singleuser": singleuser,
     }
+    teams = profile_teams(inv)
+    if teams:
+        values["hub"]["extraConfig"] = {TEAMS_CONFIG_KEY: teams_config(teams)}
+    if hub["named_servers"]["enabled"]:
+        values["hub"]["allowNamedServers"] = True
+        if hub["named_servers"]["limit_per_user"]:
+            values["hub"]["namedServerLimitPerUser"] = hub["named_servers"]["limit_per_user"]
+    culling = hub["culling"]
+    if any(v is not None for v in culling.values()):
+        # Z2JH 4.4.0 cull: enabled (required once cull is given; the chart's default is true),
+        # timeout and maxAge in seconds (jupyterhub-idle-culler --timeout / --max-age).
+        cull = {"enabled": culling["enabled"] is not False}
+        if culling["timeout"]:
+            cull["timeout"] = names.duration_seconds(culling["timeout"])
+        if culling["max_age"]:
+            cull["maxAge"] = names.duration_seconds(culling["max_age"])
+        values["cull"] = cull
+    if hub["image_pull_secrets"]:
+        # Z2JH 4.4.0 imagePullSecrets: appended to every pod's spec.imagePullSecrets, so the user
+        # servers and the image pullers (which fetch the profiles' images) can reach a private
+        # registry. The Secrets themselves are the site's: kubectl create secret docker-registry.
+        values["imagePullSecrets"] = list(hub["image_pull_secrets"])
+    return values
 
 
 # --- GPU test ------------------------------------------------------------------------------

@@ -87,9 +87,11 @@ class Spec:
 
 class Value(Spec):
     def __init__(self, kind, default=REQUIRED, choices=None,
-                 test: Optional[Callable[[Any], str]] = None, hint: str = "", secret: bool = False):
+                 test: Optional[Callable[[Any], str]] = None, hint: str = "", secret: bool = False,
+                 braces: bool = False):
         self.kind, self.default, self.choices, self.test, self.hint = kind, default, choices, test, hint
         self.secret = secret  # never shown in a message: *** instead
+        self.braces = braces  # a regular expression: `{3}` is a count there, not a placeholder
 
     def check(self, value, path, problems):
         if value is None and self.default is None:
@@ -101,7 +103,7 @@ class Value(Spec):
         if wrong_bool or not isinstance(value, kinds):
             problems.append(Problem(path, f"expected {_type_name(self.kind)}, got {shown}", self.hint))
             return value
-        if isinstance(value, str) and _PLACEHOLDER.search(value):
+        if isinstance(value, str) and not self.braces and _PLACEHOLDER.search(value):
             problems.append(Problem(path, f"placeholder text left in: {shown}",
                                     self.hint or "replace it with this site's value"))
             return value
@@ -142,8 +144,9 @@ class Section(Spec):
 
     default = None  # an absent section is checked as empty, so its required keys are reported
 
-    def __init__(self, fields: dict):
+    def __init__(self, fields: dict, unknown_hint: str = ""):
         self.fields = fields
+        self.unknown_hint = unknown_hint  # said after "known keys" / "did you mean" for an unknown key
 
     def check(self, value, path, problems):
         if value is None:
@@ -155,12 +158,14 @@ class Section(Spec):
         unknown = [key for key in value if key not in self.fields]
         for key in unknown[:MAX_UNKNOWN_KEYS]:
             hint = did_you_mean(key, self.fields) or "known keys: " + ", ".join(self.fields)
+            if self.unknown_hint:
+                hint += "; " + self.unknown_hint
             problems.append(Problem(join(path, key), "unknown key", hint))
         if len(unknown) > MAX_UNKNOWN_KEYS:
             problems.append(Problem(path or "(top level)", f"and {len(unknown) - MAX_UNKNOWN_KEYS} more unknown keys",
                                     "is this file an inventory? see the shipped hosts.yaml"))
         for key, spec in self.fields.items():
-            if key in value or isinstance(spec, Section):
+            if key in value or isinstance(spec, (Section, ListOrSection)):
                 result[key] = spec.check(value.get(key), join(path, key), problems)
             elif spec.default is REQUIRED:
                 problems.append(Problem(join(path, key), "is required", getattr(spec, "hint", "")))
@@ -189,3 +194,27 @@ class MapOf(Spec):
                 problems.append(Problem(join(path, name), message))
             result[name] = self.item.check(item, join(path, name), problems)
         return result
+
+
+class ListOrSection(Spec):
+    """Either of two forms: a list (checked by `listed`) or a mapping (checked by `section`, which
+    also gives the default). Used where a newer list form sits beside an older mapping form."""
+
+    def __init__(self, listed: "ListOf", section: Section):
+        self.listed, self.section = listed, section
+        self.default = None
+
+    def check(self, value, path, problems):
+        if isinstance(value, list):
+            return self.listed.check(value, path, problems)
+        return self.section.check(value, path, problems)
+
+
+class TextOrSection(Spec):
+    """A mapping, or a bare text standing for the mapping {key: text}."""
+
+    def __init__(self, key: str, section: Section):
+        self.key, self.section, self.default = key, section, REQUIRED
+
+    def check(self, value, path, problems):
+        return self.section.check({self.key: value} if isinstance(value, str) else value, path, problems)

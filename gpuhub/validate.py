@@ -81,7 +81,10 @@ _PLUGIN_CONFIG = {
         "mps": {"renameByDefault": bool, "failRequestsGreaterThanOne": bool, "resources": list},
     },
 }
-_SHARED_RESOURCE_KEYS = {"name": str, "rename": str, "replicas": int, "devices": (list, str)}
+# No `rename` or `devices`: v0.20.0 drops both with a warning (api/config/v1/config.go
+# DisableResourceNamingInConfig, replicas.go disableResoureRenaming), so a config that sets
+# them does not do what it says.
+_SHARED_RESOURCE_KEYS = {"name": str, "replicas": int}
 
 
 def _check_model(data, model, path, problems):

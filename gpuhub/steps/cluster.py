@@ -196,6 +196,12 @@ def allocatable_problems(inv, nodes, hosts=None):
         capacity = int(node.get("capacity", {}).get(resource, 0))
         allocatable = int(node.get("allocatable", {}).get(resource, 0))
         if allocatable == host.allocatable:
+            label = node.get("labels", {}).get(render.SHARING_STRATEGY_LABEL)
+            if not inv.gpu["rename_shared"] and label != host.sharing_strategy:
+                # Not renamed, the hub's GPU profiles find their kind of node by GFD's label alone.
+                problems.append(f"node {host.name} has {render.SHARING_STRATEGY_LABEL}={label or '(none)'}, expected "
+                                f"{host.sharing_strategy}: with gpu.rename_shared false the GPU profiles select "
+                                "nodes by this label, which GPU feature discovery sets")
             continue
         if allocatable == 0 and capacity == host.allocatable:
             unhealthy.append(host.name)

@@ -282,6 +282,57 @@ def test_gpu_test_job_succeeds_or_pends_with_the_reason(cluster):
         cluster.sh("gpu1", "for j in ok stuck sample; do kubectl delete job $j --ignore-not-found; done")
 
 
+def greedy_job(name, resource, node, count):
+    container = {"name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0",
+                 "command": render.GPU_TEST_COMMAND, "resources": {"limits": {resource: count}}}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never", "runtimeClassName": "nvidia",
+                "nodeSelector": {"kubernetes.io/hostname": node}, "containers": [container]}}}}
+
+
+def test_shared_gpus_renamed_or_not_and_requests_for_more_than_one(healthy_after):
+    """Issue 10: renameByDefault false keeps shared GPUs nvidia.com/gpu (a resource's own `rename`
+    is ignored), and failRequestsGreaterThanOne refuses a pod asking for two slices at admission."""
+    c = healthy_after
+    jobs = "/root/greedy.yaml"
+    try:
+        c.hosts.put("gpu1", yaml.safe_dump(greedy_job("greedy", "nvidia.com/gpu.shared", "gpu3", 2)).encode(), jobs, 0o644)
+        c.sh("gpu1", f"kubectl apply -f {jobs}")
+        c.sh("gpu1", "kubectl wait --for=condition=failed job/greedy --timeout=20s")
+        status = c.kubectl_json("get", "pods", "-l", "job-name=greedy")["items"][0]["status"]
+        assert status["phase"] == "Failed" and status["reason"] == "UnexpectedAdmissionError"
+        assert "maximum request size for shared resources is 1; found 2" in status["message"]
+        assert "containerStatuses" not in status or status["containerStatuses"] == []
+        c.sh("gpu1", "kubectl delete job greedy")
+
+        config = {"version": "v1", "flags": {"migStrategy": "none"}, "sharing": {"timeSlicing": {
+            "renameByDefault": False,
+            "resources": [{"name": "nvidia.com/gpu", "rename": "example.org/slice", "replicas": 4}]}}}
+        values = dict(PLUGIN_VALUES, config=dict(PLUGIN_VALUES["config"], map=dict(
+            PLUGIN_VALUES["config"]["map"], **{"timeslice-4": yaml.safe_dump(config)})))
+        c.hosts.put("gpu1", yaml.safe_dump(values).encode(), "/root/bundle/plugin-values-2.yaml", 0o600)
+        c.sh("gpu1", f"helm upgrade --install nvdp /root/bundle/nvidia-device-plugin.tgz --version 0.20.0 "
+                     f"--namespace {PLUGIN_NS} -f /root/bundle/plugin-values-2.yaml")
+        c.wait_for("gpu3 to offer nvidia.com/gpu", lambda: c.allocatable("gpu3", "nvidia.com/gpu") == "4")
+        node = c.nodes()["gpu3"]
+        assert "nvidia.com/gpu.shared" not in node["status"]["capacity"]
+        assert "example.org/slice" not in node["status"]["capacity"]
+        labels = node["metadata"]["labels"]
+        # Shared and not renamed: GFD's product gets -SHARED (internal/lm/resource.go).
+        assert labels["nvidia.com/gpu.product"].endswith("-SHARED")
+        assert labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
+        assert c.nodes()["gpu2"]["metadata"]["labels"]["nvidia.com/gpu.sharing-strategy"] == "none"
+        # failRequestsGreaterThanOne unset: two slices are allowed.
+        c.hosts.put("gpu1", yaml.safe_dump(greedy_job("greedy", "nvidia.com/gpu", "gpu3", 2)).encode(), jobs, 0o644)
+        c.sh("gpu1", f"kubectl apply -f {jobs}")
+        c.sh("gpu1", "kubectl wait --for=condition=complete job/greedy --timeout=20s")
+    finally:
+        c.sh("gpu1", "kubectl delete job greedy --ignore-not-found")
+        c.sh("gpu1", f"helm upgrade --install nvdp /root/bundle/nvidia-device-plugin.tgz --version 0.20.0 "
+                     f"--namespace {PLUGIN_NS} -f /root/bundle/plugin-values.yaml")
+
+
 def test_helm_releases(cluster):
     releases = json.loads(cluster.sh("gpu1", "helm list -A -o json").stdout)
     assert [(r["name"], r["namespace"], r["chart"]) for r in releases] == [

@@ -667,17 +667,22 @@ def plugin_on_node(state, node):
     name = labels.get("nvidia.com/device-plugin.config") or (values.get("config") or {}).get("default")
     sharing = (yaml.safe_load(configs[name]) if name in configs else {}) or {}
     slicing = (sharing.get("sharing") or {}).get("timeSlicing") or {}
-    replicas, rename = 1, None
+    replicas = 1
     for resource in slicing.get("resources") or []:
         if resource.get("name") == "nvidia.com/gpu":
-            replicas, rename = int(resource.get("replicas", 1)), resource.get("rename")
+            replicas = int(resource.get("replicas", 1))
     shared = replicas > 1
-    # device-plugin v0.20.0 api/config/v1/replicas.go: renameByDefault gives every shared resource
-    # without its own `rename` the name NAME.shared (DefaultSharedResourceNameSuffix, consts.go).
-    if shared and not rename and slicing.get("renameByDefault"):
-        rename = "nvidia.com/gpu.shared"
-    return {"running": True, "resource": rename if shared and rename else "nvidia.com/gpu", "replicas": replicas,
-            "shared": shared, "renamed": bool(shared and rename), "gfd": gfd}
+    # device-plugin v0.20.0: only renameByDefault decides the name. A resource's own `rename` is
+    # dropped with a warning (api/config/v1/config.go DisableResourceNamingInConfig, called by
+    # cmd/nvidia-device-plugin/main.go; replicas.go disableResoureRenaming sets it to NAME.shared
+    # when renameByDefault is true, to "" when false). NAME.shared: resources.go
+    # DefaultSharedRename, consts.go DefaultSharedResourceNameSuffix.
+    renamed = shared and bool(slicing.get("renameByDefault"))
+    # failRequestsGreaterThanOne is a *bool with no default for time-slicing (replicas.go; only MPS
+    # gets true by default, config.go NewConfig): unset means requests > 1 are allowed.
+    return {"running": True, "resource": "nvidia.com/gpu.shared" if renamed else "nvidia.com/gpu",
+            "replicas": replicas, "shared": shared, "renamed": renamed, "gfd": gfd,
+            "fail_requests_greater_than_one": shared and slicing.get("failRequestsGreaterThanOne") is True}
 
 
 def effective_labels(state, node):
@@ -1023,6 +1028,19 @@ def schedule(state, job):
         return {"fate": "unschedulable", "message": fit_error(counts, preemption, len(nodes))}
     node = fits[0]
     raw = state["nodes"][node["metadata"]["name"]]
+    plugin = plugin_on_node(state, raw) or {}
+    asked = wanted.get(plugin.get("resource"), 0)
+    if plugin.get("fail_requests_greater_than_one") and asked > 1:
+        # device-plugin v0.20.0 internal/rm/rm.go ValidateRequest refuses more than one replica
+        # ("%w: maximum request size for shared resources is 1; found %d", errInvalidRequest is
+        # "invalid request"), internal/plugin/server.go Allocate wraps it ("invalid allocation
+        # request for %q: %w"); the kubelet's device manager fails the pod at admission: phase
+        # Failed, reason UnexpectedAdmissionError, "Allocate failed due to ..., which is
+        # unexpected" (kubernetes pkg/kubelet/cm/devicemanager; from knowledge, not re-read).
+        error = (f'invalid allocation request for "{plugin["resource"]}": invalid request: '
+                 f"maximum request size for shared resources is 1; found {asked}")
+        return {"fate": "rejected", "node": raw["name"], "reason": "UnexpectedAdmissionError",
+                "message": f"Allocate failed due to rpc error: code = Unknown desc = {error}, which is unexpected"}
     if "image-pull-fails" in raw.get("faults", []):
         reason, message = pull_backoff(spec["containers"][0].get("image", ""))
         return {"fate": "waiting", "node": raw["name"], "reason": reason, "message": message}
@@ -1053,6 +1071,8 @@ def pull_backoff(image: str) -> tuple:
 
 def job_phase(job) -> str:
     fate = job["placement"]["fate"]
+    if fate == "rejected":
+        return "Failed"  # its one pod failed (backoffLimit 0)
     return fate if fate in ("Succeeded", "Failed") else "Pending"
 
 
@@ -1079,6 +1099,10 @@ def job_pods(state):
         elif fate["fate"] == "waiting":
             p = pod(pod_name, ns, labels, fate["node"], "Pending", spec=spec, owner=("Job", name), host_ip=host_ip,
                     containers=[container_status(container["name"], image, waiting(fate["reason"], fate["message"]))])
+        elif fate["fate"] == "rejected":
+            # Refused at admission: Failed before any container was created.
+            p = pod(pod_name, ns, labels, fate["node"], "Failed", spec=spec, owner=("Job", name), host_ip=host_ip)
+            p["status"].update({"reason": fate["reason"], "message": fate["message"]})
         else:
             code = fate["exit"]
             p = pod(pod_name, ns, labels, fate["node"], fate["fate"], spec=spec, owner=("Job", name), host_ip=host_ip,

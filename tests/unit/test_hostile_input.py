@@ -99,10 +99,17 @@ def test_any_yaml_document_gives_an_inventory_or_problems(data):
 
 def _leaves(spec, path=""):
     """Every key path of the inventory schema, a host's name as hosts.*."""
-    from gpuhub.schema import MapOf, Section
+    from gpuhub.schema import ListOf, ListOrSection, MapOf, Section, TextOrSection
     if isinstance(spec, Section):
         for key, field in spec.fields.items():
             yield from _leaves(field, f"{path}.{key}" if path else key)
+    elif isinstance(spec, ListOrSection):  # both forms (hub.profiles: a list or a mapping)
+        yield from _leaves(spec.listed, path)
+        yield from _leaves(spec.section, path)
+    elif isinstance(spec, ListOf) and isinstance(spec.item, (Section, TextOrSection)):
+        yield from _leaves(spec.item, f"{path}[0]")
+    elif isinstance(spec, TextOrSection):
+        yield from _leaves(spec.section, path)
     elif isinstance(spec, MapOf):
         yield f"{path}.*"
         yield from _leaves(spec.item, f"{path}.*")
@@ -114,6 +121,7 @@ def _general(path: str) -> str:
     """hosts.gpu1.role -> hosts.*.role, hub.profiles.cpu.image -> hub.profiles.*.image, [2] dropped."""
     path = re.sub(r"\[\d+\]", "", path)
     path = re.sub(r"^hosts\.[^.]+", "hosts.*", path)
+    path = re.sub(r"^hub\.environment\.[^.]+", "hub.environment.*", path)
     return re.sub(r"^hub\.profiles\.[^.]+", "hub.profiles.*", path)
 
 

@@ -246,3 +246,19 @@ def test_kubespawner_is_never_constructed(monkeypatch):
     monkeypatch.setattr(kubespawner.spawner, "load_config", no_cluster)
     monkeypatch.setattr(kubespawner.spawner, "shared_client", no_cluster)
     assert hubcheck.check_hub_values(good_values()) == []
+
+
+@pytest.mark.parametrize("name", ["seed", "multi-node", "not-renamed", "template", "default-runtime", "menu"])
+def test_rendered_values_load_into_the_real_classes(name, secrets):
+    # Every profile gpuhub renders (node selection by the sharing label when shared GPUs keep
+    # the name nvidia.com/gpu, issue 10) is what KubeSpawner 7.0.0 takes.
+    from gpuhub import render
+    from testdata import load_inventory
+    values = render.jupyterhub_values(load_inventory(name), secrets, render.Notes())
+    assert hubcheck.check_hub_values(values) == []
+
+
+def test_node_selector_of_the_wrong_type_is_caught():
+    values = good_values()
+    profile(values, 1)["kubespawner_override"]["node_selector"] = ["nvidia.com/gpu.sharing-strategy=none"]
+    assert "expected a dict" in only_problem(values, "singleuser.profileList[1].kubespawner_override.node_selector")
