@@ -38,7 +38,9 @@ def category(kind: str, text: str) -> str:
     if text.startswith('u=$(id -u); echo "@@gpuhub-login-uid'):
         # The first command of a host learns whether the login is root on its way
         # (Target._run_learning_root): name what it carries.
-        inner = shlex.split(text.split("then sh -c ", 1)[1].split("; else", 1)[0])[0]
+        lexer = shlex.shlex(text.split("then sh -c ", 1)[1], posix=True)
+        lexer.whitespace_split = True
+        inner = lexer.get_token()  # the one shell word that quotes the command
         return category(kind, inner) + " (first: learns root)"
     lock = re.search(r"# gpuhub run lock: (\w+)", text)
     if re.search(r"@@gpuhub-[0-9a-f]+ begin ", text):

@@ -305,6 +305,9 @@ class Probe:
     command: str
     parse: object
     expands: bool = False  # parse gives several facts at once: {name: value}
+    # Sent as a second command on the same connection, at the same time as the rest: a slow
+    # read of its own (an API list) overlaps the others instead of following them.
+    apart: bool = False
 
 
 PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] && "
@@ -359,7 +362,8 @@ def plugin_pod_selector(release: str) -> str:
 def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     """On the server, once K3s answers: what the cluster steps compare, in two kubectl calls (each
     costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
-    pod in one; helm's own records of the releases in the other (helm_releases). The facts they
+    pod in one; helm's own records of the releases in the other (helm_releases), sent beside the
+    rest as a second command at the same time (Probe.apart). The facts they
     give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods; plugin_release, hub_release
     (each release's revisions), plugin_values, hub_values (its values, the OAuth secret digested)."""
     releases = {"plugin": plugin_release, "hub": hub_release}
@@ -368,7 +372,7 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
                          expands=True),
         "releases": Probe(f"{KUBECTL} get secrets -A -l {HELM_RELEASES} -o json",
-                          functools.partial(parse_helm_releases, releases=releases), expands=True),
+                          functools.partial(parse_helm_releases, releases=releases), expands=True, apart=True),
         # The server's clock, which stamped those revisions: how old a pending one is.
         "now": Probe("date +%s", parse_int),
     }
@@ -536,8 +540,17 @@ def gather(target, probes: dict, as_root: bool = True) -> Facts:
     as_root=False: as the login user (reads any user may make: `init` needs no sudo rights)."""
     marker = "@@gpuhub-" + secrets.token_hex(6)
     run = target.run if as_root else target.run_as_login
-    result = run(script(probes, marker))
-    raw = split(result.stdout, marker)
+    together = {n: p for n, p in probes.items() if not p.apart}
+    apart = {n: p for n, p in probes.items() if p.apart}
+    if apart:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            other = pool.submit(run, script(apart, marker))
+            result = run(script(together, marker))
+            raw = dict(split(other.result().stdout, marker))
+        raw.update(split(result.stdout, marker))
+    else:
+        raw = split(run(script(together, marker)).stdout, marker)
     facts = Facts()
     for name, probe in probes.items():
         out, rc = raw.get(name, ("", 127))

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,9 @@ class Target:
     def __init__(self, name: str, runner, remote: bool):
         self.name, self.runner, self.remote = name, runner, remote
         self._root = None
+        # Two commands may start at once (facts sent apart, the image-pull watch): the connection
+        # is opened by one of them, never twice.
+        self._opening = threading.Lock()
         # Every file laid down or removed that a rollback can undo, in order: (path, whether a
         # previous version was kept). The plan reads it to roll back files whose K3s restart did
         # not happen or did not work. Files written without a backup (work files) are not listed.
@@ -103,7 +107,8 @@ class Target:
     def _bound_channels(self):
         """paramiko waits an hour for a channel to open on a dead link: bound it too."""
         if self.remote and hasattr(self.runner, "open"):
-            self.runner.open()
+            with self._opening:
+                self.runner.open()
             transport = getattr(self.runner, "transport", None)
             if transport is not None and getattr(transport, "channel_timeout", None) != self.timeout:
                 transport.channel_timeout = self.timeout

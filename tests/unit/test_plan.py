@@ -335,7 +335,7 @@ class TestStuckReleases:
 
 
 def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
-    """`inv plan` on a bare machine: one probe script, no action (MockContext refuses the rest)."""
+    """`inv plan` on a bare machine: the probe scripts, no action (MockContext refuses the rest)."""
     monkeypatch.setattr(facts.secrets, "token_hex", lambda n: "fixed")
     marker = "@@gpuhub-fixed"
     outputs = {"systemd": "yes\n", "nvidia_smi": "0, NVIDIA H200, GPU-1, 570.1, 143771\n",
@@ -349,6 +349,8 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
         "setsid -w sh -c 'id -u'": Result("0\n"),
         re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin pci_gpus'"): Result(pci),
         re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin systemd'"): Result(body),
+        # helm's release records, read by a second command beside the first (Probe.apart).
+        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin releases'"): Result(body),
     }, repeat=True)
     run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
     results = run.plan()
