@@ -71,6 +71,9 @@ class StepFailed(Exception):
         return "\n".join(x for x in (self.reason, f"{self.command} said:\n{self.tail}" if self.tail else "") if x)
 
 
+CONNECT_TIMEOUT_S = 30  # TCP connect to a host's sshd (paramiko SSHClient.connect timeout)
+
+
 class Target:
     def __init__(self, name: str, runner, remote: bool):
         self.name, self.runner, self.remote = name, runner, remote
@@ -107,6 +110,10 @@ class Target:
     def _bound_channels(self):
         """paramiko waits an hour for a channel to open on a dead link: bound it too."""
         if self.remote and hasattr(self.runner, "open"):
+            if getattr(self.runner, "connect_timeout", 0) is None:
+                # fabric's default is none: a host whose link went down mid-run would hold each
+                # reconnect for the kernel's SYN retries (~2 min), one after the other.
+                self.runner.connect_timeout = CONNECT_TIMEOUT_S
             with self._opening:
                 self.runner.open()
             transport = getattr(self.runner, "transport", None)
