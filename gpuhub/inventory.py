@@ -227,6 +227,11 @@ INVENTORY = Section({
                                "DataLoader needs more than the container's 64M)"),
         "image_pull_secrets": ListOf(Value(str, test=names.dns_subdomain),
                                      default=()),
+        # The chart's image pullers (Z2JH 4.4.0 values.yaml prePuller.hook / prePuller.continuous)
+        # run the profiles' images on every node: false for images without a build for some
+        # node's architecture (an arm64 DGX Spark beside amd64 hosts), whose pullers never finish.
+        "image_prepuller": Value(bool, True,
+                                 hint="false turns off the chart's image pullers (images without an arm64 build)"),
     }),
     "hosts": MapOf(HOST, name_test=names.dns_label, min_items=1),
     # Local files uploaded instead of downloaded (paths relative to the inventory file).

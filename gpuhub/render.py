@@ -415,6 +415,10 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         # servers and the image pullers (which fetch the profiles' images) can reach a private
         # registry. The Secrets themselves are the site's: kubectl create secret docker-registry.
         values["imagePullSecrets"] = list(hub["image_pull_secrets"])
+    if not hub["image_prepuller"]:
+        # Z2JH 4.4.0 values.yaml: prePuller.hook.enabled and prePuller.continuous.enabled
+        # (both true by default); the chart renders neither puller when they are false.
+        values["prePuller"] = {"hook": {"enabled": False}, "continuous": {"enabled": False}}
     return values
 
 

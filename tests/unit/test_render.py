@@ -256,3 +256,25 @@ class TestOutFolder:
         out.mkdir(mode=0o700)
         render.write_tree(render.render_all(load("seed"), secrets)[0], out)
         assert stat.S_IMODE(out.stat().st_mode) == 0o700 and (out / "cluster").is_dir()
+
+
+class TestImagePrepuller:
+    """hub.image_prepuller (issue 10, arm64): the chart's pullers stay as the chart sets them by
+    default; false turns both off (Z2JH 4.4.0 values.yaml prePuller.hook/continuous.enabled)."""
+
+    def test_default_leaves_the_chart_pullers_alone(self, secrets):
+        values, _ = hub_values(load("seed"), secrets)
+        assert "prePuller" not in values
+
+    def test_false_turns_off_hook_and_continuous_pullers(self, secrets):
+        values, _ = hub_values(load("seed", hub__image_prepuller=False), secrets)
+        assert values["prePuller"] == {"hook": {"enabled": False}, "continuous": {"enabled": False}}
+
+    def test_false_passes_hub_check(self, secrets):
+        from gpuhub import hubcheck
+        values, _ = hub_values(load("seed", hub__image_prepuller=False), secrets)
+        assert hubcheck.check_hub_values(values) == []
+
+    def test_not_a_boolean_is_an_error(self):
+        with pytest.raises(InventoryError, match="image_prepuller"):
+            load("seed", hub__image_prepuller="no")

@@ -150,3 +150,13 @@ def test_hub_config_and_profiles_load_into_the_real_classes(path, secrets):
     from gpuhub import hubcheck
     _, files = rendered(path, secrets)
     assert hubcheck.check_hub_values(yaml.safe_load(files["cluster/jupyterhub-values.yaml"])) == []
+
+
+def test_prepuller_off_passes_the_chart_schema(secrets):
+    if not (Z2JH / "4.4.0" / "values.schema.yaml").exists():
+        pytest.skip("chart reference absent (../shared/reference/z2jh)")
+    from testdata import load_inventory
+    inv = load_inventory("seed", hub__image_prepuller=False)
+    values = yaml.safe_load(render.render_all(inv, secrets)[0]["cluster/jupyterhub-values.yaml"].text)
+    assert values["prePuller"]["hook"]["enabled"] is False
+    assert validate.z2jh_problems(values, Z2JH / "4.4.0") == []
