@@ -1036,7 +1036,8 @@ def schedule(state, job):
         # "invalid request"), internal/plugin/server.go Allocate wraps it ("invalid allocation
         # request for %q: %w"); the kubelet's device manager fails the pod at admission: phase
         # Failed, reason UnexpectedAdmissionError, "Allocate failed due to ..., which is
-        # unexpected" (kubernetes pkg/kubelet/cm/devicemanager; from knowledge, not re-read).
+        # unexpected" (kubernetes pkg/kubelet/cm/admission/errors.go unexpectedAdmissionError, read in
+        # the code index; the version read is not pinned).
         error = (f'invalid allocation request for "{plugin["resource"]}": invalid request: '
                  f"maximum request size for shared resources is 1; found {asked}")
         return {"fate": "rejected", "node": raw["name"], "reason": "UnexpectedAdmissionError",
