@@ -308,10 +308,16 @@ class Probe:
     # Sent as a second command on the same connection, at the same time as the rest: a slow
     # read of its own (an API list) overlaps the others instead of following them.
     apart: bool = False
+    # Read only for a step that declares it (steps.needs) and runs: its cost grows with the data on
+    # the host, which a converged run's drift check never needs.
+    costly: bool = False
 
 
-PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] && "
-               "echo \"${d##*/} $(cat \"$d/vendor\") $(cat \"$d/device\") $(cat \"$d/class\")\"; done; true")
+# `read` is a shell builtin: a workstation has a few hundred PCI functions, and three `cat`s
+# each would be a thousand processes every run.
+PCI_LISTING = ("for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; "
+               "read -r v < \"$d/vendor\"; read -r p < \"$d/device\"; read -r c < \"$d/class\"; "
+               "echo \"${d##*/} $v $p $c\"; done; true")
 
 
 def host_probes() -> dict:
@@ -341,7 +347,8 @@ def host_probes() -> dict:
         "template_sha": Probe(f"sha256sum {TEMPLATE}", parse_sha256),
         "helm_sha": Probe("sha256sum /usr/local/bin/helm", parse_sha256),
         "helm_version": Probe("/usr/local/bin/helm version 2>/dev/null", parse_helm_version),
-        "storage_kib": Probe(f"du -sk {STORAGE}", parse_kib),
+        # du reads every file of the users' volumes: seconds to minutes on a lab's disks.
+        "storage_kib": Probe(f"du -sk {STORAGE}", parse_kib, costly=True),
         "kubeconfig_mode": Probe(f"stat -c %a {KUBECONFIG}", parse_text),
         # What gpuhub's scripts on the host are: a converged run uploads none of them.
         "scripts_sha": Probe(f"cd {SCRIPTS_DIR} && sha256sum -- *", parse_sha256sums),

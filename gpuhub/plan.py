@@ -124,7 +124,8 @@ class Run:
     # --- facts ---------------------------------------------------------------------------
 
     def probes_for(self, host):
-        probes = f.host_probes()
+        wanted = self.declared()
+        probes = {name: p for name, p in f.host_probes().items() if not p.costly or name in wanted}
         locks = self.locks
         if locks is not None and host.name in locks.targets and host.name not in locks.held \
                 and (host.name in self.locking or not locks.checked):
@@ -136,6 +137,11 @@ class Run:
             for name, probe in f.cluster_probes(cluster.PLUGIN_RELEASE, cluster.hub_release(self.inv)).items():
                 probes[name] = replace(probe, command=f"timeout 60 {probe.command}")
         return probes
+
+    def declared(self) -> set:
+        """Every fact the steps this run plans declare, of their own host or of the server."""
+        return {name for step_id, plan in HOST_STEPS + CLUSTER_STEPS + NODE_STEPS if step_id in self.only
+                for side in plan.needs for name in side}
 
     def gather(self, host) -> bool:
         if host.name in self.results and self.results[host.name].unreachable:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import http.server
+import importlib
 import json
 import os
 import re
@@ -24,15 +24,36 @@ import shlex
 import signal
 import socket
 import sys
-import tarfile
 import threading
 import time
-import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
 
-import yaml
+
+class _OnFirstUse:
+    """A module imported when first used. Every `kubectl get`, `helm version` and `k3s --version`
+    a probe runs starts this file anew; http.server, yaml and tomllib are two thirds of that start
+    (python3 -X importtime: about 60 of 90 ms) and only the long-running `k3s server`, YAML output
+    and containerd templates need them. For a package, an attribute is its submodule."""
+
+    def __init__(self, name: str, package: bool = False):
+        self._name, self._package = name, package
+
+    def __getattr__(self, attr):
+        if self._package:
+            return importlib.import_module(f"{self._name}.{attr}")
+        return getattr(importlib.import_module(self._name), attr)
+
+
+http = _OnFirstUse("http", package=True)
+tarfile = _OnFirstUse("tarfile")
+tomllib = _OnFirstUse("tomllib")
+urllib = _OnFirstUse("urllib", package=True)
+yaml = _OnFirstUse("yaml")
+
+
+def _request_handler():
+    """The base of the API's and the hub proxy's handlers, imported only by a process that serves."""
+    serving = os.path.basename(sys.argv[0]) == "k3s" and sys.argv[1:2] in (["server"], ["agent"])
+    return http.server.BaseHTTPRequestHandler if serving else object
 
 VERSION = "v0.0.0+k3s1"  # replaced by build_bundle.py with the version the bundle simulates
 SIM_ETC = "/etc/gpuhub-sim"            # per-host simulation settings and fault switches
@@ -448,7 +469,7 @@ def token_matches(given: str) -> bool:
     return bool(given) and given.strip() in (full, full.split("::server:")[-1])
 
 
-class Api(http.server.BaseHTTPRequestHandler):
+class Api(_request_handler()):
     def log_message(self, *args):
         pass
 
@@ -466,7 +487,7 @@ class Api(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"{}")
 
 
-class HubProxy(http.server.BaseHTTPRequestHandler):
+class HubProxy(_request_handler()):
     """The JupyterHub release's proxy as users meet it: HTTPS on 443 with the certificate the
     test laid in /etc/gpuhub-sim/tls (standing in for Let's Encrypt), login -> GitHub."""
 

@@ -61,3 +61,15 @@ def test_a_plan_reading_an_undeclared_fact_or_running_a_command_is_an_error_that
     assert read.status == ran.status == "error"
     assert "sneaky reads the fact 'k3s_version' without declaring it" in read.reason
     assert "chatty's plan would use the host (run)" in ran.reason
+
+
+def test_a_costly_probe_is_read_only_by_a_run_whose_steps_need_it(secrets):
+    """`du` over the users' volumes is for k3s.reset: a provision (the drift check run from cron)
+    never walks a lab's disks."""
+    inv = load("multi-node")
+    costly = {name for name, p in facts.host_probes().items() if p.costly}
+    assert costly == {"storage_kib"}
+    for only, wanted in ((plan.PROVISION, set()), (("k3s.reset",), costly)):
+        run = plan.Run(inv, {n: None for n in inv.hosts}, secrets, only=only, log=lambda line: None)
+        for host in inv.hosts.values():
+            assert set(run.probes_for(host)) & costly == wanted, (only, host.name)
