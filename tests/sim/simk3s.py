@@ -1017,7 +1017,9 @@ def schedule(state, job):
         # The RuntimeClass admission plugin refuses the pod, so none exists; the Job controller
         # records it on the Job: event FailedCreate "Error creating: pods \"NAME-\" is forbidden:
         # pod rejected: RuntimeClass \"X\" not found" (kubernetes plugin/pkg/admission/runtimeclass,
-        # pkg/controller/job; from knowledge, not re-read).
+        # message from prepareObjects, plugin/pkg/admission/runtimeclass/admission.go, wrapped by
+        # admission.NewForbidden; the event from RealPodControl in pkg/controller/controller_utils.go,
+        # FailedCreate "Error creating: %v").
         return {"fate": "no-pod", "message": f'Error creating: pods "{name}-" is forbidden: '
                                              f'pod rejected: RuntimeClass "{runtime_class}" not found'}
     nodes = [node_object(state, n) for n in state["nodes"].values()]
@@ -1428,10 +1430,13 @@ def kubectl_logs(state, rest, flags, ns):
     for p in job_pods(state):
         if p["metadata"]["namespace"] == ns and (p["metadata"]["labels"].get("job-name") == name or p["metadata"]["name"] == name):
             if p["status"]["phase"] == "Pending":
-                # kubelet pkg/kubelet/kubelet_pods.go validateContainerLogStatus (from knowledge).
+                # kubelet pkg/kubelet/kubelet_pods.go validateContainerLogStatus (read in a
+                # v1.29-era copy): the waiting reason, but ErrImagePull -> "image can't be pulled"
+                # and ImagePullBackOff -> "trying and failing to pull image".
                 statuses = p["status"].get("containerStatuses") or [{}]
                 reason = ((statuses[0].get("state") or {}).get("waiting") or {}).get("reason", "ContainerCreating")
-                reason = "trying and failing to pull image" if reason in ("ErrImagePull", "ImagePullBackOff") else reason
+                reason = {"ErrImagePull": "image can't be pulled",
+                          "ImagePullBackOff": "trying and failing to pull image"}.get(reason, reason)
                 container = p["spec"]["containers"][0]["name"]
                 die(f'Error from server (BadRequest): container "{container}" in pod "{p["metadata"]["name"]}" '
                     f'is waiting to start: {reason}')
