@@ -225,7 +225,7 @@ def check_plugin_pod(inv, host, fx, server):
     if not host.gpus:
         return None
     pods = (server["plugin_pods"] or []) if server else []
-    plugin, gfd = cluster_steps.plugin_daemonsets()
+    plugin, gfd = cluster_steps.plugin_daemonsets(cluster_steps.plugin_release(inv))
     mine = cluster_steps.daemonset_pods(pods, plugin, host.name)
     if not mine:
         others = cluster_steps.daemonset_pods(pods, gfd, host.name)

@@ -385,7 +385,32 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     }
 
 
-CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods")
+CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods", "gpu_pods")
+GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
+
+
+def gpu_requests(pods: list) -> list:
+    """The pods, of any namespace, that hold or wait for an NVIDIA GPU: [{name NS/NAME, node,
+    phase, resources {resource: count}}]. An extended resource is asked for by its limit (the API
+    server defaults the request to it and refuses a different one: kubernetes
+    pkg/apis/core/validation ValidateResourceRequirements); finished pods hold nothing."""
+    held = []
+    for pod in pods:
+        phase = (pod.get("status") or {}).get("phase")
+        if phase not in ("Pending", "Running"):
+            continue
+        wanted = {}
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            resources = container.get("resources") or {}
+            asked = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+            for name in GPU_RESOURCES:
+                if str(asked.get(name, "0")).isdigit() and int(asked.get(name, 0)) > 0:
+                    wanted[name] = wanted.get(name, 0) + int(asked[name])
+        if wanted:
+            meta = pod["metadata"]
+            held.append({"name": f"{meta.get('namespace')}/{meta['name']}", "node": (pod.get("spec") or {}).get("nodeName"),
+                         "phase": phase, "resources": wanted})
+    return held
 
 
 def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> dict:
@@ -413,6 +438,7 @@ def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> d
                                   and labelled(p, plugin_labels)]),
         "hub_pods": pod_views([p for p in pods if p["metadata"].get("namespace") == hub_ns]),
         "traefik_pods": pod_views([p for p in pods if labelled(p, {"app.kubernetes.io/name": "traefik"})]),
+        "gpu_pods": gpu_requests(pods),
     }
 
 
@@ -422,6 +448,8 @@ def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> d
 # pkg/storage/driver/secrets.go newSecretsObject). Superseded revisions are history: the latest
 # revision and the deployed one are never superseded, so they are all a plan needs.
 HELM_RELEASES = "owner=helm,status!=superseded"
+# The label scripts/helm-release.sh gives every release gpuhub installs or upgrades (helm --labels).
+MANAGED_LABEL = ("managed-by", "gpuhub")
 
 
 def decode_release(data: str):
@@ -459,6 +487,9 @@ def parse_helm_releases(out: str, rc: int, releases: dict) -> dict:
         release = decode_release((item.get("data") or {}).get("release", ""))
         if release is None:
             continue
+        # Custom labels live on the Secret only (Release.Labels is `json:"-"`, helm v3.17.3
+        # pkg/release/release.go); gpuhub's upgrades add managed-by=gpuhub (helm-release.sh).
+        release["gpuhub_managed"] = (meta.get("labels") or {}).get(MANAGED_LABEL[0]) == MANAGED_LABEL[1]
         found.setdefault(f"{meta.get('namespace')}/{release.get('name')}", []).append(release)
     facts = {}
     for key, wanted in releases.items():
@@ -473,7 +504,7 @@ def revision_view(release: dict) -> dict:
     chart = (release.get("chart") or {}).get("metadata") or {}
     return {"revision": int(release.get("version", 0)), "status": info.get("status"), "chart": chart.get("name", ""),
             "version": chart.get("version", ""), "updated": _epoch(info.get("last_deployed")),
-            "description": info.get("description", "")}
+            "description": info.get("description", ""), "managed": bool(release.get("gpuhub_managed"))}
 
 
 @dataclass

@@ -181,6 +181,10 @@ INVENTORY = Section({
         "allow_multiple_slices": Value(bool, False, hint="true lets one pod ask for more than one slice of a "
                                                          "shared GPU (it buys more time slices, no isolation)"),
         "plugin_flags": PLUGIN_FLAGS,
+        # The device plugin's helm release: a cluster built by hand may have it under its own name,
+        # which gpuhub then adopts (and upgrades) instead of installing a second plugin beside it.
+        "plugin_release": Value(str, "nvdp", test=names.release_name),
+        "plugin_namespace": Value(str, "nvidia-device-plugin", test=names.dns_label),
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
@@ -230,6 +234,10 @@ INVENTORY = Section({
         # The chart's image pullers (Z2JH 4.4.0 values.yaml prePuller.hook / prePuller.continuous)
         # run the profiles' images on every node: false for images without a build for some
         # node's architecture (an arm64 DGX Spark beside amd64 hosts), whose pullers never finish.
+        # KubeSpawner 7 (chart 4.x) names pods and volumes by the "safe" slug scheme; "escape" keeps
+        # KubeSpawner 6's names (Z2JH 4.4.0 docs/source/administrator/upgrading/upgrade-3-to-4.md).
+        "slug_scheme": Value(str, None, choices=("escape", "safe"),
+                             hint="escape keeps the names chart 3.x gave users' pods and volumes"),
         "image_prepuller": Value(bool, True,
                                  hint="false turns off the chart's image pullers (images without an arm64 build)"),
     }),
@@ -545,6 +553,9 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",
                                 "name your GitHub organisation(s), or set hub.allow_any_github_user: true "
                                 "to let every GitHub account in"))
+    if hub["slug_scheme"] is not None and int(hub["chart_version"].split(".")[0]) < 4:
+        problems.append(Problem("hub.slug_scheme", f"needs hub.chart_version 4.x, not {hub['chart_version']}",
+                                "KubeSpawner 6 (chart 3.x) has one naming scheme, escape; leave slug_scheme out"))
     problems += _profile_checks(hub, hosts)
     return problems
 

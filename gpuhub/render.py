@@ -345,6 +345,8 @@ def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
     config = {"JupyterHub": {"authenticator_class": "github"}, "GitHubOAuthenticator": github}
     if authenticator:
         config["Authenticator"] = authenticator
+    if hub["slug_scheme"]:
+        config["KubeSpawner"] = {"slug_scheme": hub["slug_scheme"]}
     return config
 
 

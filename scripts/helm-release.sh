@@ -2,7 +2,7 @@
 # Install or upgrade one helm release on this K3s server (KUBECONFIG /etc/rancher/k3s/k3s.yaml):
 #   helm upgrade --cleanup-on-fail --install RELEASE CHART [--repo CHART_REPO] \
 #     --version CHART_VERSION --namespace NAMESPACE --create-namespace --values VALUES_FILE \
-#     --timeout TIMEOUT_Ss
+#     --timeout TIMEOUT_Ss --labels managed-by=gpuhub
 # or repair one that an interrupted run left pending-* (helm refuses to upgrade it: "another
 # operation (install/upgrade/rollback) is in progress"):
 #   ACTION=rollback: helm rollback RELEASE REVISION --namespace NAMESPACE --timeout TIMEOUT_Ss
@@ -132,6 +132,10 @@ args=(upgrade --cleanup-on-fail --install "$RELEASE" "$CHART")
 if [ -n "$CHART_REPO" ]; then args+=(--repo "$CHART_REPO"); fi
 args+=(--version "$CHART_VERSION" --namespace "$NAMESPACE" --create-namespace --values "$VALUES_FILE")
 args+=(--timeout "${TIMEOUT_S}s")
+# gpuhub's mark on the release's helm records (a label on each revision's Secret, kept by later
+# upgrades: helm v3.17.3 pkg/action/upgrade.go mergeCustomLabels): a release without it was
+# installed some other way, and gpuhub's plan says so before replacing its values.
+args+=(--labels managed-by=gpuhub)
 
 workdir=$(mktemp -d)
 if ! helm "${args[@]}" > "$workdir/out" 2> "$workdir/err"; then

@@ -15,7 +15,6 @@ from . import (SCRIPTS_DIR, VERIFY, WORK_DIR, Change, Context, StepPlan, blocked
                needs, pending, script, upload)
 
 PLUGIN, HUB, GPU_TEST = "gpu.plugin", "hub.launch", "gpu.test"
-PLUGIN_RELEASE = "nvidia-device-plugin/nvdp"
 SHARING_LABEL = "nvidia.com/device-plugin.config"
 PLUGIN_WAIT_S = 120
 PLUGIN_HELM_TIMEOUT_S = 300  # helm's own default: the device plugin's chart has no hooks to wait for
@@ -29,6 +28,10 @@ def hub_helm_timeout_s(inv) -> int:
 
 def hub_release(inv) -> str:
     return f"{inv.hub['namespace']}/{inv.hub['release']}"
+
+
+def plugin_release(inv) -> str:
+    return f"{inv.gpu['plugin_namespace']}/{inv.gpu['plugin_release']}"
 
 
 def cluster_not_ready(ctx: Context):
@@ -53,6 +56,13 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     is younger than helm's own timeout: that may be another person's run in progress."""
     history = ctx.facts[history_key]
     current = f.release_view(history)
+    chart = CHART_NAMES[chart_key]
+    if current and current["chart"] != chart:
+        setting = {"plugin_chart": "gpu.plugin_release / gpu.plugin_namespace",
+                   "hub_chart": "hub.release / hub.namespace"}[chart_key]
+        raise ReleaseBusy(f"release {release} is the chart {current['chart']} {current['version']}, not {chart}: "
+                          f"gpuhub will not replace it; set {setting} to the {label} release's own name, or "
+                          "to a free one")
     compared = compare(wanted_values)
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
@@ -60,6 +70,8 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     upgrade = helm_upgrade(ctx.inv, step, release, chart_key, repo, version, wanted_values, timeout_s)
     if current and current["status"] in f.PENDING:
         return repair_pending(ctx, step, release, label, current, timeout_s, upgrade, version)
+    differing = sorted({k for k in set(compared) | set(current_values or {})
+                        if (current_values or {}).get(k) != compared.get(k)})
     if current is None:
         summary = f"install {label} release {release} (chart {version})"
     elif current["version"] != version:
@@ -67,10 +79,18 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     elif current["status"] != "deployed":
         summary = f"repair {label} release {release} (status {current['status']})"
     else:
-        differing = sorted({k for k in set(compared) | set(current_values or {})
-                            if (current_values or {}).get(k) != compared.get(k)})
         summary = f"update {label} release {release} values ({', '.join(differing)})"
+    if current is not None and not current.get("managed"):
+        # A release installed by hand or by another tool: helm upgrade replaces its values with
+        # gpuhub's whole set (no --reuse-values), its login, menu and storage settings included.
+        return Change(f"adopt {summary[0].lower()}{summary[1:]}; it was installed without gpuhub (its helm "
+                      f"records lack the {'='.join(f.MANAGED_LABEL)} label): gpuhub's values replace its own"
+                      + (f", which differ in {', '.join(differing)}" if differing else ""),
+                      actions=upgrade, destructive=True)
     return Change(summary, actions=upgrade)
+
+
+CHART_NAMES = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}
 
 
 VALUES_FILES = {"plugin_chart": "cluster/device-plugin-values.yaml", "hub_chart": "cluster/jupyterhub-values.yaml"}
@@ -85,7 +105,7 @@ def helm_upgrade(inv, step, release, chart_key, repo, version, wanted_values, ti
         chart = f"{WORK_DIR}/{chart_file.name}"
         uploads.append(upload(chart, local=chart_file, backup=False))
     else:
-        chart = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}[chart_key]
+        chart = CHART_NAMES[chart_key]
     # JSON is YAML. On stdin, never in a file of ours: the hub's values hold the OAuth secret,
     # and the script keeps them in memory (/run) only while helm runs.
     values = json.dumps(wanted_values)
@@ -134,7 +154,7 @@ def _minutes(seconds: int) -> str:
 
 # --- gpu.plugin -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'plugin_release', 'plugin_values', 'plugin_pods', 'now'))
+@needs(host=('nodes', 'plugin_release', 'plugin_values', 'plugin_pods', 'gpu_pods', 'now'))
 def plan_plugin(ctx: Context) -> StepPlan:
     inv = ctx.inv
     if not inv.gpu_hosts:
@@ -145,7 +165,7 @@ def plan_plugin(ctx: Context) -> StepPlan:
     items = []
     values = json.loads(json.dumps(render.device_plugin_values(inv)))
     try:
-        release = release_change(ctx, PLUGIN, PLUGIN_RELEASE, "plugin_chart", PLUGIN_CHART_REPO,
+        release = release_change(ctx, PLUGIN, plugin_release(inv), "plugin_chart", PLUGIN_CHART_REPO,
                                  inv.gpu["plugin_chart_version"], values, ctx.facts["plugin_values"],
                                  "device plugin", PLUGIN_HELM_TIMEOUT_S, "plugin_release")
     except ReleaseBusy as e:
@@ -161,6 +181,11 @@ def plan_plugin(ctx: Context) -> StepPlan:
             items.append(Change(f"label node {host.name} {SHARING_LABEL}={host.plugin_config}",
                                 actions=[label_node(host)]))
     if items:
+        stranded = stranded_pods(inv, nodes, ctx.facts["gpu_pods"])
+        if stranded:
+            items[0] = replace(items[0], destructive=True, summary=f"{items[0].summary}; running pods ask for a GPU "
+                               "resource their node stops offering (they keep their GPUs until they restart, then "
+                               "cannot be scheduled): " + "; ".join(stranded))
         items.append(Change("wait for every GPU node to offer GPUs x replicas", actions=[allocatable_wait(inv.gpu_hosts)]))
         return changes(PLUGIN, items)
     problems, unhealthy = allocatable_problems(inv, nodes)
@@ -169,9 +194,23 @@ def plan_plugin(ctx: Context) -> StepPlan:
                                        "unhealthy after a restart (NVIDIA/k8s-device-plugin#426)",
                                        actions=[allocatable_wait(inv.gpu_hosts)])])
     if problems:
-        return blocked(PLUGIN, "; ".join(problems) + plugin_pod_reasons(ctx.facts["plugin_pods"]))
+        return blocked(PLUGIN, "; ".join(problems) + plugin_pod_reasons(inv, ctx.facts["plugin_pods"]))
     offered = ", ".join(f"{h.name} {h.allocatable}" for h in inv.gpu_hosts)
     return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}")
+
+
+def stranded_pods(inv, nodes, gpu_pods) -> list:
+    """Pods holding a GPU resource that their node offers now and will not once the plugin has
+    gpuhub's settings: the resource renamed (gpu.rename_shared), or the node's sharing changed."""
+    wanted = {h.name: h.gpu_resource for h in inv.gpu_hosts}
+    stranded = []
+    for pod in gpu_pods or []:
+        node = pod["node"]
+        offered = (nodes.get(node) or {}).get("capacity") or {}
+        for resource, count in sorted(pod["resources"].items()):
+            if node in wanted and resource != wanted[node] and offered.get(resource, "0") != "0":
+                stranded.append(f"{pod['name']} holds {count} {resource} on {node}, which will offer {wanted[node]}")
+    return stranded
 
 
 def label_node(host):
@@ -211,7 +250,7 @@ def allocatable_problems(inv, nodes, hosts=None):
     return problems, unhealthy
 
 
-def plugin_daemonsets(release: str = PLUGIN_RELEASE) -> tuple:
+def plugin_daemonsets(release: str) -> tuple:
     """(device plugin DaemonSet, GPU feature discovery DaemonSet) of the chart's `release`.
 
     Chart nvidia-device-plugin 0.20.0: `fullname` is the release name when it contains the chart
@@ -230,8 +269,8 @@ def daemonset_pods(pods, daemonset: str, node: str = None) -> list:
             and (node is None or p["node"] == node)]
 
 
-def plugin_pod_reasons(pods) -> str:
-    plugin, gfd = plugin_daemonsets()
+def plugin_pod_reasons(inv, pods) -> str:
+    plugin, gfd = plugin_daemonsets(plugin_release(inv))
     bad = [f"{kind} pod {p['name']} on {p['node']}: {p['reason'] or p['phase']}"
            for kind, daemonset in (("plugin", plugin), ("GFD", gfd))
            for p in daemonset_pods(pods, daemonset) if not p["ready"]]
@@ -250,7 +289,8 @@ def verify_allocatable(ctx: Context, hosts=None):
 
 
 def _poll_allocatable(ctx: Context, hosts, state):
-    namespace = PLUGIN_RELEASE.split("/")[0]
+    release = plugin_release(ctx.inv)
+    namespace = release.split("/")[0]
     healed = set()
     deadline = time.monotonic() + PLUGIN_WAIT_S
     while True:
@@ -262,9 +302,9 @@ def _poll_allocatable(ctx: Context, hosts, state):
         for name in unhealthy:
             if name not in healed:
                 pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} "
-                                               f"-l {f.plugin_pod_selector(PLUGIN_RELEASE)} -o json")) or []
+                                               f"-l {f.plugin_pod_selector(release)} -o json")) or []
                 # The plugin's own pod: GFD's, on the same node with the same labels, heals nothing.
-                for pod in daemonset_pods(pods, plugin_daemonsets()[0], name):
+                for pod in daemonset_pods(pods, plugin_daemonsets(release)[0], name):
                     ctx.log(f"{ctx.host.name}: {PLUGIN}: restarting {pod['name']} (GPUs unhealthy after a restart)")
                     ctx.target.check(f"{f.KUBECTL} delete pod {shlex.quote(pod['name'])} -n {namespace}", PLUGIN)
                 healed.add(name)
@@ -272,7 +312,7 @@ def _poll_allocatable(ctx: Context, hosts, state):
             pods = f.parse_pods(*_run(ctx, f"{f.KUBECTL} get pods -n {namespace} -o json"))
             raise StepFailed(ctx.host.name, PLUGIN, "", reason="; ".join(problems + [f"{n}: still 0 after a plugin restart"
                                                                                       for n in unhealthy])
-                             + plugin_pod_reasons(pods))
+                             + plugin_pod_reasons(ctx.inv, pods))
         time.sleep(2)
 
 
@@ -302,6 +342,9 @@ def plan_hub(ctx: Context) -> StepPlan:
         return blocked(HUB, str(e))
     if release is None:
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
+    renames = slug_scheme_change(inv, f.release_view(ctx.facts["hub_release"]))
+    if renames:
+        release = replace(release, summary=f"{release.summary}; {renames}", destructive=True)
     helm = [a for a in release.actions if a.kind == "script"][-1]
     checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}", actions=[
         call("load the values into the real JupyterHub, GitHubOAuthenticator and KubeSpawner classes "
@@ -310,6 +353,19 @@ def plan_hub(ctx: Context) -> StepPlan:
           for a in release.actions]], destructive=release.destructive)
     return changes(HUB, [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
                                          actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
+
+
+def slug_scheme_change(inv, current) -> str:
+    """Chart 3.x -> 4.x brings KubeSpawner 7, whose default "safe" slug scheme gives some users'
+    pods, volumes and templated fields other names than KubeSpawner 6's "escape" (Z2JH 4.4.0
+    docs/source/administrator/upgrading/upgrade-3-to-4.md): '' when nothing is renamed."""
+    if not current or inv.hub["slug_scheme"] == "escape":
+        return ""
+    major = lambda version: int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+    if major(current["version"]) >= 4 or major(inv.hub["chart_version"]) < 4:
+        return ""
+    return ("KubeSpawner 7 names pods and volumes by the 'safe' slug scheme, so users whose names need "
+            "escaping get new names (a home volume may look lost); hub.slug_scheme: escape keeps the old ones")
 
 
 def check_hub(ctx: Context, values: dict):

@@ -118,3 +118,43 @@ def test_a_pending_release_younger_than_the_helm_timeout_is_left_alone(site):
     time.sleep(16)
     assert site.fab("provision", inventory_file=inventory).returncode == 0
     assert history(site)[-1]["status"] == "deployed"
+
+
+def releases_marked(site, namespace):
+    """Release Secrets of `namespace` that carry gpuhub's label (helm --labels managed-by=gpuhub)."""
+    found = json.loads(site.sh("gpu1", f"k3s kubectl get secrets -n {namespace} -l owner=helm,managed-by=gpuhub "
+                                       "-o json").stdout)["items"]
+    return sorted(s["metadata"]["name"] for s in found)
+
+
+def test_a_hub_release_installed_by_hand_is_adopted_only_with_yes_and_then_carries_gpuhubs_mark(site):
+    """A lab's own hub (release lab/hub, installed with helm by hand, no gpuhub label): pointed
+    at it (hub.release/namespace), gpuhub's plan reads it, marks the upgrade destructive (its values
+    replace the lab's) and refuses it without --yes; with --yes it upgrades, and its records then
+    carry gpuhub's label, so the next run is converged and an ordinary change after that is not
+    destructive."""
+    assert releases_marked(site, "jhub"), "gpuhub's own release carries its label"
+    site.sh("gpu1", f"echo '{{\"hub\": {{\"config\": {{\"JupyterHub\": {{\"authenticator_class\": \"dummy\"}}}}}}}}' | "
+                    f"{HELM} upgrade --install hub jupyterhub --repo https://hub.jupyter.org/helm-chart/ "
+                    "--version 4.4.0 -n lab --create-namespace -f -")
+    assert releases_marked(site, "lab") == []
+    inventory = site.write_inventory(hub__release="hub", hub__namespace="lab", hub__helm_timeout="2m")
+    step = site.plan(inventory)["gpu1"]["hub.launch"]
+    assert step["status"] == "change" and step["destructive"], step
+    assert "adopt" in step["summary"] and "installed without gpuhub" in step["summary"], step
+    before = history_of(site, "hub", "lab")
+    refused = site.fab("provision", inventory_file=inventory)
+    assert refused.returncode == 1 and "destructive changes need --yes" in refused.stderr, refused.stderr
+    assert history_of(site, "hub", "lab") == before
+    adopted = site.fab("provision", "--yes", inventory_file=inventory)
+    assert adopted.returncode == 0, adopted.stderr
+    assert releases_marked(site, "lab"), "the adopted release's new revision carries gpuhub's label"
+    assert site.plan(inventory)["gpu1"]["hub.launch"]["status"] == "ok"
+    later = site.plan(site.write_inventory(hub__release="hub", hub__namespace="lab", hub__helm_timeout="2m",
+                                           hub__profiles__cpu__description="CPU only, 4 GB."))["gpu1"]["hub.launch"]
+    assert later["status"] == "change" and not later["destructive"], later
+    site.sh("gpu1", f"{HELM} uninstall hub -n lab")
+
+
+def history_of(site, release, namespace):
+    return json.loads(site.sh("gpu1", f"{HELM} history {release} -n {namespace} -o json").stdout)

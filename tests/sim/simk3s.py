@@ -1738,10 +1738,34 @@ def run_hook(key, timeout_s):
 
 # --- the commands ---------------------------------------------------------------------------------
 
-def new_revision(record, status, chart, version, values, description):
+# helm's own labels on a release's Secret (helm v3.17.3 pkg/storage/driver/util.go systemLabels):
+# `--labels` may not set them.
+HELM_SYSTEM_LABELS = ("name", "owner", "status", "version", "createdAt", "modifiedAt")
+
+
+def custom_labels(flags, current):
+    """`--labels k=v,k2=v2` (pflag StringToString) merged over the last revision's own labels, a
+    value "null" unsetting one (helm v3.17.3 pkg/action/upgrade.go mergeCustomLabels; an install
+    takes them as given); a system label is refused (ContainsSystemLabels)."""
+    given = flags.get("--labels") or flags.get("-l")
+    wanted = {}
+    if isinstance(given, str) and given:
+        for pair in given.split(","):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                die(f'Error: invalid argument "{given}" for "-l, --labels" flag: {pair} must be formatted as key=value')
+            wanted[key] = value
+    if any(k in HELM_SYSTEM_LABELS for k in wanted):
+        die(f"Error: user supplied labels contains system reserved label name. System labels: "
+            f"[{' '.join(HELM_SYSTEM_LABELS)}]")
+    merged = {**(current or {}), **wanted}
+    return {k: v for k, v in merged.items() if v != "null"}
+
+
+def new_revision(record, status, chart, version, values, description, labels=None):
     revision = {"revision": (record["revisions"][-1]["revision"] + 1) if record["revisions"] else 1,
                 "status": status, "chart": chart, "version": version, "values": values,
-                "updated_ns": time.time_ns(), "description": description}
+                "updated_ns": time.time_ns(), "description": description, "labels": dict(labels or {})}
     record["revisions"].append(revision)
     return revision
 
@@ -1814,8 +1838,10 @@ def helm_upgrade(args, flags, ns):
             # upgrade.go prepareUpgrade: the last revision pending is a run in progress.
             if record["revisions"][-1]["status"] in PENDING:
                 die(f"Error: UPGRADE FAILED: {ERR_PENDING}")
+        last = None if install else record["revisions"][-1]
         revision = new_revision(record, "pending-install" if install else "pending-upgrade", chart, version, values,
-                                "Initial install underway" if install else "Preparing upgrade")
+                                "Initial install underway" if install else "Preparing upgrade",
+                                custom_labels(flags, last and last.get("labels")))
         number = revision["revision"]
         hook = start_hook(state, key, version, values) if chart == "jupyterhub" else None
         checksum = hook["checksum"] if hook else None
@@ -1849,8 +1875,9 @@ def helm_rollback(args, flags, ns):
         target = next((r for r in record["revisions"] if r["revision"] == wanted), None)
         if target is None:
             die(f"Error: release has no {wanted} version")
+        # rollback.go prepareRollback: the target revision's labels come back with it.
         revision = new_revision(record, "pending-rollback", target["chart"], target["version"], target["values"],
-                                f"Rollback to {wanted}")
+                                f"Rollback to {wanted}", target.get("labels"))
         number = revision["revision"]
     killed_mid_operation(key, number)
     settle(key, number, "deployed", f"Rollback to {wanted}", supersede=True)
@@ -1881,7 +1908,9 @@ def release_secrets(state) -> list:
             items.append({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
                           "metadata": {"name": f"sh.helm.release.v1.{record['name']}.v{r['revision']}",
                                        "namespace": record["namespace"],
-                                       "labels": {"name": record["name"], "owner": "helm", "status": r["status"],
+                                       # custom labels first, helm's own over them (newSecretsObject)
+                                       "labels": {**r.get("labels", {}),
+                                                  "name": record["name"], "owner": "helm", "status": r["status"],
                                                   "version": str(r["revision"]),
                                                   "createdAt": str(r["updated_ns"] // 10**9)}},
                           "data": {"release": base64.b64encode(stored).decode()}})
@@ -1930,7 +1959,7 @@ def helm_history(state, args, flags, ns):
 
 def helm(argv):
     args, flags = parse_flags(argv, with_value=("-n", "--namespace", "-o", "--output", "-f", "--values", "--version",
-                                                 "--repo", "--timeout", "--kubeconfig", "--max"))
+                                                 "--repo", "--timeout", "--kubeconfig", "--max", "--labels", "-l"))
     if not args:
         die("helm (SIMULATION): give a command")
     verb = args[0]

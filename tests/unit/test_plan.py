@@ -29,7 +29,7 @@ NOW = 1796116600  # the server's clock (`date +%s`)
 def revision(number, status, chart, version, age_s=3600):
     """One revision as facts.parse_history gives it, `age_s` old by the server's clock."""
     return {"revision": number, "status": status, "chart": chart, "version": version, "updated": NOW - age_s,
-            "description": ""}
+            "description": "", "managed": True}
 
 
 def bare(**over):

@@ -26,7 +26,7 @@ def three_hosts():
 
 
 def test_chart_names_of_the_two_daemonsets():
-    assert cluster.plugin_daemonsets() == (PLUGIN, GFD)
+    assert cluster.plugin_daemonsets(cluster.plugin_release(three_hosts())) == (PLUGIN, GFD)
     assert cluster.plugin_daemonsets("ns/nvidia-device-plugin") == ("nvidia-device-plugin",
                                                                     "nvidia-device-plugin-gpu-feature-discovery")
 

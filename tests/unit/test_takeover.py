@@ -1,0 +1,105 @@
+"""A cluster gpuhub did not build (issue 10, "Taking over"): releases adopted by the names the
+inventory gives, and everything that would replace or break what runs there is destructive, with
+the evidence, or refused."""
+import json
+
+from gpuhub import facts, render
+from gpuhub.steps import cluster
+from test_plan import NOW, converged, ctx_for, load, revision
+
+
+def with_facts(inv, host, secrets, **over):
+    fx = converged(inv, host, secrets)
+    fx.values.update(over)
+    return fx
+
+
+def by_hand(number, status, chart, version):
+    """A revision whose helm records lack gpuhub's managed-by label (installed by hand)."""
+    return dict(revision(number, status, chart, version), managed=False)
+
+
+def test_a_hub_release_installed_by_hand_is_adopted_only_as_a_destructive_change_that_says_what_it_replaces(secrets):
+    inv = load("seed", hub__release="hub", hub__namespace="jupyter")
+    theirs = {"hub": {"config": {"JupyterHub": {"authenticator_class": "generic-oauth"}}},
+              "singleuser": {"profileList": [{"display_name": "Theirs"}]}}
+    fx = with_facts(inv, inv.hosts["workstation"], secrets, hub_release=[by_hand(7, "deployed", "jupyterhub", "4.4.0")],
+                    hub_values=theirs)
+    plan = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets))
+    assert plan.status == "change" and plan.destructive
+    summary = plan.changes[0].summary
+    assert "adopt" in summary and "jupyter/hub" in summary and "installed without gpuhub" in summary
+    assert "managed-by=gpuhub" in summary and "differ in hub, proxy, singleuser" in summary
+    # Once gpuhub has upgraded it (the label is on its records), a later change is an ordinary one.
+    fx.values["hub_release"] = [revision(8, "deployed", "jupyterhub", "4.4.0")]
+    again = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets))
+    assert again.status == "change" and not again.destructive and "adopt" not in again.changes[0].summary
+
+
+def test_an_adopted_release_with_gpuhubs_values_already_needs_nothing(secrets):
+    inv = load()
+    fx = converged(inv, inv.hosts["workstation"], secrets,
+                   plugin_release=[by_hand(2, "deployed", "nvidia-device-plugin", "0.20.0")])
+    assert cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets)).status == "ok"
+
+
+def test_a_release_name_holding_another_chart_is_refused_never_replaced(secrets):
+    inv = load("seed", gpu__plugin_release="gpu-operator", gpu__plugin_namespace="gpu-operator")
+    fx = converged(inv, inv.hosts["workstation"], secrets,
+                   plugin_release=[by_hand(3, "deployed", "gpu-operator", "v25.3.0")])
+    plan = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets))
+    assert plan.status == "blocked" and not plan.changes
+    assert "gpu-operator/gpu-operator is the chart gpu-operator v25.3.0, not nvidia-device-plugin" in plan.reason
+    assert "gpu.plugin_release" in plan.reason
+
+
+def test_the_device_plugin_release_is_read_and_upgraded_under_the_name_the_inventory_gives(secrets):
+    inv = load("seed", gpu__plugin_release="nvidia-device-plugin", gpu__plugin_namespace="kube-system")
+    probes = facts.cluster_probes(cluster.plugin_release(inv), cluster.hub_release(inv))
+    assert "app.kubernetes.io/instance=nvidia-device-plugin" in json.dumps(
+        facts.plugin_pod_labels(cluster.plugin_release(inv)))
+    assert set(probes) == {"cluster", "releases", "now"}
+    fx = with_facts(inv, inv.hosts["workstation"], secrets,
+                    plugin_release=[by_hand(1, "deployed", "nvidia-device-plugin", "0.17.0")], plugin_values={})
+    plan = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets))
+    helm = [a for c in plan.changes for a in c.actions if a.kind == "script"][0]
+    assert helm.env["RELEASE"] == "nvidia-device-plugin" and helm.env["NAMESPACE"] == "kube-system"
+    assert plan.destructive and "chart 0.17.0 -> 0.20.0" in plan.changes[0].summary
+    assert cluster.plugin_daemonsets(cluster.plugin_release(inv))[0] == "nvidia-device-plugin"
+
+
+def test_renaming_a_gpu_resource_that_running_pods_hold_is_destructive_and_names_them(secrets):
+    """A cluster built by hand shares its GPU as plain nvidia.com/gpu (not renamed); gpuhub's
+    default renames it nvidia.com/gpu.shared, which the lab's model server no longer finds."""
+    inv = load()
+    host = inv.hosts["workstation"]
+    plain = {"ready": True, "labels": {}, "capacity": {"nvidia.com/gpu": "8"}, "allocatable": {"nvidia.com/gpu": "8"}}
+    held = [{"name": "models/vllm-0", "node": "workstation", "phase": "Running", "resources": {"nvidia.com/gpu": 2}},
+            {"name": "jhub/jupyter-ada", "node": "workstation", "phase": "Running",
+             "resources": {"nvidia.com/gpu.shared": 1}}]
+    fx = with_facts(inv, host, secrets, nodes={"workstation": plain}, gpu_pods=held,
+                    plugin_values=json.loads(json.dumps(render.device_plugin_values(load("not-renamed")))))
+    plan = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets))
+    assert plan.status == "change" and plan.destructive
+    text = " ".join(c.summary for c in plan.changes)
+    assert "models/vllm-0 holds 2 nvidia.com/gpu on workstation, which will offer nvidia.com/gpu.shared" in text
+    assert "jupyter-ada" not in text  # it asks for what the node will offer
+    # Left as the lab had it (rename_shared: false), nothing is stranded.
+    kept = load("seed", gpu__rename_shared=False)
+    fx.values["plugin_values"] = {}
+    same = cluster.plan_plugin(ctx_for(kept, "workstation", fx, secrets))
+    assert same.status == "change" and not same.destructive
+
+
+def test_a_chart_3_to_4_move_is_destructive_unless_the_old_slug_scheme_is_kept(secrets):
+    for scheme, destructive in ((None, True), ("safe", True), ("escape", False)):
+        inv = load("seed", **({"hub__slug_scheme": scheme} if scheme else {}))
+        fx = converged(inv, inv.hosts["workstation"], secrets, hub_release=[revision(4, "deployed", "jupyterhub", "3.3.8")])
+        plan = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets))
+        assert plan.status == "change" and plan.destructive is destructive, scheme
+        summary = plan.changes[0].summary
+        assert "chart 3.3.8 -> 4.4.0" in summary
+        assert ("'safe' slug scheme" in summary) is destructive and ("hub.slug_scheme: escape" in summary) is destructive
+    values = render.jupyterhub_values(load("seed", hub__slug_scheme="escape"), secrets.with_stand_ins(), render.Notes())
+    assert values["hub"]["config"]["KubeSpawner"] == {"slug_scheme": "escape"}
+    assert NOW  # the revisions above are an hour old by the server's clock
