@@ -24,6 +24,14 @@ HELM_VERSION = "v3.17.3"
 TOOLKIT_VERSION = "1.17.8-1"
 PLUGIN_CHART_REPO = "https://nvidia.github.io/k8s-device-plugin"
 HUB_CHART_REPO = "https://hub.jupyter.org/helm-chart/"
+# hub.https: ingress. cert-manager's chart (github:cert-manager/cert-manager v1.21.1
+# deploy/charts/cert-manager; its versions carry a leading v) from Jetstack's repository.
+CERT_MANAGER_CHART = "v1.21.1"
+CERT_MANAGER_CHART_REPO = "https://charts.jetstack.io"
+LETSENCRYPT_ACME = "https://acme-v02.api.letsencrypt.org/directory"
+# letsencrypt: the chart's own proxy gets a certificate over HTTP-01 (Traefik disabled);
+# ingress: K3s's Traefik stays, cert-manager issues; certificate: an institution's files.
+HTTPS_MODES = ("letsencrypt", "ingress", "certificate")
 
 RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
 ROLES = ("server", "agent")
@@ -188,8 +196,20 @@ INVENTORY = Section({
         "namespace": Value(str, "jhub", test=names.dns_label),
         "hostname": Value(str, REQUIRED, test=names.public_hostname,
                           hint="the name users type, its DNS pointing at the server"),
-        "letsencrypt_email": Value(str, REQUIRED, test=names.email,
+        "https": Value(str, "letsencrypt", choices=HTTPS_MODES,
+                       hint="letsencrypt: the hub's own proxy; ingress: Traefik + cert-manager; certificate: "
+                            "files your institution issued"),
+        "letsencrypt_email": Value(str, None, test=names.email,
                                    hint="Let's Encrypt writes here before a certificate expires"),
+        # hub.https: certificate. Paths relative to the inventory file; the key stays 0600.
+        "tls_certificate": Value(str, None, hint="PEM: the hub's certificate, then its intermediates"),
+        "tls_key": Value(str, None, hint="PEM: its private key, unencrypted, mode 0600"),
+        # hub.https: ingress.
+        "cert_manager": Section({
+            "chart_version": Value(str, CERT_MANAGER_CHART, test=names.v_chart_version),
+            "acme_server": Value(str, LETSENCRYPT_ACME, test=names.https_url,
+                                 hint="Let's Encrypt's; its staging directory for trials"),
+        }),
         "github": Section({
             "organizations": ListOf(Value(str, test=names.github_org)),
             "allowed_users": ListOf(Value(str, test=names.github_user)),
@@ -310,6 +330,15 @@ class Inventory:
                        address=h["address"], local=h["local"], renamed=self.gpu["rename_shared"])
             for name, h in data["hosts"].items()
         }
+
+    def tls_pair(self):
+        """hub.https: certificate: the files, checked again (they may have changed since loading)."""
+        from . import tlsfile
+        try:
+            return tlsfile.load_pair(self.base / self.hub["tls_certificate"], self.base / self.hub["tls_key"],
+                                     self.hub["hostname"])
+        except tlsfile.TLSFileError as e:
+            raise InventoryError([Problem(e.key, str(e), e.hint)], self.source) from None
 
     @property
     def server(self) -> Host:
@@ -546,6 +575,30 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
                                 "name your GitHub organisation(s), or set hub.allow_any_github_user: true "
                                 "to let every GitHub account in"))
     problems += _profile_checks(hub, hosts)
+    problems += https_checks(hub, base)
+    return problems
+
+
+def https_checks(hub: dict, base: Path) -> list:
+    """What each hub.https mode needs, and nothing of another mode left set."""
+    mode, problems = hub["https"], []
+    if mode in ("letsencrypt", "ingress") and not hub["letsencrypt_email"]:
+        problems.append(Problem("hub.letsencrypt_email", f"is required with hub.https: {mode}",
+                                "Let's Encrypt writes here before a certificate expires"))
+    files = ("tls_certificate", "tls_key")
+    if mode != "certificate":
+        problems += [Problem(f"hub.{k}", f"is set but hub.https is {mode}",
+                             "remove it, or set hub.https: certificate") for k in files if hub[k]]
+        return problems
+    missing = [k for k in files if not hub[k]]
+    problems += [Problem(f"hub.{k}", "is required with hub.https: certificate",
+                         "the PEM file, relative to the inventory file") for k in missing]
+    if not missing:
+        from . import tlsfile
+        try:
+            tlsfile.load_pair(base / hub["tls_certificate"], base / hub["tls_key"], hub["hostname"])
+        except tlsfile.TLSFileError as e:
+            problems.append(Problem(e.key, str(e), e.hint))
     return problems
 
 
