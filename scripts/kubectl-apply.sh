@@ -45,8 +45,10 @@ manifest="${manifest%x}"
 # PATH yet (k3s install.sh, release-1.34, create_symlinks), so `kubectl` may be another one.
 kubectl() { "$K3S" kubectl "$@"; }
 
-if [ -n "$NAMESPACE" ] && ! kubectl get namespace "$NAMESPACE" >/dev/null 2>&1; then
-  kubectl create namespace "$NAMESPACE" >/dev/null
+if [ -n "$NAMESPACE" ]; then
+  # Idempotent, unlike `kubectl create namespace`: the hub's namespace may exist already.
+  printf '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "%s"}}' "$NAMESPACE" \
+    | kubectl apply -f - >/dev/null
 fi
 deadline=$((SECONDS + TIMEOUT))
 while :; do

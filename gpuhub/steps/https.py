@@ -4,11 +4,12 @@ the plan before the hub's release, which refers to them."""
 from __future__ import annotations
 
 import json
+import shlex
 
 from .. import facts as f
 from .. import render
 from ..inventory import CERT_MANAGER_CHART_REPO
-from . import Change, command_deadline, script
+from . import Change, call, command_deadline, script
 
 HUB = "hub.launch"
 CERT_MANAGER_TIMEOUT_S = 300  # helm's own default: cert-manager's chart has only a short startupapicheck hook
@@ -52,9 +53,22 @@ def tls_secret_changes(ctx) -> list:
     verb = "update" if current else "create"
     label = (f"the Secret as JSON: kubernetes.io/tls from hub.tls_certificate and hub.tls_key (the key "
              f"included, never shown); certificate valid until {pair.not_after:%Y-%m-%d}")
+    actions = [apply_manifest(render.tls_secret(inv, pair), label, inv.hub["namespace"])]
+    if current:
+        # configurable-http-proxy reads --ssl-cert/--ssl-key once, when it starts (Z2JH 4.4.0
+        # templates/proxy/deployment.yaml mounts the Secret; its checksum annotation covers only
+        # the chart's own proxy Secret): a renewed certificate is served after a restart.
+        actions.append(restart_proxy(inv))
     return [Change(f"{verb} Secret {where} (kubernetes.io/tls: the certificate for {inv.hub['hostname']}, "
-                   f"valid until {pair.not_after:%Y-%m-%d})",
-                   actions=[apply_manifest(render.tls_secret(inv, pair), label, inv.hub["namespace"])])]
+                   f"valid until {pair.not_after:%Y-%m-%d})" + ("; restart the proxy to serve it" if current else ""),
+                   actions=actions)]
+
+
+def restart_proxy(inv):
+    """The proxy Deployment, "proxy" while the chart's fullnameOverride is unset (Z2JH 4.4.0
+    templates/_helpers-names.tpl jupyterhub.proxy.fullname)."""
+    command = f"{f.KUBECTL} rollout restart deployment/proxy -n {shlex.quote(inv.hub['namespace'])}"
+    return call(f"run {command}", lambda c: c.target.check(command, HUB), on="server")
 
 
 def foreign_cert_manager(ctx) -> str:

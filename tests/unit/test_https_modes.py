@@ -319,3 +319,14 @@ class TestAudit:
         finding = https.check_certificate(HOSTNAME, address="127.0.0.1", port=port, cafile=str(tmp_path / "ca.pem"),
                                           mode=mode, timeout=5)
         assert not finding.ok and "expired" in finding.message and advice in finding.fix
+
+
+def test_a_renewed_certificate_restarts_the_proxy_a_first_one_does_not(tmp_path, ca, pair, secrets):
+    inv = site(tmp_path, cert=pair[0], key=pair[1], https="certificate")
+    first = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls={})).changes[0]
+    assert [a.kind for a in first.actions] == ["script"]
+    renewed = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls={render.HUB_TLS_SECRET: {"digest": "old"}}))
+    change = renewed.changes[0]
+    assert change.summary.endswith("; restart the proxy to serve it")
+    assert change.actions[1].lines() == ["gpuhub (on the server): run /usr/local/bin/k3s kubectl rollout restart deployment/proxy "
+                                         "-n jhub"]
