@@ -3,12 +3,15 @@ test_provision): K3s keeps Traefik, gpuhub installs cert-manager and its Cluster
 hub gets an Ingress, and cert-manager's ingress-shim (simulated: tests/sim/simk3s.py, from
 cert-manager v1.21.1) issues its Certificate. Then back to letsencrypt with another Ingress
 in the cluster: disabling Traefik is destructive, with that Ingress as the evidence."""
+import base64
 import json
+import os
 import shlex
 
 import pytest
 
 from test_provision import module_site
+from tlscerts import make_ca, make_server_cert
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +69,29 @@ def test_leaving_ingress_mode_with_another_ingress_is_destructive_and_needs_yes(
     refused = site.fab("provision", inventory_file=inventory_file)
     assert refused.returncode == 1
     assert "traefik" not in site.sh("gpu1", "cat /etc/rancher/k3s/config.yaml").stdout  # nothing changed
+
+
+def test_certificate_mode_serves_the_institutions_files_from_a_tls_secret(site):
+    """Then the institution's certificate (still with Grafana's Ingress: --yes). The Secret holds
+    the key; the plan, the values and the hosts' files of gpuhub do not."""
+    cert, key = make_server_cert("hub.lab.test", make_ca())
+    (site.folder / "hub.crt").write_bytes(cert)
+    (site.folder / "hub.key").write_bytes(key)
+    os.chmod(site.folder / "hub.key", 0o600)
+    inventory_file = site.write_inventory(hub__https="certificate", hub__tls_certificate="hub.crt",
+                                          hub__tls_key="hub.key")
+    result = site.fab("provision", "--yes", inventory_file=inventory_file)
+    assert result.returncode == 0, result.stderr
+    assert "create Secret jhub/gpuhub-hub-tls (kubernetes.io/tls: the certificate for hub.lab.test" in result.stderr
+    key_line = key.decode().splitlines()[1]
+    assert key_line not in result.stderr + result.stdout
+    [secret] = [s for s in get(site, "secrets -n jhub")["items"] if s["metadata"]["name"] == "gpuhub-hub-tls"]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(secret["data"]["tls.key"]) == key
+    values = json.loads(site.sh("gpu1", "KUBECONFIG=/etc/rancher/k3s/k3s.yaml helm get values jhub -n jhub -o json")
+                        .stdout)
+    assert values["proxy"]["https"]["type"] == "secret" and key_line not in json.dumps(values)
+    assert site.sh("gpu1", f"grep -rl -- {shlex.quote(key_line)} /var/lib/gpuhub /etc/rancher /run 2>/dev/null",
+                   check=False).stdout == ""
+    planned = site.plan(inventory_file)
+    assert {s["status"] for host in planned.values() for s in host.values()} <= {"ok"}, planned
