@@ -366,9 +366,8 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     rest as a second command at the same time (Probe.apart). The facts they
     give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, certmanager_pods, ingresses;
     plugin_release, hub_release, certmanager_release (each release's revisions), plugin_values,
-    hub_values, certmanager_values (its values, the OAuth secret digested); hub_tls, cluster_issuers."""
+    hub_values, certmanager_values (its values, the OAuth secret digested); gpuhub_secrets, cluster_issuers."""
     releases = {"plugin": plugin_release, "hub": hub_release, "certmanager": CERT_MANAGER_RELEASE}
-    hub_ns = shlex.quote(hub_release.split("/")[0])
     return {
         "cluster": Probe(f"{KUBECTL} get nodes,runtimeclasses,pods,ingresses -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
@@ -377,11 +376,11 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
                           functools.partial(parse_helm_releases, releases=releases), expands=True, apart=True),
         # The server's clock, which stamped those revisions: how old a pending one is.
         "now": Probe("date +%s", parse_int),
-        # hub.https: what gpuhub made for HTTPS, by the digests it stamped on them (never the
-        # key itself): its TLS Secret in the hub's namespace, and the ClusterIssuers, whose
+        # hub.https: what gpuhub made for HTTPS, by the digests it stamped on them (never a
+        # key or token itself): its Secrets (the hub's TLS pair, the DNS token), and the ClusterIssuers, whose
         # listing fails while cert-manager's CRDs are absent (None: no cert-manager here).
-        "hub_tls": Probe(f"{KUBECTL} get secrets -n {hub_ns} -l {GPUHUB_MANAGED} -o json",
-                         functools.partial(parse_annotated, annotation=TLS_DIGEST), apart=True),
+        "gpuhub_secrets": Probe(f"{KUBECTL} get secrets -A -l {GPUHUB_MANAGED} -o json",
+                                functools.partial(parse_annotated, annotation=TLS_DIGEST), apart=True),
         "cluster_issuers": Probe(f"{KUBECTL} get clusterissuers.cert-manager.io -o json",
                                  functools.partial(parse_annotated, annotation=SPEC_DIGEST, ready=True), apart=True),
     }
@@ -393,7 +392,7 @@ TLS_DIGEST, SPEC_DIGEST = "gpuhub.io/tls-digest", "gpuhub.io/spec-digest"
 
 
 def parse_annotated(out: str, rc: int, annotation: str, ready: bool = False):
-    """A `kubectl get ... -o json` list -> {name: {"digest": the annotation, "ready": ...}}; None
+    """A `kubectl get ... -o json` list -> {[NAMESPACE/]NAME: {"digest": the annotation, "ready": ...}}; None
     when kubectl failed. Nothing else of an object is kept (a TLS Secret's data holds a key).
     `ready`: the Ready condition's status is "True" (cert-manager v1.21.1
     pkg/apis/certmanager/v1/types_issuer.go IssuerCondition, IssuerConditionReady)."""
@@ -407,7 +406,7 @@ def parse_annotated(out: str, rc: int, annotation: str, ready: bool = False):
         if ready:
             conditions = (item.get("status") or {}).get("conditions") or []
             view["ready"] = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        found[meta.get("name")] = view
+        found[f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else meta.get("name")] = view
     return found
 
 

@@ -32,6 +32,7 @@ LETSENCRYPT_ACME = "https://acme-v02.api.letsencrypt.org/directory"
 # letsencrypt: the chart's own proxy gets a certificate over HTTP-01 (Traefik disabled);
 # ingress: K3s's Traefik stays, cert-manager issues; certificate: an institution's files.
 HTTPS_MODES = ("letsencrypt", "ingress", "certificate")
+DNS01_PROVIDERS = ("cloudflare",)
 
 RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
 ROLES = ("server", "agent")
@@ -209,6 +210,11 @@ INVENTORY = Section({
             "chart_version": Value(str, CERT_MANAGER_CHART, test=names.v_chart_version),
             "acme_server": Value(str, LETSENCRYPT_ACME, test=names.https_url,
                                  hint="Let's Encrypt's; its staging directory for trials"),
+            # ACME DNS-01 instead of HTTP-01 (no port 80 needed): the provider's API token is
+            # a secret, dns_api_token (cert-manager v1.21.1 ACMEIssuerDNS01ProviderCloudflare).
+            "dns01_provider": Value(str, None, choices=DNS01_PROVIDERS,
+                                    hint="cloudflare: DNS-01 through its API, the token as dns_api_token in the "
+                                         "secrets"),
         }),
         "github": Section({
             "organizations": ListOf(Value(str, test=names.github_org)),
@@ -268,11 +274,15 @@ AIRGAP_TOGETHER = ("k3s_binary", "k3s_install_script")
 SECRETS = Section({
     "github_client_id": Value(str, None, secret=True),
     "github_client_secret": Value(str, None, secret=True),
+    # hub.cert_manager.dns01_provider: the DNS provider's API token (a Cloudflare API token with
+    # Zone:DNS:Edit), kept in a Kubernetes Secret cert-manager reads.
+    "dns_api_token": Value(str, None, secret=True),
 })
 # The OAuth client id is public (every login URL carries it); the client secret is a Secret.
-SECRET_KEYS = ("github_client_secret",)
+SECRET_KEYS = ("github_client_secret", "dns_api_token")
 SECRET_ENV = {"github_client_id": "GPUHUB_GITHUB_CLIENT_ID",
-              "github_client_secret": "GPUHUB_GITHUB_CLIENT_SECRET"}
+              "github_client_secret": "GPUHUB_GITHUB_CLIENT_SECRET",
+              "dns_api_token": "GPUHUB_DNS_API_TOKEN"}
 
 
 @dataclass(frozen=True)
@@ -585,6 +595,9 @@ def https_checks(hub: dict, base: Path) -> list:
     if mode in ("letsencrypt", "ingress") and not hub["letsencrypt_email"]:
         problems.append(Problem("hub.letsencrypt_email", f"is required with hub.https: {mode}",
                                 "Let's Encrypt writes here before a certificate expires"))
+    if hub["cert_manager"]["dns01_provider"] and mode != "ingress":
+        problems.append(Problem("hub.cert_manager.dns01_provider", f"is set but hub.https is {mode}",
+                                "DNS-01 is how cert-manager proves the name in hub.https: ingress; remove it here"))
     files = ("tls_certificate", "tls_key")
     if mode != "certificate":
         problems += [Problem(f"hub.{k}", f"is set but hub.https is {mode}",

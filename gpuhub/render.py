@@ -428,6 +428,8 @@ CLUSTER_ISSUER = "gpuhub-letsencrypt"
 ACME_ACCOUNT_SECRET = "gpuhub-letsencrypt-account"
 HUB_TLS_SECRET = "gpuhub-hub-tls"              # certificate: the institution's files
 INGRESS_TLS_SECRET = "gpuhub-hub-ingress-tls"  # ingress: what cert-manager issues
+DNS_TOKEN_SECRET, DNS_TOKEN_KEY = "gpuhub-dns01-token", "api-token"
+CERT_MANAGER_NAMESPACE = "cert-manager"  # where gpuhub installs it: its cluster resource namespace
 TLS_DIGEST_ANNOTATION = "gpuhub.io/tls-digest"
 SPEC_DIGEST_ANNOTATION = "gpuhub.io/spec-digest"
 MANAGED = {"app.kubernetes.io/managed-by": "gpuhub"}
@@ -465,11 +467,17 @@ def cert_manager_values() -> dict:
 def cluster_issuer(inv: Inventory) -> dict:
     """The ACME ClusterIssuer (cert-manager.io/v1; pkg/apis/acme/v1/types_issuer.go v1.21.1):
     HTTP-01 answered through Traefik, the account key kept in a Secret cert-manager makes."""
+    solver = {"http01": {"ingress": {"ingressClassName": TRAEFIK_CLASS}}}
+    if inv.hub["cert_manager"]["dns01_provider"] == "cloudflare":
+        # DNS-01 through Cloudflare's API (ACMEIssuerDNS01ProviderCloudflare: apiTokenSecretRef);
+        # a ClusterIssuer's Secrets are read from cert-manager's cluster resource namespace, by
+        # default its own (cmd/controller/app/options --cluster-resource-namespace).
+        solver = {"dns01": {"cloudflare": {"apiTokenSecretRef": {"name": DNS_TOKEN_SECRET, "key": DNS_TOKEN_KEY}}}}
     spec = {"acme": {
         "email": inv.hub["letsencrypt_email"],
         "server": inv.hub["cert_manager"]["acme_server"],
         "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
-        "solvers": [{"http01": {"ingress": {"ingressClassName": TRAEFIK_CLASS}}}],
+        "solvers": [solver],
     }}
     return {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
             "metadata": {"name": CLUSTER_ISSUER, "labels": dict(MANAGED),
@@ -481,6 +489,16 @@ def spec_digest(spec: dict) -> str:
     import hashlib
     import json
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def dns_token_secret(token) -> dict:
+    """The DNS provider's API token (a gpuhub Secret value) for cert-manager's DNS-01 solver:
+    to kubectl on stdin only, like the TLS key."""
+    import base64
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": DNS_TOKEN_SECRET, "namespace": CERT_MANAGER_NAMESPACE, "labels": dict(MANAGED),
+                         "annotations": {TLS_DIGEST_ANNOTATION: token.digest()}},
+            "data": {DNS_TOKEN_KEY: base64.b64encode(token.reveal().encode()).decode()}}
 
 
 def tls_secret(inv: Inventory, pair) -> dict:

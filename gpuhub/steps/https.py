@@ -21,7 +21,7 @@ class HTTPSBlocked(Exception):
 
 
 # The facts these read (plan_hub declares them).
-NEEDS = ("certmanager_release", "certmanager_values", "certmanager_pods", "hub_tls", "cluster_issuers")
+NEEDS = ("certmanager_release", "certmanager_values", "certmanager_pods", "gpuhub_secrets", "cluster_issuers")
 
 
 def https_changes(ctx, release_change) -> list:
@@ -30,7 +30,7 @@ def https_changes(ctx, release_change) -> list:
     if mode == "certificate":
         return tls_secret_changes(ctx)
     if mode == "ingress":
-        return cert_manager_changes(ctx, release_change) + issuer_changes(ctx)
+        return cert_manager_changes(ctx, release_change) + dns_token_changes(ctx) + issuer_changes(ctx)
     return []
 
 
@@ -46,10 +46,10 @@ def apply_manifest(manifest: dict, label: str, namespace: str = "") -> object:
 def tls_secret_changes(ctx) -> list:
     inv = ctx.inv
     pair = inv.tls_pair()  # InventoryError when the files changed for the worse since loading
-    current = (ctx.facts["hub_tls"] or {}).get(render.HUB_TLS_SECRET)
+    where = f"{inv.hub['namespace']}/{render.HUB_TLS_SECRET}"
+    current = (ctx.facts["gpuhub_secrets"] or {}).get(where)
     if current and current["digest"] == pair.digest:
         return []
-    where = f"{inv.hub['namespace']}/{render.HUB_TLS_SECRET}"
     verb = "update" if current else "create"
     label = (f"the Secret as JSON: kubernetes.io/tls from hub.tls_certificate and hub.tls_key (the key "
              f"included, never shown); certificate valid until {pair.not_after:%Y-%m-%d}")
@@ -96,6 +96,21 @@ def cert_manager_changes(ctx, release_change) -> list:
     return [change] if change else []
 
 
+def dns_token_changes(ctx) -> list:
+    """DNS-01: the provider's API token from the secrets, as a Secret cert-manager reads; the
+    plan names it, never its value. InventoryError (blocked) when the token is not given."""
+    if not ctx.inv.hub["cert_manager"]["dns01_provider"]:
+        return []
+    token = ctx.secrets.require("dns_api_token")["dns_api_token"]
+    where = f"{render.CERT_MANAGER_NAMESPACE}/{render.DNS_TOKEN_SECRET}"
+    current = (ctx.facts["gpuhub_secrets"] or {}).get(where)
+    if current and current["digest"] == token.digest():
+        return []
+    label = "the Secret as JSON: the DNS provider's API token from dns_api_token, never shown"
+    return [Change(f"{'update' if current else 'create'} Secret {where} (the DNS provider's API token for DNS-01)",
+                   actions=[apply_manifest(render.dns_token_secret(token), label, render.CERT_MANAGER_NAMESPACE)])]
+
+
 def issuer_changes(ctx) -> list:
     issuer = render.cluster_issuer(ctx.inv)
     current = (ctx.facts["cluster_issuers"] or {}).get(render.CLUSTER_ISSUER)
@@ -104,7 +119,9 @@ def issuer_changes(ctx) -> list:
     acme = issuer["spec"]["acme"]
     verb = "update" if current else "create"
     label = f"cluster/cluster-issuer.yaml as `inv render` writes it, as JSON ({acme['server']})"
-    return [Change(f"{verb} ClusterIssuer {render.CLUSTER_ISSUER} (ACME HTTP-01 through Traefik, {acme['server']})",
+    provider = ctx.inv.hub["cert_manager"]["dns01_provider"]
+    how = f"ACME DNS-01 through {provider}" if provider else "ACME HTTP-01 through Traefik"
+    return [Change(f"{verb} ClusterIssuer {render.CLUSTER_ISSUER} ({how}, {acme['server']})",
                    actions=[apply_manifest(issuer, label)])]
 
 

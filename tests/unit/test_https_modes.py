@@ -184,7 +184,7 @@ def deployed_cert_manager(inv):
 class TestPlanHub:
     def test_certificate_mode_creates_the_secret_before_the_release(self, tmp_path, pair, secrets):
         inv = site(tmp_path, cert=pair[0], key=pair[1], https="certificate")
-        p = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls={}))
+        p = plan_hub(inv, secrets, hub_facts(inv, secrets, gpuhub_secrets={}))
         assert p.status == "change"
         first = p.changes[0]
         assert first.summary.startswith(f"create Secret jhub/{render.HUB_TLS_SECRET} (kubernetes.io/tls: the "
@@ -198,12 +198,12 @@ class TestPlanHub:
 
     def test_certificate_mode_converged_is_ok_and_a_renewed_file_updates(self, tmp_path, ca, pair, secrets):
         inv = site(tmp_path, cert=pair[0], key=pair[1], https="certificate")
-        current = {render.HUB_TLS_SECRET: {"digest": inv.tls_pair().digest}}
-        p = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls=current))
+        current = {f"jhub/{render.HUB_TLS_SECRET}": {"digest": inv.tls_pair().digest}}
+        p = plan_hub(inv, secrets, hub_facts(inv, secrets, gpuhub_secrets=current))
         assert p.status == "ok" and "institution's certificate" in p.note
         renewed = make_server_cert(HOSTNAME, ca)
         inv = site(tmp_path, cert=renewed[0], key=renewed[1], https="certificate")
-        p = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls=current))
+        p = plan_hub(inv, secrets, hub_facts(inv, secrets, gpuhub_secrets=current))
         assert [c.summary.split(" (")[0] for c in p.changes] == [f"update Secret jhub/{render.HUB_TLS_SECRET}"]
 
     def test_ingress_mode_installs_cert_manager_then_the_issuer_then_the_hub(self, tmp_path, secrets):
@@ -288,8 +288,8 @@ class TestLeavingIngressMode:
 def test_the_cluster_probe_lists_ingresses_in_the_same_kubectl_call():
     probes = facts.cluster_probes("nvidia-device-plugin/nvdp", "jhub/jhub")
     assert probes["cluster"].command.endswith("get nodes,runtimeclasses,pods,ingresses -A -o json")
-    assert "secrets -n jhub -l app.kubernetes.io/managed-by=gpuhub" in probes["hub_tls"].command
-    assert probes["hub_tls"].apart and probes["cluster_issuers"].apart  # beside the releases, one round trip
+    assert "get secrets -A -l app.kubernetes.io/managed-by=gpuhub" in probes["gpuhub_secrets"].command
+    assert probes["gpuhub_secrets"].apart and probes["cluster_issuers"].apart  # beside the releases, one round trip
 
 
 class TestAudit:
@@ -323,10 +323,49 @@ class TestAudit:
 
 def test_a_renewed_certificate_restarts_the_proxy_a_first_one_does_not(tmp_path, ca, pair, secrets):
     inv = site(tmp_path, cert=pair[0], key=pair[1], https="certificate")
-    first = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls={})).changes[0]
+    first = plan_hub(inv, secrets, hub_facts(inv, secrets, gpuhub_secrets={})).changes[0]
     assert [a.kind for a in first.actions] == ["script"]
-    renewed = plan_hub(inv, secrets, hub_facts(inv, secrets, hub_tls={render.HUB_TLS_SECRET: {"digest": "old"}}))
+    renewed = plan_hub(inv, secrets, hub_facts(inv, secrets, gpuhub_secrets={f"jhub/{render.HUB_TLS_SECRET}": {"digest": "old"}}))
     change = renewed.changes[0]
     assert change.summary.endswith("; restart the proxy to serve it")
     assert change.actions[1].lines() == ["gpuhub (on the server): run /usr/local/bin/k3s kubectl rollout restart deployment/proxy "
                                          "-n jhub"]
+
+
+class TestDNS01:
+    """hub.cert_manager.dns01_provider: cloudflare: the ClusterIssuer solves DNS-01 with the API
+    token from the secrets (dns_api_token / GPUHUB_DNS_API_TOKEN), kept in a Secret."""
+    TOKEN = "cf-token-0123456789abcdefghijklmnopqrstuv"
+
+    def inv(self, tmp_path):
+        return site(tmp_path, https="ingress", cert_manager={"dns01_provider": "cloudflare"})
+
+    def test_the_issuer_solves_dns01_with_the_tokens_secret(self, tmp_path):
+        issuer = render.cluster_issuer(self.inv(tmp_path))
+        assert issuer["spec"]["acme"]["solvers"] == [{"dns01": {"cloudflare": {"apiTokenSecretRef": {
+            "name": render.DNS_TOKEN_SECRET, "key": render.DNS_TOKEN_KEY}}}}]
+
+    def test_the_token_goes_into_a_secret_and_never_into_the_plan(self, tmp_path, monkeypatch, secrets):
+        monkeypatch.setenv("GPUHUB_DNS_API_TOKEN", self.TOKEN)
+        secrets = inventory.load_secrets()
+        inv = self.inv(tmp_path)
+        fx = hub_facts(inv, secrets, **deployed_cert_manager(inv), certmanager_pods=[], cluster_issuers={},
+                       gpuhub_secrets={})
+        p = plan_hub(inv, secrets, fx)
+        change = p.changes[0]
+        assert change.summary == (f"create Secret cert-manager/{render.DNS_TOKEN_SECRET} (the DNS provider's API "
+                                  "token for DNS-01)")
+        assert self.TOKEN not in "\n".join(line for c in p.changes for line in c.lines() + [c.summary])
+        assert p.changes[1].summary.startswith(f"create ClusterIssuer {render.CLUSTER_ISSUER} (ACME DNS-01 through "
+                                               "cloudflare")
+        digest = secrets.get("dns_api_token").digest()
+        fx.values["gpuhub_secrets"] = {f"cert-manager/{render.DNS_TOKEN_SECRET}": {"digest": digest}}
+        assert not any("Secret" in c.summary for c in plan_hub(inv, secrets, fx).changes)
+
+    def test_a_missing_token_blocks_and_names_the_variable(self, tmp_path, monkeypatch, secrets):
+        monkeypatch.delenv("GPUHUB_DNS_API_TOKEN", raising=False)
+        secrets = inventory.load_secrets()
+        inv = self.inv(tmp_path)
+        fx = hub_facts(inv, secrets, **deployed_cert_manager(inv), certmanager_pods=[], cluster_issuers={})
+        p = plan_hub(inv, secrets, fx)
+        assert p.status == "blocked" and "GPUHUB_DNS_API_TOKEN" in p.reason

@@ -118,3 +118,21 @@ def test_the_ingress_and_the_tls_secret_pass_kubernetes_validate_strict(tmp_path
     assert validate.manifest_problems(ingress, kubernetes_version(inv)) == []
     inv = site(tmp_path, "certificate")
     assert validate.manifest_problems(render.tls_secret(inv, inv.tls_pair()), kubernetes_version(inv)) == []
+
+
+def test_a_dns01_cluster_issuer_fits_cert_managers_api(tmp_path):
+    inv = site(tmp_path, "ingress")
+    inv.hub["cert_manager"]["dns01_provider"] = "cloudflare"
+    issuer = render.cluster_issuer(inv)
+    assert cluster_issuer_problems(issuer) == []
+    issuer["spec"]["acme"]["solvers"][0]["dns01"]["cloudflare"]["apiTokenSecretRef"]["nmae"] = "x"
+    assert cluster_issuer_problems(issuer) == [
+        "spec.acme.solvers[0].dns01.cloudflare.apiTokenSecretRef.nmae: unknown field"]
+
+
+def test_the_dns_token_secret_passes_kubernetes_validate_strict(tmp_path):
+    pytest.importorskip("kubernetes_validate", reason="pip install 'gpuhub[test]'")
+    from test_artifacts import kubernetes_version
+    from gpuhub.secret import Secret
+    inv = site(tmp_path, "ingress")
+    assert validate.manifest_problems(render.dns_token_secret(Secret("t" * 40)), kubernetes_version(inv)) == []
