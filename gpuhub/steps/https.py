@@ -76,8 +76,7 @@ def foreign_cert_manager(ctx) -> str:
     its CRDs (the ClusterIssuer listing answers)."""
     pods = ctx.facts["certmanager_pods"] or []
     if pods:
-        return "cert-manager runs already (" + ", ".join(f"{p['namespace']}/{p['name']}" if "namespace" in p
-                                                        else p["name"] for p in pods) + ")"
+        return "cert-manager runs already (pod " + ", ".join(p["name"] for p in pods) + ")"
     if ctx.facts["cluster_issuers"] is not None:
         return "cert-manager's CRDs are installed already"
     return ""

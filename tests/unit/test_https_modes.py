@@ -369,3 +369,15 @@ class TestDNS01:
         fx = hub_facts(inv, secrets, **deployed_cert_manager(inv), certmanager_pods=[], cluster_issuers={})
         p = plan_hub(inv, secrets, fx)
         assert p.status == "blocked" and "GPUHUB_DNS_API_TOKEN" in p.reason
+
+
+def test_the_ok_note_names_a_cert_manager_gpuhub_did_not_install(tmp_path, secrets):
+    inv = site(tmp_path, https="ingress")
+    issuer = render.cluster_issuer(inv)
+    pods = [{"name": "cert-manager-7d4b5d8b9c-abcde", "node": "workstation", "labels": {}, "phase": "Running",
+             "owner": None, "reason": "", "ready": True}]
+    fx = hub_facts(inv, secrets, certmanager_release=[], certmanager_pods=pods, cluster_issuers={
+        render.CLUSTER_ISSUER: {"digest": issuer["metadata"]["annotations"][render.SPEC_DIGEST_ANNOTATION],
+                                "ready": True}})
+    p = plan_hub(inv, secrets, fx)
+    assert p.status == "ok" and "cert-manager runs already (pod cert-manager-7d4b5d8b9c-abcde)" in p.note
