@@ -211,6 +211,14 @@ def check_traefik(inv, host, fx, server):
     if host.role != "server":
         return None
     pods = fx["traefik_pods"]
+    if inv.hub["https"] == "ingress":
+        # The hub's Ingress is served by K3s's Traefik, and cert-manager answers HTTP-01 through it.
+        ready = [p["name"] for p in pods or [] if p["ready"]]
+        if ready:
+            return Finding("traefik", True, "Traefik runs (it serves the hub's Ingress): " + ", ".join(ready))
+        return Finding("traefik", False, "Traefik does not run, and with hub.https: ingress it serves the hub",
+                       ", ".join(f"{p['name']}: {p['reason'] or p['phase']}" for p in pods or []) or "no Traefik pod",
+                       "no `disable: [traefik]` in config.yaml: " + _fix("k3s.install", inv, host))
     if pods:
         return Finding("traefik", False, "Traefik runs and holds ports 80/443 that the hub's HTTPS proxy needs",
                        ", ".join(p["name"] for p in pods), "disable: [traefik] in config.yaml: " + _fix("k3s.install", inv, host))

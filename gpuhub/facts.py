@@ -366,26 +366,37 @@ def plugin_pod_selector(release: str) -> str:
     return shlex.quote(",".join(plugin_pod_labels(release)))
 
 
-def cluster_probes(plugin_release: str, hub_release: str) -> dict:
+def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress") -> dict:
     """On the server, once K3s answers: what the cluster steps compare, in two kubectl calls (each
     costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
     pod in one; helm's own records of the releases in the other (helm_releases), sent beside the
     rest as a second command at the same time (Probe.apart). The facts they
-    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods; plugin_release, hub_release
-    (each release's revisions), plugin_values, hub_values (its values, the OAuth secret digested)."""
-    releases = {"plugin": plugin_release, "hub": hub_release}
-    return {
-        "cluster": Probe(f"{KUBECTL} get nodes,runtimeclasses,pods -A -o json",
+    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, certmanager_pods, ingresses;
+    plugin_release, hub_release, certmanager_release (each release's revisions), plugin_values,
+    hub_values, certmanager_values (its values, the OAuth secret digested); gpuhub_secrets, cluster_issuers.
+    Those two only where hub.https (`https`) reads them: every kubectl call is a process start on the
+    server and a round on the API server, and a converged run should pay for none it does not need."""
+    releases = {"plugin": plugin_release, "hub": hub_release, "certmanager": CERT_MANAGER_RELEASE}
+    probes = {
+        "cluster": Probe(f"{KUBECTL} get nodes,runtimeclasses,pods,ingresses -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
                          expands=True),
         "releases": Probe(f"{KUBECTL} get secrets -A -l {HELM_RELEASES} -o json",
                           functools.partial(parse_helm_releases, releases=releases), expands=True, apart=True),
         # The server's clock, which stamped those revisions: how old a pending one is.
         "now": Probe("date +%s", parse_int),
+        # hub.https: what gpuhub made for HTTPS, by the digests it stamped on them (never a
+        # key or token itself): its Secrets (the hub's TLS pair, the DNS token), and the ClusterIssuers, whose
+        # listing fails while cert-manager's CRDs are absent (None: no cert-manager here).
+        "gpuhub_secrets": Probe(f"{KUBECTL} get secrets -A -l {GPUHUB_MANAGED} -o json",
+                                functools.partial(parse_annotated, annotation=TLS_DIGEST), apart=True),
+        "cluster_issuers": Probe(f"{KUBECTL} get clusterissuers.cert-manager.io -o json",
+                                 functools.partial(parse_annotated, annotation=SPEC_DIGEST, ready=True), apart=True),
     }
+    unread = {"letsencrypt": ("gpuhub_secrets", "cluster_issuers"), "certificate": ("cluster_issuers",)}
+    return {name: p for name, p in probes.items() if name not in unread.get(https, ())}
 
 
-CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods", "gpu_pods")
 GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
 
 
@@ -411,10 +422,36 @@ def gpu_requests(pods: list) -> list:
             held.append({"name": f"{meta.get('namespace')}/{meta['name']}", "node": (pod.get("spec") or {}).get("nodeName"),
                          "phase": phase, "resources": wanted})
     return held
+CERT_MANAGER_RELEASE = "cert-manager/cert-manager"
+GPUHUB_MANAGED = "app.kubernetes.io/managed-by=gpuhub"
+TLS_DIGEST, SPEC_DIGEST = "gpuhub.io/tls-digest", "gpuhub.io/spec-digest"
+
+
+def parse_annotated(out: str, rc: int, annotation: str, ready: bool = False):
+    """A `kubectl get ... -o json` list -> {[NAMESPACE/]NAME: {"digest": the annotation, "ready": ...}}; None
+    when kubectl failed. Nothing else of an object is kept (a TLS Secret's data holds a key).
+    `ready`: the Ready condition's status is "True" (cert-manager v1.21.1
+    pkg/apis/certmanager/v1/types_issuer.go IssuerCondition, IssuerConditionReady)."""
+    data = parse_json(out, rc)
+    if not isinstance(data, dict):
+        return None
+    found = {}
+    for item in data.get("items", []):
+        meta = item.get("metadata") or {}
+        view = {"digest": (meta.get("annotations") or {}).get(annotation)}
+        if ready:
+            conditions = (item.get("status") or {}).get("conditions") or []
+            view["ready"] = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        found[f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else meta.get("name")] = view
+    return found
+
+
+CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods", "ingresses",
+                 "certmanager_pods", "gpu_pods")
 
 
 def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> dict:
-    """`kubectl get nodes,runtimeclasses,pods -A -o json` -> the facts CLUSTER_FACTS (None each
+    """`kubectl get nodes,runtimeclasses,pods,ingresses -A -o json` -> the facts CLUSTER_FACTS (None each
     when kubectl failed). Several resource types come as one v1 List of every item, each with its
     own kind (kubectl v0.34.9 pkg/cmd/get/get.go printGeneric); a type kubectl could not list makes
     it exit 1 after printing the rest, and then nothing is taken for granted."""
@@ -439,7 +476,25 @@ def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> d
         "hub_pods": pod_views([p for p in pods if p["metadata"].get("namespace") == hub_ns]),
         "traefik_pods": pod_views([p for p in pods if labelled(p, {"app.kubernetes.io/name": "traefik"})]),
         "gpu_pods": gpu_requests(pods),
+        # cert-manager's controller, however it was installed: its chart labels the pods
+        # app.kubernetes.io/name=cert-manager, component controller (v1.21.1
+        # deploy/charts/cert-manager/templates/deployment.yaml).
+        "certmanager_pods": pod_views([p for p in pods if labelled(p, {"app.kubernetes.io/name": "cert-manager",
+                                                                       "app.kubernetes.io/component": "controller"})]),
+        "ingresses": [ingress_view(i) for i in kinds.get("Ingress", [])],
     }
+
+
+def ingress_view(item: dict) -> dict:
+    """One networking.k8s.io/v1 Ingress -> {namespace, name, release, hosts}. `release`: the helm
+    release that made it, NS/NAME from the annotations helm puts on every object it creates
+    (meta.helm.sh/release-name, -namespace: helm v3.17.3 pkg/action/validate.go), else None."""
+    meta = item.get("metadata") or {}
+    notes = meta.get("annotations") or {}
+    name, ns = notes.get("meta.helm.sh/release-name"), notes.get("meta.helm.sh/release-namespace")
+    hosts = sorted({r.get("host") for r in (item.get("spec") or {}).get("rules") or [] if r.get("host")})
+    return {"namespace": meta.get("namespace"), "name": meta.get("name"),
+            "release": f"{ns}/{name}" if name and ns else None, "hosts": hosts}
 
 
 # helm 3 keeps each revision of a release as a Secret in the release's namespace (its default

@@ -17,11 +17,22 @@ def _context(cafile=None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+# Who renews the hub's certificate, by hub.https: the audit's check is the same in every mode
+# (a TLS handshake as a browser makes it), only the advice differs.
+RENEWAL = {
+    "letsencrypt": "the chart's Let's Encrypt proxy renews by itself when ports 80/443 reach the server and DNS "
+                   "for {hostname} points at it; see `k3s kubectl -n NAMESPACE logs deploy/autohttps`",
+    "ingress": "cert-manager renews it through Traefik (ACME HTTP-01: port 80 must reach the server); see `k3s "
+               "kubectl -n NAMESPACE describe certificate` and `k3s kubectl -n cert-manager logs deploy/cert-manager`",
+    "certificate": "the certificate is your institution's: get a renewed one, name it in hub.tls_certificate "
+                   "(and hub.tls_key), then run hub.launch",
+}
+
+
 def check_certificate(hostname: str, address: str = None, port: int = 443, cafile: str = None,
-                      min_days: int = MIN_DAYS, timeout: float = 10) -> Finding:
+                      min_days: int = MIN_DAYS, timeout: float = 10, mode: str = "letsencrypt") -> Finding:
     """Connect to `address` (default: `hostname` through DNS) with SNI `hostname` and verify."""
-    fix = ("the chart's Let's Encrypt proxy renews by itself when ports 80/443 reach the server and "
-           f"DNS for {hostname} points at it; see `k3s kubectl -n NAMESPACE logs deploy/autohttps`")
+    fix = RENEWAL[mode].format(hostname=hostname)
     where = f"{address or hostname}:{port}"
     try:
         with socket.create_connection((address or hostname, port), timeout=timeout) as raw:

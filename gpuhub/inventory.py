@@ -24,6 +24,15 @@ HELM_VERSION = "v3.17.3"
 TOOLKIT_VERSION = "1.17.8-1"
 PLUGIN_CHART_REPO = "https://nvidia.github.io/k8s-device-plugin"
 HUB_CHART_REPO = "https://hub.jupyter.org/helm-chart/"
+# hub.https: ingress. cert-manager's chart (github:cert-manager/cert-manager v1.21.1
+# deploy/charts/cert-manager; its versions carry a leading v) from Jetstack's repository.
+CERT_MANAGER_CHART = "v1.21.1"
+CERT_MANAGER_CHART_REPO = "https://charts.jetstack.io"
+LETSENCRYPT_ACME = "https://acme-v02.api.letsencrypt.org/directory"
+# letsencrypt: the chart's own proxy gets a certificate over HTTP-01 (Traefik disabled);
+# ingress: K3s's Traefik stays, cert-manager issues; certificate: an institution's files.
+HTTPS_MODES = ("letsencrypt", "ingress", "certificate")
+DNS01_PROVIDERS = ("cloudflare",)
 
 RUNTIME_MODES = ("runtimeclass", "default-runtime", "template")
 ROLES = ("server", "agent")
@@ -192,8 +201,25 @@ INVENTORY = Section({
         "namespace": Value(str, "jhub", test=names.dns_label),
         "hostname": Value(str, REQUIRED, test=names.public_hostname,
                           hint="the name users type, its DNS pointing at the server"),
-        "letsencrypt_email": Value(str, REQUIRED, test=names.email,
+        "https": Value(str, "letsencrypt", choices=HTTPS_MODES,
+                       hint="letsencrypt: the hub's own proxy; ingress: Traefik + cert-manager; certificate: "
+                            "files your institution issued"),
+        "letsencrypt_email": Value(str, None, test=names.email,
                                    hint="Let's Encrypt writes here before a certificate expires"),
+        # hub.https: certificate. Paths relative to the inventory file; the key stays 0600.
+        "tls_certificate": Value(str, None, hint="PEM: the hub's certificate, then its intermediates"),
+        "tls_key": Value(str, None, hint="PEM: its private key, unencrypted, mode 0600"),
+        # hub.https: ingress.
+        "cert_manager": Section({
+            "chart_version": Value(str, CERT_MANAGER_CHART, test=names.v_chart_version),
+            "acme_server": Value(str, LETSENCRYPT_ACME, test=names.https_url,
+                                 hint="Let's Encrypt's; its staging directory for trials"),
+            # ACME DNS-01 instead of HTTP-01 (no port 80 needed): the provider's API token is
+            # a secret, dns_api_token (cert-manager v1.21.1 ACMEIssuerDNS01ProviderCloudflare).
+            "dns01_provider": Value(str, None, choices=DNS01_PROVIDERS,
+                                    hint="cloudflare: DNS-01 through its API, the token as dns_api_token in the "
+                                         "secrets"),
+        }),
         "github": Section({
             "organizations": ListOf(Value(str, test=names.github_org)),
             "allowed_users": ListOf(Value(str, test=names.github_user)),
@@ -256,11 +282,15 @@ AIRGAP_TOGETHER = ("k3s_binary", "k3s_install_script")
 SECRETS = Section({
     "github_client_id": Value(str, None, secret=True),
     "github_client_secret": Value(str, None, secret=True),
+    # hub.cert_manager.dns01_provider: the DNS provider's API token (a Cloudflare API token with
+    # Zone:DNS:Edit), kept in a Kubernetes Secret cert-manager reads.
+    "dns_api_token": Value(str, None, secret=True),
 })
 # The OAuth client id is public (every login URL carries it); the client secret is a Secret.
-SECRET_KEYS = ("github_client_secret",)
+SECRET_KEYS = ("github_client_secret", "dns_api_token")
 SECRET_ENV = {"github_client_id": "GPUHUB_GITHUB_CLIENT_ID",
-              "github_client_secret": "GPUHUB_GITHUB_CLIENT_SECRET"}
+              "github_client_secret": "GPUHUB_GITHUB_CLIENT_SECRET",
+              "dns_api_token": "GPUHUB_DNS_API_TOKEN"}
 
 
 @dataclass(frozen=True)
@@ -318,6 +348,15 @@ class Inventory:
                        address=h["address"], local=h["local"], renamed=self.gpu["rename_shared"])
             for name, h in data["hosts"].items()
         }
+
+    def tls_pair(self):
+        """hub.https: certificate: the files, checked again (they may have changed since loading)."""
+        from . import tlsfile
+        try:
+            return tlsfile.load_pair(self.base / self.hub["tls_certificate"], self.base / self.hub["tls_key"],
+                                     self.hub["hostname"])
+        except tlsfile.TLSFileError as e:
+            raise InventoryError([Problem(e.key, str(e), e.hint)], self.source) from None
 
     @property
     def server(self) -> Host:
@@ -557,6 +596,33 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
         problems.append(Problem("hub.slug_scheme", f"needs hub.chart_version 4.x, not {hub['chart_version']}",
                                 "KubeSpawner 6 (chart 3.x) has one naming scheme, escape; leave slug_scheme out"))
     problems += _profile_checks(hub, hosts)
+    problems += https_checks(hub, base)
+    return problems
+
+
+def https_checks(hub: dict, base: Path) -> list:
+    """What each hub.https mode needs, and nothing of another mode left set."""
+    mode, problems = hub["https"], []
+    if mode in ("letsencrypt", "ingress") and not hub["letsencrypt_email"]:
+        problems.append(Problem("hub.letsencrypt_email", f"is required with hub.https: {mode}",
+                                "Let's Encrypt writes here before a certificate expires"))
+    if hub["cert_manager"]["dns01_provider"] and mode != "ingress":
+        problems.append(Problem("hub.cert_manager.dns01_provider", f"is set but hub.https is {mode}",
+                                "DNS-01 is how cert-manager proves the name in hub.https: ingress; remove it here"))
+    files = ("tls_certificate", "tls_key")
+    if mode != "certificate":
+        problems += [Problem(f"hub.{k}", f"is set but hub.https is {mode}",
+                             "remove it, or set hub.https: certificate") for k in files if hub[k]]
+        return problems
+    missing = [k for k in files if not hub[k]]
+    problems += [Problem(f"hub.{k}", "is required with hub.https: certificate",
+                         "the PEM file, relative to the inventory file") for k in missing]
+    if not missing:
+        from . import tlsfile
+        try:
+            tlsfile.load_pair(base / hub["tls_certificate"], base / hub["tls_key"], hub["hostname"])
+        except tlsfile.TLSFileError as e:
+            problems.append(Problem(e.key, str(e), e.hint))
     return problems
 
 

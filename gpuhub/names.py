@@ -106,6 +106,19 @@ def address(value: str) -> str:
         return "" if not hostname(value) else f"{quoted(value)} is neither an IP address nor a DNS hostname"
 
 
+def v_chart_version(value: str) -> str:
+    """A chart version that may carry a leading v, as cert-manager's do (v1.21.1)."""
+    return "" if _SEMVER.match(value.removeprefix("v")) else f"{quoted(value)} is not a chart version such as v1.2.3"
+
+
+# An https URL without spaces, quotes or backslashes: it goes into a manifest, never a shell line.
+_HTTPS_URL = whole(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/:@!$&()*+,;=-]*)?$")
+
+
+def https_url(value: str) -> str:
+    return "" if _HTTPS_URL.match(value) else f"{quoted(value)} is not an https:// URL"
+
+
 def email(value: str) -> str:
     return "" if _EMAIL.match(value) else f"{quoted(value)} is not an email address"
 

@@ -134,7 +134,8 @@ class Run:
             command = locks.first_try() if host.name in self.locking else lock.check_script()
             probes = {LOCK_PROBE: f.Probe(command, lambda out, rc: Result(out, "", rc)), **probes}
         if host.role == "server":
-            for name, probe in f.cluster_probes(cluster.plugin_release(self.inv), cluster.hub_release(self.inv)).items():
+            for name, probe in f.cluster_probes(cluster.plugin_release(self.inv), cluster.hub_release(self.inv),
+                                                  self.inv.hub["https"]).items():
                 probes[name] = replace(probe, command=f"timeout 60 {probe.command}")
         return probes
 

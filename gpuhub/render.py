@@ -60,8 +60,10 @@ def k3s_config(inv: Inventory, host: Host) -> dict:
     config = {"node-name": host.name}
     if host.role == "server":
         config["write-kubeconfig-mode"] = "0600"
-        # JupyterHub's own proxy takes 80/443 with Let's Encrypt; Traefik would hold them.
-        config["disable"] = ["traefik"]
+        if inv.hub["https"] != "ingress":
+            # JupyterHub's own proxy takes 80/443 (Let's Encrypt or the institution's
+            # certificate); Traefik would hold them. In ingress mode Traefik serves the hub.
+            config["disable"] = ["traefik"]
         if host.address:
             config["tls-san"] = [host.address]
     else:
@@ -388,10 +390,7 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
     if storage:
         singleuser["storage"] = storage
     values = {
-        "proxy": {"https": {
-            "enabled": True, "type": "letsencrypt", "hosts": [hub["hostname"]],
-            "letsencrypt": {"contactEmail": hub["letsencrypt_email"]},
-        }},
+        **https_values(inv),
         "hub": {"config": _auth_config(inv, secrets)},
         "singleuser": singleuser,
     }
@@ -422,6 +421,99 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         # (both true by default); the chart renders neither puller when they are false.
         values["prePuller"] = {"hook": {"enabled": False}, "continuous": {"enabled": False}}
     return values
+
+
+# --- HTTPS (hub.https) -----------------------------------------------------------------------
+
+TRAEFIK_CLASS = "traefik"  # the IngressClass K3s's bundled Traefik chart creates
+CLUSTER_ISSUER = "gpuhub-letsencrypt"
+ACME_ACCOUNT_SECRET = "gpuhub-letsencrypt-account"
+HUB_TLS_SECRET = "gpuhub-hub-tls"              # certificate: the institution's files
+INGRESS_TLS_SECRET = "gpuhub-hub-ingress-tls"  # ingress: what cert-manager issues
+DNS_TOKEN_SECRET, DNS_TOKEN_KEY = "gpuhub-dns01-token", "api-token"
+CERT_MANAGER_NAMESPACE = "cert-manager"  # where gpuhub installs it: its cluster resource namespace
+TLS_DIGEST_ANNOTATION = "gpuhub.io/tls-digest"
+SPEC_DIGEST_ANNOTATION = "gpuhub.io/spec-digest"
+MANAGED = {"app.kubernetes.io/managed-by": "gpuhub"}
+
+
+def https_values(inv: Inventory) -> dict:
+    """The hub values of each hub.https mode (Z2JH 4.4.0 values.yaml proxy.https, ingress;
+    templates/proxy/deployment.yaml, service.yaml, ingress.yaml)."""
+    hub = inv.hub
+    mode, hostname = hub["https"], hub["hostname"]
+    if mode == "certificate":
+        # type secret: the proxy mounts the Secret and serves its tls.crt/tls.key itself; the
+        # key never enters the values (type manual would put it there).
+        return {"proxy": {"https": {"enabled": True, "type": "secret", "hosts": [hostname],
+                                    "secret": {"name": HUB_TLS_SECRET, "key": "tls.key", "crt": "tls.crt"}}}}
+    if mode == "ingress":
+        # Traefik terminates TLS and forwards plain HTTP to proxy-public, which then needs no
+        # node ports of its own: ClusterIP. cert-manager's ingress-shim issues the Certificate
+        # for the tls entry from the annotation (cert-manager v1.21.1
+        # pkg/controller/certificate-shim/sync.go buildCertificates).
+        return {"proxy": {"service": {"type": "ClusterIP"}, "https": {"enabled": False}},
+                "ingress": {"enabled": True, "ingressClassName": TRAEFIK_CLASS, "hosts": [hostname],
+                            "annotations": {"cert-manager.io/cluster-issuer": CLUSTER_ISSUER},
+                            "tls": [{"hosts": [hostname], "secretName": INGRESS_TLS_SECRET}]}}
+    return {"proxy": {"https": {"enabled": True, "type": "letsencrypt", "hosts": [hostname],
+                                "letsencrypt": {"contactEmail": hub["letsencrypt_email"]}}}}
+
+
+def cert_manager_values() -> dict:
+    """cert-manager v1.21.1 deploy/charts/cert-manager/values.yaml: crds.enabled installs its
+    CRDs with the release (off by default; installCRDs is the deprecated spelling)."""
+    return {"crds": {"enabled": True}}
+
+
+def cluster_issuer(inv: Inventory) -> dict:
+    """The ACME ClusterIssuer (cert-manager.io/v1; pkg/apis/acme/v1/types_issuer.go v1.21.1):
+    HTTP-01 answered through Traefik, the account key kept in a Secret cert-manager makes."""
+    solver = {"http01": {"ingress": {"ingressClassName": TRAEFIK_CLASS}}}
+    if inv.hub["cert_manager"]["dns01_provider"] == "cloudflare":
+        # DNS-01 through Cloudflare's API (ACMEIssuerDNS01ProviderCloudflare: apiTokenSecretRef);
+        # a ClusterIssuer's Secrets are read from cert-manager's cluster resource namespace, by
+        # default its own (cmd/controller/app/options --cluster-resource-namespace).
+        solver = {"dns01": {"cloudflare": {"apiTokenSecretRef": {"name": DNS_TOKEN_SECRET, "key": DNS_TOKEN_KEY}}}}
+    spec = {"acme": {
+        "email": inv.hub["letsencrypt_email"],
+        "server": inv.hub["cert_manager"]["acme_server"],
+        "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
+        "solvers": [solver],
+    }}
+    return {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+            "metadata": {"name": CLUSTER_ISSUER, "labels": dict(MANAGED),
+                         "annotations": {SPEC_DIGEST_ANNOTATION: spec_digest(spec)}},
+            "spec": spec}
+
+
+def spec_digest(spec: dict) -> str:
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def dns_token_secret(token) -> dict:
+    """The DNS provider's API token (a gpuhub Secret value) for cert-manager's DNS-01 solver:
+    to kubectl on stdin only, like the TLS key."""
+    import base64
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": DNS_TOKEN_SECRET, "namespace": CERT_MANAGER_NAMESPACE, "labels": dict(MANAGED),
+                         "annotations": {TLS_DIGEST_ANNOTATION: token.digest()}},
+            "data": {DNS_TOKEN_KEY: base64.b64encode(token.reveal().encode()).decode()}}
+
+
+def tls_secret(inv: Inventory, pair) -> dict:
+    """The kubernetes.io/tls Secret the proxy serves in certificate mode. Holds the key: it goes
+    to kubectl on stdin only, never to a file of ours, never into the values."""
+    import base64
+
+    def b64(text):
+        return base64.b64encode(text.encode()).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": HUB_TLS_SECRET, "namespace": inv.hub["namespace"], "labels": dict(MANAGED),
+                         "annotations": {TLS_DIGEST_ANNOTATION: pair.digest}},
+            "data": {"tls.crt": b64(pair.certificate), "tls.key": b64(pair.key.reveal())}}
 
 
 # --- GPU test ------------------------------------------------------------------------------
@@ -479,6 +571,9 @@ def render_all(inv: Inventory, secrets: Secrets):
         "cluster/device-plugin-values.yaml": Artifact(dump(device_plugin_values(inv))),
         "cluster/gpu-test.yaml": Artifact(dump(gpu_test_job(inv))),
     }
+    if inv.hub["https"] == "ingress":
+        files["cluster/cert-manager-values.yaml"] = Artifact(dump(cert_manager_values()))
+        files["cluster/cluster-issuer.yaml"] = Artifact(dump(cluster_issuer(inv)))
     for host in inv.ordered_hosts():
         files[f"hosts/{host.name}/k3s-config.yaml"] = Artifact(dump(k3s_config(inv, host)))
         if inv.gpu["runtime"] == "template" and host.gpus:

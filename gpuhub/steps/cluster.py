@@ -11,6 +11,7 @@ from .. import names, pulls, render
 from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
+from . import https
 from . import (SCRIPTS_DIR, VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, call, changes, command_deadline,
                needs, pending, script, upload)
 
@@ -58,11 +59,12 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     current = f.release_view(history)
     chart = CHART_NAMES[chart_key]
     if current and current["chart"] != chart:
-        setting = {"plugin_chart": "gpu.plugin_release / gpu.plugin_namespace",
-                   "hub_chart": "hub.release / hub.namespace"}[chart_key]
+        setting = {"plugin_chart": "set gpu.plugin_release / gpu.plugin_namespace to the device plugin release's "
+                                   "own name, or to a free one",
+                   "hub_chart": "set hub.release / hub.namespace to the JupyterHub release's own name, or to a free "
+                                "one"}.get(chart_key, "remove or rename that release")
         raise ReleaseBusy(f"release {release} is the chart {current['chart']} {current['version']}, not {chart}: "
-                          f"gpuhub will not replace it; set {setting} to the {label} release's own name, or "
-                          "to a free one")
+                          f"gpuhub will not replace it; {setting}")
     compared = compare(wanted_values)
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
@@ -90,16 +92,15 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     return Change(summary, actions=upgrade)
 
 
-CHART_NAMES = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}
-
-
-VALUES_FILES = {"plugin_chart": "cluster/device-plugin-values.yaml", "hub_chart": "cluster/jupyterhub-values.yaml"}
+VALUES_FILES = {"plugin_chart": "cluster/device-plugin-values.yaml", "hub_chart": "cluster/jupyterhub-values.yaml",
+                "cert_manager_chart": "cluster/cert-manager-values.yaml"}
+CHART_NAMES = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub", "cert_manager_chart": "cert-manager"}
 
 
 def helm_upgrade(inv, step, release, chart_key, repo, version, wanted_values, timeout_s) -> list:
     """helm upgrade --install of `release` (the airgap chart uploaded first, when given)."""
     namespace, name = release.split("/")
-    chart_file = inv.airgap_file(chart_key)
+    chart_file = inv.airgap_file(chart_key) if chart_key in inv.airgap else None  # no airgap cert-manager yet
     uploads = []
     if chart_file:
         chart = f"{WORK_DIR}/{chart_file.name}"
@@ -323,7 +324,7 @@ def _run(ctx: Context, command: str):
 
 # --- hub.launch -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'hub_release', 'hub_values', 'now'))
+@needs(host=('nodes', 'hub_release', 'hub_values', 'now', *https.NEEDS))
 def plan_hub(ctx: Context) -> StepPlan:
     inv = ctx.inv
     try:
@@ -335,13 +336,19 @@ def plan_hub(ctx: Context) -> StepPlan:
         return pending(HUB, waiting)
     values = json.loads(json.dumps(values))
     try:
+        before = https.https_changes(ctx, release_change)
         release = release_change(ctx, HUB, hub_release(inv), "hub_chart", HUB_CHART_REPO, inv.hub["chart_version"],
                                  values, ctx.facts["hub_values"], "JupyterHub", hub_helm_timeout_s(inv),
                                  "hub_release", compare=digested)
     except ReleaseBusy as e:
         return blocked(HUB, str(e))
+    except InventoryError as e:
+        return blocked(HUB, "; ".join(str(p) for p in e.problems))
     if release is None:
-        return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
+        if before:
+            return changes(HUB, before)
+        return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/"
+                        + https.https_note(ctx))
     renames = slug_scheme_change(inv, f.release_view(ctx.facts["hub_release"]))
     if renames:
         release = replace(release, summary=f"{release.summary}; {renames}", destructive=True)
@@ -351,7 +358,7 @@ def plan_hub(ctx: Context) -> StepPlan:
              "(`inv hub.check`); nothing goes to helm when they refuse them", lambda c: check_hub(c, values)),
         *[a if a is not helm else replace(helm, around=lambda c, run: pulls.watched(c, run, helm.wait))
           for a in release.actions]], destructive=release.destructive)
-    return changes(HUB, [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
+    return changes(HUB, [*before, checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
                                          actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
 
 

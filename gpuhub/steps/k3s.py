@@ -40,7 +40,7 @@ def airgap_arch_problem(inv, arch) -> str:
     return ""
 
 
-@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'agent_token_sha', 'helm_sha', 'helm_version'), server=('server_token_sha',))
+@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'agent_token_sha', 'helm_sha', 'helm_version', 'traefik_pods', 'ingresses'), server=('server_token_sha',))
 def plan_install(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     if fx["systemd"] != "yes":
@@ -57,8 +57,11 @@ def plan_install(ctx: Context) -> StepPlan:
 
     if fx["k3s_config_sha"] != sha256(config_text):
         verb = "write" if fx["k3s_config_sha"] is None else "update"
-        items.append(Change(f"{verb} {f.K3S_CONFIG}", actions=[upload(f.K3S_CONFIG, config_text, 0o600)],
-                            restarts=running, notify=(RESTART_K3S,)))
+        breaks = traefik_dependents(ctx)
+        summary = f"{verb} {f.K3S_CONFIG}" + (f": disables Traefik, which serves {breaks}: they stop answering"
+                                              if breaks else "")
+        items.append(Change(summary, actions=[upload(f.K3S_CONFIG, config_text, 0o600)],
+                            restarts=running, notify=(RESTART_K3S,), destructive=bool(breaks)))
     if host.role == "agent":
         server_sha = ctx.server_facts["server_token_sha"] if ctx.server_facts else None
         if server_sha is None or fx["agent_token_sha"] != server_sha:
@@ -81,6 +84,24 @@ def plan_install(ctx: Context) -> StepPlan:
         if helm:
             items.append(helm)
     return changes(INSTALL, items, note=f"K3s {installed} {ctx.k3s_unit} active, config as rendered")
+
+
+def traefik_dependents(ctx: Context) -> str:
+    """The Ingresses (other than the hub's own, which its next release drops) that the running
+    Traefik serves, when the config about to be written disables it ("" otherwise): the evidence
+    that makes the change destructive. K3s deploys Traefik as a packaged AddOn; started with
+    `disable: [traefik]` it no longer deploys it and removes the one deployed before (docs.k3s.io,
+    installation/packaged-components, "Disabling AddOns"; not re-read in K3s's source here)."""
+    if ctx.host.role != "server" or "traefik" not in render.k3s_config(ctx.inv, ctx.host).get("disable", []):
+        return ""
+    if not ctx.facts["traefik_pods"]:
+        return ""  # Traefik is not running: nothing it serves now
+    hub = f"{ctx.inv.hub['namespace']}/{ctx.inv.hub['release']}"
+    others = [i for i in ctx.facts["ingresses"] or [] if i["release"] != hub]
+    if not others:
+        return ""
+    return "Ingress " + ", ".join(f"{i['namespace']}/{i['name']}" + (f" ({', '.join(i['hosts'])})" if i["hosts"]
+                                                                      else "") for i in others)
 
 
 def helm_change(ctx: Context):

@@ -26,7 +26,7 @@ def hub_target(audit_session, audited):
 
 def test_hub_https(audit_session, audited, verdict):
     where = hub_target(audit_session, audited)
-    verdict(https.check_certificate(audited.inv.hub["hostname"], **where))
+    verdict(https.check_certificate(audited.inv.hub["hostname"], mode=audited.inv.hub["https"], **where))
 
 
 def test_hub_login(audit_session, audited, verdict):

@@ -1243,6 +1243,11 @@ def kubectl(argv):
                 for node in state["nodes"].values():
                     restart_pod(state, ns, daemonset, node["name"])
                 print(f"daemonset.apps/{daemonset} restarted")
+            elif rest[:1] == ["restart"] and len(rest) > 1 and rest[1].partition("/")[0] in ("deployment", "deploy"):
+                # The hub's proxy (hub.https: certificate, a renewed Secret): kubectl stamps the pod
+                # template's kubectl.kubernetes.io/restartedAt; recorded, its pods are not remade.
+                state.setdefault("restarted", []).append(f"{ns}/{rest[1]}")
+                print(f"deployment.apps/{rest[1].partition('/')[2]} restarted")
             else:
                 die(f"kubectl (SIMULATION): rollout {' '.join(rest)} not simulated")
         elif verb == "wait":
@@ -1258,7 +1263,7 @@ def objects(state, kind, ns, flags):
     if kind in ("node", "nodes", "no"):
         return [node_object(state, n) for n in sorted(state["nodes"].values(), key=lambda n: n["name"])], "Node"
     if kind in ("pod", "pods", "po"):
-        pods = release_pods(state) + hook_pods(state) + job_pods(state)
+        pods = release_pods(state) + hook_pods(state) + job_pods(state) + https_pods(state)
         return [p for p in pods if everywhere or p["metadata"]["namespace"] == ns], "Pod"
     if kind in ("job", "jobs"):
         items = []
@@ -1279,7 +1284,16 @@ def objects(state, kind, ns, flags):
         return [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": n}, "handler": rc["handler"]}
                 for n, rc in sorted(state["runtimeclasses"].items())], "RuntimeClass"
     if kind in ("secret", "secrets"):
-        return [s for s in release_secrets(state) if everywhere or s["metadata"]["namespace"] == ns], "Secret"
+        found = release_secrets(state) + applied_secrets(state) + issued_secrets(state)
+        return [s for s in found if everywhere or s["metadata"]["namespace"] == ns], "Secret"
+    if kind in ("ingress", "ingresses", "ing", "ingresses.networking.k8s.io"):
+        return [i for i in ingresses(state) if everywhere or i["metadata"]["namespace"] == ns], "Ingress"
+    if kind in ("clusterissuer", "clusterissuers", "clusterissuers.cert-manager.io"):
+        require_cert_manager_crds(state, kind)
+        return cluster_issuers(state), "ClusterIssuer"
+    if kind in ("certificate", "certificates", "certificates.cert-manager.io"):
+        require_cert_manager_crds(state, kind)
+        return [c for c in shim_certificates(state) if everywhere or c["metadata"]["namespace"] == ns], "Certificate"
     if kind in ("namespace", "namespaces", "ns"):
         return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in state["namespaces"]], "Namespace"
     if kind in ("event", "events", "ev"):
@@ -1314,6 +1328,147 @@ def event(ns, kind, name, reason, message, component, action=None, kind_="Warnin
     else:
         item.update(firstTimestamp=STAMP, lastTimestamp=STAMP)
     return item
+
+
+# --- HTTPS: K3s's Traefik, Ingresses, cert-manager -----------------------------------------
+
+def https_pods(state) -> list:
+    """Traefik's pod, unless the server runs with `disable: [traefik]`: K3s deploys it as a
+    packaged AddOn (manifests/traefik.yaml, a HelmChart helm-controller installs in kube-system;
+    docs.k3s.io installation/packaged-components), its pods labelled app.kubernetes.io/name=traefik
+    by the Traefik chart. And cert-manager's controller and webhook pods for a deployed
+    cert-manager release (v1.21.1 deploy/charts/cert-manager/templates/deployment.yaml,
+    webhook-deployment.yaml: app.kubernetes.io/name cert-manager / webhook, component
+    controller / webhook). All Running and Ready at once (the simulation pulls no images)."""
+    server = next((n for n in state["nodes"].values() if n["role"] == "server"), None)
+    pods = []
+    if server and state.get("server") and "traefik" not in state["server"].get("disabled", []):
+        pods.append(pod("traefik-5d45fc8cc9-" + name_suffix("traefik")[:5], "kube-system",
+                        {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system"},
+                        server["name"], "Running", owner=("ReplicaSet", "traefik-5d45fc8cc9"),
+                        containers=[container_status("traefik", "rancher/mirrored-library-traefik", running())]))
+    for release in cert_manager_releases(state):
+        for name, component in (("cert-manager", "controller"), ("webhook", "webhook")):
+            full = release["name"] if name == "cert-manager" else f"{release['name']}-{name}"
+            pods.append(pod(f"{full}-{name_suffix(full)[:10]}", release["namespace"],
+                            {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component,
+                             "app.kubernetes.io/instance": release["name"]},
+                            server["name"] if server else "", "Running", owner=("ReplicaSet", full),
+                            containers=[container_status(name, f"quay.io/jetstack/cert-manager-{component}", running())]))
+    return pods
+
+
+def cert_manager_releases(state) -> list:
+    return [r for r in deployed_releases(state) if r["chart"] == "cert-manager"]
+
+
+def cert_manager_crds(state) -> bool:
+    """The chart installs cert-manager's CRDs only with crds.enabled (or the deprecated
+    installCRDs) true (v1.21.1 values.yaml; templates/crd-*.yaml). crds.keep (default true) would
+    keep them after an uninstall: not simulated, nothing here uninstalls cert-manager."""
+    for release in cert_manager_releases(state):
+        values = release.get("values") or {}
+        if (values.get("crds") or {}).get("enabled") or values.get("installCRDs"):
+            return True
+    return False
+
+
+def require_cert_manager_crds(state, kind):
+    if not cert_manager_crds(state):
+        die(f'error: the server doesn\'t have a resource type "{kind}"')
+
+
+def ingresses(state) -> list:
+    """Ingresses made by hand (state["ingresses"], written by a test's starting state) and the one
+    Z2JH 4.4.0 renders with ingress.enabled (templates/ingress.yaml: named "jupyterhub" while
+    fullnameOverride is unset, one rule per host to proxy-public's http port, tls and annotations as
+    given); helm annotates every object it makes with its release (helm v3.17.3
+    pkg/action/validate.go, meta.helm.sh/release-name / -namespace)."""
+    found = [dict(i) for i in state.get("ingresses", [])]
+    for release in deployed_releases(state):
+        values = (release.get("values") or {}).get("ingress") or {}
+        if release["chart"] != "jupyterhub" or not values.get("enabled"):
+            continue
+        paths = [{"path": "/", "pathType": values.get("pathType", "Prefix"),
+                  "backend": {"service": {"name": "proxy-public", "port": {"name": "http"}}}}]
+        spec = {"rules": [dict({"http": {"paths": paths}}, **({"host": h} if h else {}))
+                          for h in values.get("hosts") or [""]]}
+        if values.get("ingressClassName"):
+            spec["ingressClassName"] = values["ingressClassName"]
+        if values.get("tls"):
+            spec["tls"] = values["tls"]
+        notes = dict(values.get("annotations") or {}, **{"meta.helm.sh/release-name": release["name"],
+                                                          "meta.helm.sh/release-namespace": release["namespace"]})
+        found.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "spec": spec,
+                      "metadata": {"name": "jupyterhub", "namespace": release["namespace"], "annotations": notes,
+                                   "labels": {"app": "jupyterhub", "release": release["name"]}}})
+    return found
+
+
+def cluster_issuers(state) -> list:
+    """Applied ClusterIssuers with the status cert-manager gives them: an ACME issuer is Ready
+    once its account is registered with the ACME server (v1.21.1 pkg/issuer/acme/setup.go,
+    reason ACMEAccountRegistered). The simulated cluster reaches no ACME server: it takes the
+    registration as done, unless the fault acme-unreachable is set (then
+    ErrRegisterACMEAccount, Ready False)."""
+    down = fault("acme-unreachable") is not None
+    items = []
+    for name, doc in sorted((state.get("clusterissuers") or {}).items()):
+        ready = {"type": "Ready", "status": "False" if down else "True",
+                 "reason": "ErrRegisterACMEAccount" if down else "ACMEAccountRegistered",
+                 "message": "Failed to register ACME account: (SIMULATION) the ACME server does not answer" if down
+                 else "The ACME account was registered with the ACME server"}
+        items.append(dict(doc, status={"conditions": [ready]}))
+    return items
+
+
+def shim_certificates(state) -> list:
+    """What cert-manager's ingress-shim makes of each Ingress annotated cert-manager.io/cluster-issuer
+    (v1.21.1 pkg/controller/certificate-shim/sync.go buildCertificates): per tls entry a Certificate
+    in the Ingress's namespace named after its secretName, dnsNames its hosts, issuerRef the
+    annotation's ClusterIssuer. Ready (and its Secret issued) when that issuer is Ready."""
+    if not cert_manager_crds(state):
+        return []
+    ready = {i["metadata"]["name"] for i in cluster_issuers(state)
+             if i["status"]["conditions"][0]["status"] == "True"}
+    certificates = []
+    for ingress in ingresses(state):
+        issuer = (ingress["metadata"].get("annotations") or {}).get("cert-manager.io/cluster-issuer")
+        for tls in ingress["spec"].get("tls") or [] if issuer else []:
+            ok = issuer in ready
+            certificates.append({
+                "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                "metadata": {"name": tls["secretName"], "namespace": ingress["metadata"]["namespace"],
+                             "ownerReferences": [{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                                                  "name": ingress["metadata"]["name"], "controller": True}]},
+                "spec": {"dnsNames": list(tls.get("hosts") or []), "secretName": tls["secretName"],
+                         "issuerRef": {"name": issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"}},
+                "status": {"conditions": [{"type": "Ready", "status": "True" if ok else "False",
+                                           "reason": "Ready" if ok else "Issuing"}]}})
+    return certificates
+
+
+def issued_secrets(state) -> list:
+    """The kubernetes.io/tls Secret of each Ready Certificate, annotated with the Certificate and
+    issuer (cert-manager v1.21.1 pkg/apis/certmanager/v1/types.go CertificateNameKey,
+    IssuerNameAnnotationKey). Its data is a marker, not a certificate: nothing here serves it."""
+    import base64
+    items = []
+    for c in shim_certificates(state):
+        if c["status"]["conditions"][0]["status"] != "True":
+            continue
+        marker = base64.b64encode(f"(SIMULATION) issued for {', '.join(c['spec']['dnsNames'])}".encode()).decode()
+        items.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                      "metadata": {"name": c["spec"]["secretName"], "namespace": c["metadata"]["namespace"],
+                                   "annotations": {"cert-manager.io/certificate-name": c["metadata"]["name"],
+                                                   "cert-manager.io/issuer-name": c["spec"]["issuerRef"]["name"],
+                                                   "cert-manager.io/issuer-kind": "ClusterIssuer"}},
+                      "data": {"tls.crt": marker, "tls.key": marker}})
+    return items
+
+
+def applied_secrets(state) -> list:
+    return [dict(doc) for _, doc in sorted((state.get("secrets") or {}).items())]
 
 
 def kubectl_get(state, rest, flags, ns):
@@ -1365,6 +1520,23 @@ def kubectl_apply(state, flags, ns):
             job["placement"] = schedule(state, job)
             state["jobs"][key] = job
             print(f"job.batch/{name} created")
+        elif kind == "Secret":
+            key = f"{dns}/{name}"
+            if dns not in state["namespaces"]:
+                die(f'Error from server (NotFound): namespaces "{dns}" not found')
+            old_doc = state.setdefault("secrets", {}).get(key)
+            state["secrets"][key] = dict(doc, metadata=dict(doc["metadata"], namespace=dns))
+            print(f"secret/{name} " + ("created" if old_doc is None else "unchanged" if old_doc == state["secrets"][key]
+                                       else "configured"))
+        elif kind == "ClusterIssuer":
+            if not cert_manager_crds(state):
+                # kubectl finds no REST mapping for a kind whose CRD is absent (kubectl v0.34
+                # apply: "resource mapping not found ... ensure CRDs are installed first").
+                die(f'error: resource mapping not found for name: "{name}" namespace: "" from "STDIN": no matches '
+                    f'for kind "ClusterIssuer" in version "cert-manager.io/v1"\nensure CRDs are installed first')
+            old_doc = state.setdefault("clusterissuers", {}).get(name)
+            state["clusterissuers"][name] = doc
+            print(f"clusterissuer.cert-manager.io/{name} " + ("created" if old_doc is None else "configured"))
         else:
             die(f"kubectl (SIMULATION): apply of kind {kind} is not simulated")
 

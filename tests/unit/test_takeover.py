@@ -58,7 +58,7 @@ def test_the_device_plugin_release_is_read_and_upgraded_under_the_name_the_inven
     probes = facts.cluster_probes(cluster.plugin_release(inv), cluster.hub_release(inv))
     assert "app.kubernetes.io/instance=nvidia-device-plugin" in json.dumps(
         facts.plugin_pod_labels(cluster.plugin_release(inv)))
-    assert set(probes) == {"cluster", "releases", "now"}
+    assert {"cluster", "releases", "now"} <= set(probes)
     fx = with_facts(inv, inv.hosts["workstation"], secrets,
                     plugin_release=[by_hand(1, "deployed", "nvidia-device-plugin", "0.17.0")], plugin_values={})
     plan = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets))
