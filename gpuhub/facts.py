@@ -364,11 +364,12 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
     pod in one; helm's own records of the releases in the other (helm_releases), sent beside the
     rest as a second command at the same time (Probe.apart). The facts they
-    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods; plugin_release, hub_release
+    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, storage (StorageClasses and
+    users' volumes, storage_view); plugin_release, hub_release
     (each release's revisions), plugin_values, hub_values (its values, the OAuth secret digested)."""
     releases = {"plugin": plugin_release, "hub": hub_release}
     return {
-        "cluster": Probe(f"{KUBECTL} get nodes,runtimeclasses,pods -A -o json",
+        "cluster": Probe(f"{KUBECTL} get {CLUSTER_TYPES} -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
                          expands=True),
         "releases": Probe(f"{KUBECTL} get secrets -A -l {HELM_RELEASES} -o json",
@@ -378,11 +379,12 @@ def cluster_probes(plugin_release: str, hub_release: str) -> dict:
     }
 
 
-CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods")
+CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods", "storage")
+CLUSTER_TYPES = "nodes,runtimeclasses,pods,storageclasses,persistentvolumes,persistentvolumeclaims"
 
 
 def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> dict:
-    """`kubectl get nodes,runtimeclasses,pods -A -o json` -> the facts CLUSTER_FACTS (None each
+    """`kubectl get CLUSTER_TYPES -A -o json` -> the facts CLUSTER_FACTS (None each
     when kubectl failed). Several resource types come as one v1 List of every item, each with its
     own kind (kubectl v0.34.9 pkg/cmd/get/get.go printGeneric); a type kubectl could not list makes
     it exit 1 after printing the rest, and then nothing is taken for granted."""
@@ -406,7 +408,56 @@ def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> d
                                   and labelled(p, plugin_labels)]),
         "hub_pods": pod_views([p for p in pods if p["metadata"].get("namespace") == hub_ns]),
         "traefik_pods": pod_views([p for p in pods if labelled(p, {"app.kubernetes.io/name": "traefik"})]),
+        "storage": storage_view(kinds),
     }
+
+
+def _pinned_node(pv: dict):
+    """The node a PV's nodeAffinity pins it to by kubernetes.io/hostname (local-path's, rancher/
+    local-path-provisioner v0.0.37 provisioner.go DefaultNodeAffinityKey), or its
+    local.path.provisioner/selected-node annotation; None when it names none (a CSI driver's
+    own topology key, a networked volume)."""
+    terms = ((((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
+             .get("nodeSelectorTerms") or [])
+    for term in terms:
+        for expr in term.get("matchExpressions") or []:
+            if expr.get("key") == "kubernetes.io/hostname" and expr.get("operator") == "In" \
+                    and len(expr.get("values") or []) == 1:
+                return expr["values"][0]
+    return ((pv.get("metadata") or {}).get("annotations") or {}).get("local.path.provisioner/selected-node")
+
+
+def storage_view(kinds: dict) -> dict:
+    """StorageClasses and PersistentVolumes with their claims (storage.k8s.io/v1 StorageClass,
+    core/v1 PersistentVolume and PersistentVolumeClaim, kubernetes/api v0.34) -> {classes:
+    {name: provisioner}, volumes: [{namespace, claim, username, servername, storage_class,
+    provisioner, persistent_volume, volume_handle, volume_attributes, path, node}]}: one entry per
+    PV (a PV whose claim is gone still holds data), its claim's KubeSpawner annotations
+    (hub.jupyter.org/username, /servername: KubeSpawner 7.0.0 _build_common_annotations). `path`:
+    a `local` or `hostPath` PV's folder on the node (local-path makes `local` ones for K3s's class,
+    annotation defaultVolumeType: local in K3s manifests/local-storage.yaml)."""
+    classes = {item["metadata"]["name"]: item.get("provisioner", "") for item in kinds.get("StorageClass", [])}
+    claims = {(item["metadata"].get("namespace"), item["metadata"]["name"]): item
+              for item in kinds.get("PersistentVolumeClaim", [])}
+    volumes = []
+    for pv in kinds.get("PersistentVolume", []):
+        spec, metadata = pv.get("spec") or {}, pv.get("metadata") or {}
+        ref = spec.get("claimRef") or {}
+        claim = claims.get((ref.get("namespace"), ref.get("name"))) or {}
+        notes = (claim.get("metadata") or {}).get("annotations") or {}
+        csi = spec.get("csi") or {}
+        cls = spec.get("storageClassName") or None
+        provisioner = (csi.get("driver") or classes.get(cls)
+                       or (metadata.get("annotations") or {}).get("pv.kubernetes.io/provisioned-by") or "")
+        volumes.append({"namespace": ref.get("namespace"), "claim": ref.get("name"),
+                        "username": notes.get("hub.jupyter.org/username"),
+                        "servername": notes.get("hub.jupyter.org/servername"),
+                        "storage_class": cls, "provisioner": provisioner,
+                        "persistent_volume": metadata["name"], "volume_handle": csi.get("volumeHandle"),
+                        "volume_attributes": csi.get("volumeAttributes") or {},
+                        "path": (spec.get("local") or spec.get("hostPath") or {}).get("path"),
+                        "node": _pinned_node(pv)})
+    return {"classes": classes, "volumes": sorted(volumes, key=lambda v: v["persistent_volume"])}
 
 
 # helm 3 keeps each revision of a release as a Secret in the release's namespace (its default

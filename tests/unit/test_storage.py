@@ -87,3 +87,97 @@ class TestNamedServersThroughKubeSpawner:
         pytest.importorskip("kubespawner")
         from gpuhub import hubcheck
         assert hubcheck.check_hub_values(values(load_inventory("storage"), secrets)) == []
+
+
+# --- k3s.reset by provisioner ---------------------------------------------------------------
+
+def recorded_storage():
+    """The storage fact of the recorded lab cluster (tests/data/facts/cluster/storage.yaml)."""
+    import yaml
+    from testdata import DATA
+    return yaml.safe_load((DATA / "facts" / "cluster" / "storage.yaml").read_text())["expected"]["storage"]
+
+
+def reset_plan(host="gpu1", storage=None, destroy=False, kib=10):
+    import json
+    from gpuhub.steps import Context, k3s
+    from test_plan import bare
+    inv = load_inventory("storage")
+    fx = bare(k3s_version="v1.33.5+k3s1", k3s_units={"k3s": True} if host == "gpu1" else {"k3s-agent": True},
+              storage_kib=kib)
+    server = bare(storage=storage)
+    p = k3s.plan_reset(Context(inv=inv, host=inv.hosts[host], facts=fx, target=None, server_facts=server,
+                               destroy_user_data=destroy))
+    change, = p.changes
+    uploads = [a for a in change.actions if a.kind == "upload"]
+    record = json.loads(uploads[0].text) if uploads else None
+    return p, change, uploads, record
+
+
+class TestResetByProvisioner:
+    def test_each_class_is_said_plainly(self):
+        p, change, _, _ = reset_plan(storage=recorded_storage())
+        assert p.destructive
+        said = change.summary.split("storage classes: ", 1)[1]
+        assert "lab-nfs (nfs.csi.k8s.io, networked NFS): 1 volume(s) not on this host: untouched" in said
+        assert ("zfs-homes (zfs.csi.openebs.io, node-local ZFS): 2 volume(s) not deleted by the uninstall: "
+                "they stay in place on the node") in said
+        # bob's local-path home is pinned to gpu2: gpu1's reset has none of that class
+        assert "local-path (rancher.io/local-path, K3s's local-path): no volumes" in said
+
+    def test_local_path_volumes_of_this_node_are_backed_up(self):
+        p, change, _, record = reset_plan(host="gpu2", storage=recorded_storage())
+        assert ("local-path (rancher.io/local-path, K3s's local-path): 1 volume(s) under "
+                "/var/lib/rancher/k3s/storage, which the uninstall deletes: backed up first") in change.summary
+        assert {r["claim"]: r["after_reset"] for r in record["volumes"]} == {
+            "claim-bob": "backed-up", "claim-alice": "in-place", "claim-carol": "in-place"}
+
+    def test_the_record_says_whose_volume_is_which_and_skips_networked_ones(self):
+        _, change, uploads, record = reset_plan(storage=recorded_storage())
+        assert uploads[0].what == "/var/lib/gpuhub/work/users-volumes.json" and uploads[0].mode == 0o600
+        script, = [a for a in change.actions if a.kind == "script"]
+        assert script.env["VOLUME_RECORD"] == uploads[0].what
+        assert change.actions[-1] is script  # the record is there before the reset runs
+        alice, = [r for r in record["volumes"] if r["claim"] == "claim-alice"]
+        assert (alice["username"], alice["persistent_volume"], alice["volume_handle"]) == (
+            "alice", "pvc-7f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f", "pvc-7f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f")
+        assert alice["volume_attributes"]["openebs.io/poolname"] == "tank/homes"
+        assert not [r for r in record["volumes"] if r["storage_class"] == "lab-nfs"]
+
+    def test_destroy_says_local_path_volumes_are_destroyed(self):
+        _, change, _, record = reset_plan(host="gpu2", storage=recorded_storage(), destroy=True)
+        assert "1 volume(s) under /var/lib/rancher/k3s/storage, which the uninstall deletes: DESTROYED" in change.summary
+        assert {r["claim"]: r["after_reset"] for r in record["volumes"]}["claim-bob"] == "destroyed"
+
+    def test_an_unknown_provisioner_is_never_taken_for_safe(self):
+        storage = {"classes": {"longhorn": "driver.longhorn.io"},
+                   "volumes": [{"namespace": "jhub", "claim": "claim-dan", "username": "dan", "servername": None,
+                                "storage_class": "longhorn", "provisioner": "driver.longhorn.io",
+                                "persistent_volume": "pvc-1", "volume_handle": "pvc-1", "volume_attributes": {},
+                                "path": None, "node": None}]}
+        _, change, _, record = reset_plan(storage=storage)
+        assert ("longhorn (driver.longhorn.io, a provisioner gpuhub does not know): 1 volume(s) where they live is "
+                "not known: NOT backed up, check them before confirming") in change.summary
+        assert record["volumes"][0]["after_reset"] == "unknown"
+
+    def test_a_path_the_uninstall_deletes_outside_storage_is_said_lost(self):
+        storage = {"classes": {}, "volumes": [{"namespace": "jhub", "claim": "claim-eve", "username": "eve",
+                                               "servername": None, "storage_class": None, "provisioner": "",
+                                               "persistent_volume": "home-eve", "volume_handle": None,
+                                               "volume_attributes": {}, "path": "/var/lib/kubelet/homes/eve",
+                                               "node": "gpu1"}]}
+        _, change, _, _ = reset_plan(storage=storage)
+        assert "(no class) (no such StorageClass, a provisioner gpuhub does not know): 1 volume(s) under a folder " \
+               "the uninstall deletes, outside what is backed up: LOST" in change.summary
+
+    def test_a_cluster_that_does_not_answer_falls_back_to_backing_up_the_folder(self):
+        p, change, uploads, _ = reset_plan(storage=None)
+        assert "users' volumes (10 KiB) backed up to /var/backups/gpuhub/" in change.summary
+        assert ("storage classes: could not be read (the cluster does not answer on gpu1): only "
+                "/var/lib/rancher/k3s/storage is backed up; volumes of any other class are not known") in change.summary
+        assert uploads == [] and "VOLUME_RECORD" not in change.actions[-1].env
+
+    def test_no_volumes_no_record(self):
+        _, change, uploads, _ = reset_plan(storage={"classes": {"local-path": "rancher.io/local-path"}, "volumes": []})
+        assert uploads == [] and change.summary.endswith("storage classes: local-path (rancher.io/local-path, "
+                                                         "K3s's local-path): no volumes")
