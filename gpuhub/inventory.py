@@ -579,6 +579,11 @@ def _storage_checks(hub: dict) -> list:
     wanted = [("hub", hub["storage_class"], hub["storage_access_modes"]),
               ("hub.named_servers", named["storage_class"] or hub["storage_class"], named["storage_access_modes"])]
     for where, cls, modes in wanted:
+        if "ReadWriteOncePod" in modes and len(modes) > 1:
+            # kubernetes/api core/v1/types.go: ReadWriteOncePod "cannot be used in combination
+            # with other access modes" (the API server refuses such a claim).
+            problems.append(Problem(f"{where}.storage_access_modes", "ReadWriteOncePod cannot be combined with "
+                                    "other access modes", "give it alone, or leave it out"))
         wrong = [m for m in modes if m not in LOCAL_PATH_MODES]
         if cls in (None, LOCAL_PATH_CLASS) and wrong:
             problems.append(Problem(f"{where}.storage_access_modes", f"K3s's local-path storage (the default "
