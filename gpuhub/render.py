@@ -384,15 +384,16 @@ def named_server_storage(hub: dict) -> dict:
 # runs Spawner.pre_spawn_hook(spawner) before start (user.py spawn -> run_pre_spawn_hook), with
 # spawner.name the server's name ("" for the default server): the hook sets the traits there.
 # The PVC is made once (storage_pvc_ensure, Z2JH 4.4.0 jupyterhub_config.py): a class changed
-# later applies to new named servers only. A pre_spawn_hook set before (hub.extraConfig, sorted
-# by key) still runs, first.
+# later applies to new named servers only. A pre_spawn_hook set before (on KubeSpawner or
+# Spawner, in an hub.extraConfig entry sorted before this one: Z2JH 4.4.0 jupyterhub_config.py
+# runs them in sorted key order) still runs, first; one set after replaces this one.
 NAMED_SERVER_STORAGE_KEY = "gpuhub-named-server-storage"
 NAMED_SERVER_STORAGE_CONFIG = """\
 # Written by gpuhub (inv render): named servers' volumes on their own StorageClass.
 import json
 
 _gpuhub_named_storage = json.loads({settings!r})
-_gpuhub_earlier_pre_spawn_hook = c.KubeSpawner.get("pre_spawn_hook")
+_gpuhub_earlier_pre_spawn_hook = c.KubeSpawner.get("pre_spawn_hook") or c.Spawner.get("pre_spawn_hook")
 
 
 def _gpuhub_named_server_storage(spawner):

@@ -48,7 +48,7 @@ def spawner_after_hook(v, server_name, earlier=None):
     c.KubeSpawner.storage_class = storage["dynamic"]["storageClass"]
     c.KubeSpawner.storage_access_modes = storage["dynamic"]["storageAccessModes"]
     if earlier:
-        c.KubeSpawner.pre_spawn_hook = earlier
+        c.Spawner.pre_spawn_hook = earlier  # a lab's own hook, on the base class
     for snippet in v["hub"]["extraConfig"].values():
         exec(snippet, {"c": c})
     spawner = hubcheck._bare(KubeSpawner)
