@@ -70,15 +70,17 @@ SAID = {BACKED_UP: f"under {STORAGE_DIR}, which the uninstall deletes: backed up
 SKIPPED = f"under {STORAGE_DIR}, which the uninstall deletes: DESTROYED (--destroy-user-data)"
 
 
-def on_host(volumes: list, node: str) -> list:
-    """The volumes that can be on `node`: those pinned to it, and those pinned to no node."""
-    return [v for v in volumes if v.get("node") in (None, node)]
+def on_host(volumes: list, node: str, others=()) -> list:
+    """The volumes that can be on `node`: all but those pinned to another of the inventory's
+    nodes (`others`). One pinned to a node the inventory does not name (a cluster built by hand,
+    its nodes named otherwise) may be this one's, so it counts."""
+    return [v for v in volumes if v.get("node") == node or v.get("node") not in others]
 
 
-def class_lines(storage: dict, node: str, destroy: bool = False) -> list:
+def class_lines(storage: dict, node: str, destroy: bool = False, others=()) -> list:
     """One line per StorageClass (and per class a volume names that does not exist): its
     provisioner, how many of this node's volumes it has, and what the reset does to them."""
-    volumes = on_host(storage["volumes"], node)
+    volumes = on_host(storage["volumes"], node, others)
     names = sorted(set(storage["classes"]) | {v["storage_class"] or "" for v in volumes})
     lines = []
     for name in names:
@@ -96,11 +98,11 @@ def class_lines(storage: dict, node: str, destroy: bool = False) -> list:
     return lines
 
 
-def record(storage: dict, node: str, destroy: bool = False) -> list:
+def record(storage: dict, node: str, destroy: bool = False, others=()) -> list:
     """Which volume is whose, for the volumes that outlive the uninstall or may (everything but
     the networked ones): what a lab needs to find a user's data again after a reset."""
     rows = []
-    for v in on_host(storage["volumes"], node):
+    for v in on_host(storage["volumes"], node, others):
         if fate(v) == NETWORK:
             continue
         rows.append({k: v.get(k) for k in ("namespace", "claim", "username", "servername", "storage_class",

@@ -321,8 +321,9 @@ def storage_said(ctx: Context):
     if cluster is None:
         return (f"storage classes: could not be read (the cluster does not answer on {ctx.inv.server.name}): "
                 f"only {storage.STORAGE_DIR} is backed up; volumes of any other class are not known"), []
-    lines = storage.class_lines(cluster, ctx.host.name, ctx.destroy_user_data)
-    rows = storage.record(cluster, ctx.host.name, ctx.destroy_user_data)
+    others = set(ctx.inv.hosts) - {ctx.host.name}  # K3s's node names are the inventory's (k3s_config)
+    lines = storage.class_lines(cluster, ctx.host.name, ctx.destroy_user_data, others)
+    rows = storage.record(cluster, ctx.host.name, ctx.destroy_user_data, others)
     said = "storage classes: " + ("; ".join(lines) if lines else "none")
     if not rows:
         return said, []

@@ -144,6 +144,15 @@ class TestResetByProvisioner:
         assert alice["volume_attributes"]["openebs.io/poolname"] == "tank/homes"
         assert not [r for r in record["volumes"] if r["storage_class"] == "lab-nfs"]
 
+    def test_a_volume_pinned_to_a_node_the_inventory_does_not_name_may_be_this_ones(self):
+        storage = recorded_storage()
+        for v in storage["volumes"]:
+            if v["claim"] == "claim-bob":
+                v["node"] = "workstation-7"  # a hand-built cluster's own node name
+        _, change, _, record = reset_plan(host="gpu1", storage=storage)
+        assert "local-path (rancher.io/local-path, K3s's local-path): 1 volume(s) under" in change.summary
+        assert "claim-bob" in {r["claim"] for r in record["volumes"]}
+
     def test_destroy_says_local_path_volumes_are_destroyed(self):
         _, change, _, record = reset_plan(host="gpu2", storage=recorded_storage(), destroy=True)
         assert "1 volume(s) under /var/lib/rancher/k3s/storage, which the uninstall deletes: DESTROYED" in change.summary
