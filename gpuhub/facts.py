@@ -371,14 +371,15 @@ def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress"
     costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
     pod in one; helm's own records of the releases in the other (helm_releases), sent beside the
     rest as a second command at the same time (Probe.apart). The facts they
-    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, certmanager_pods, ingresses;
-    plugin_release, hub_release, certmanager_release (each release's revisions), plugin_values,
-    hub_values, certmanager_values (its values, the OAuth secret digested); gpuhub_secrets, cluster_issuers.
-    Those two only where hub.https (`https`) reads them: every kubectl call is a process start on the
-    server and a round on the API server, and a converged run should pay for none it does not need."""
+    give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, certmanager_pods, ingresses,
+    gpu_pods, storage (StorageClasses and users' volumes, storage_view); plugin_release, hub_release,
+    certmanager_release (each release's revisions), plugin_values, hub_values, certmanager_values (its
+    values, the OAuth secret digested); gpuhub_secrets, cluster_issuers. Those two only where hub.https
+    (`https`) reads them: every kubectl call is a process start on the server and a round on the API
+    server, and a converged run should pay for none it does not need."""
     releases = {"plugin": plugin_release, "hub": hub_release, "certmanager": CERT_MANAGER_RELEASE}
     probes = {
-        "cluster": Probe(f"{KUBECTL} get nodes,runtimeclasses,pods,ingresses -A -o json",
+        "cluster": Probe(f"{KUBECTL} get {CLUSTER_TYPES} -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
                          expands=True),
         "releases": Probe(f"{KUBECTL} get secrets -A -l {HELM_RELEASES} -o json",
@@ -422,6 +423,8 @@ def gpu_requests(pods: list) -> list:
             held.append({"name": f"{meta.get('namespace')}/{meta['name']}", "node": (pod.get("spec") or {}).get("nodeName"),
                          "phase": phase, "resources": wanted})
     return held
+
+
 CERT_MANAGER_RELEASE = "cert-manager/cert-manager"
 GPUHUB_MANAGED = "app.kubernetes.io/managed-by=gpuhub"
 TLS_DIGEST, SPEC_DIGEST = "gpuhub.io/tls-digest", "gpuhub.io/spec-digest"
@@ -447,11 +450,12 @@ def parse_annotated(out: str, rc: int, annotation: str, ready: bool = False):
 
 
 CLUSTER_FACTS = ("nodes", "runtimeclasses", "plugin_pods", "hub_pods", "traefik_pods", "ingresses",
-                 "certmanager_pods", "gpu_pods")
+                 "certmanager_pods", "gpu_pods", "storage")
+CLUSTER_TYPES = "nodes,runtimeclasses,pods,ingresses,storageclasses,persistentvolumes,persistentvolumeclaims"
 
 
 def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> dict:
-    """`kubectl get nodes,runtimeclasses,pods,ingresses -A -o json` -> the facts CLUSTER_FACTS (None each
+    """`kubectl get CLUSTER_TYPES -A -o json` -> the facts CLUSTER_FACTS (None each
     when kubectl failed). Several resource types come as one v1 List of every item, each with its
     own kind (kubectl v0.34.9 pkg/cmd/get/get.go printGeneric); a type kubectl could not list makes
     it exit 1 after printing the rest, and then nothing is taken for granted."""
@@ -482,6 +486,7 @@ def parse_cluster(out: str, rc: int, plugin_release: str, hub_release: str) -> d
         "certmanager_pods": pod_views([p for p in pods if labelled(p, {"app.kubernetes.io/name": "cert-manager",
                                                                        "app.kubernetes.io/component": "controller"})]),
         "ingresses": [ingress_view(i) for i in kinds.get("Ingress", [])],
+        "storage": storage_view(kinds),
     }
 
 
@@ -495,6 +500,54 @@ def ingress_view(item: dict) -> dict:
     hosts = sorted({r.get("host") for r in (item.get("spec") or {}).get("rules") or [] if r.get("host")})
     return {"namespace": meta.get("namespace"), "name": meta.get("name"),
             "release": f"{ns}/{name}" if name and ns else None, "hosts": hosts}
+
+
+def _pinned_node(pv: dict):
+    """The node a PV's nodeAffinity pins it to by kubernetes.io/hostname (local-path's, rancher/
+    local-path-provisioner v0.0.37 provisioner.go DefaultNodeAffinityKey), or its
+    local.path.provisioner/selected-node annotation; None when it names none (a CSI driver's
+    own topology key, a networked volume)."""
+    terms = ((((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
+             .get("nodeSelectorTerms") or [])
+    for term in terms:
+        for expr in term.get("matchExpressions") or []:
+            if expr.get("key") == "kubernetes.io/hostname" and expr.get("operator") == "In" \
+                    and len(expr.get("values") or []) == 1:
+                return expr["values"][0]
+    return ((pv.get("metadata") or {}).get("annotations") or {}).get("local.path.provisioner/selected-node")
+
+
+def storage_view(kinds: dict) -> dict:
+    """StorageClasses and PersistentVolumes with their claims (storage.k8s.io/v1 StorageClass,
+    core/v1 PersistentVolume and PersistentVolumeClaim, kubernetes/api v0.34) -> {classes:
+    {name: provisioner}, volumes: [{namespace, claim, username, servername, storage_class,
+    provisioner, persistent_volume, volume_handle, volume_attributes, path, node}]}: one entry per
+    PV (a PV whose claim is gone still holds data), its claim's KubeSpawner annotations
+    (hub.jupyter.org/username, /servername: KubeSpawner 7.0.0 _build_common_annotations). `path`:
+    a `local` or `hostPath` PV's folder on the node (local-path makes `local` ones for K3s's class,
+    annotation defaultVolumeType: local in K3s manifests/local-storage.yaml)."""
+    classes = {item["metadata"]["name"]: item.get("provisioner", "") for item in kinds.get("StorageClass", [])}
+    claims = {(item["metadata"].get("namespace"), item["metadata"]["name"]): item
+              for item in kinds.get("PersistentVolumeClaim", [])}
+    volumes = []
+    for pv in kinds.get("PersistentVolume", []):
+        spec, metadata = pv.get("spec") or {}, pv.get("metadata") or {}
+        ref = spec.get("claimRef") or {}
+        claim = claims.get((ref.get("namespace"), ref.get("name"))) or {}
+        notes = (claim.get("metadata") or {}).get("annotations") or {}
+        csi = spec.get("csi") or {}
+        cls = spec.get("storageClassName") or None
+        provisioner = (csi.get("driver") or classes.get(cls)
+                       or (metadata.get("annotations") or {}).get("pv.kubernetes.io/provisioned-by") or "")
+        volumes.append({"namespace": ref.get("namespace"), "claim": ref.get("name"),
+                        "username": notes.get("hub.jupyter.org/username"),
+                        "servername": notes.get("hub.jupyter.org/servername"),
+                        "storage_class": cls, "provisioner": provisioner,
+                        "persistent_volume": metadata["name"], "volume_handle": csi.get("volumeHandle"),
+                        "volume_attributes": csi.get("volumeAttributes") or {},
+                        "path": (spec.get("local") or spec.get("hostPath") or {}).get("path"),
+                        "node": _pinned_node(pv)})
+    return {"classes": classes, "volumes": sorted(volumes, key=lambda v: v["persistent_volume"])}
 
 
 # helm 3 keeps each revision of a release as a Secret in the release's namespace (its default

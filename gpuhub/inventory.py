@@ -64,6 +64,17 @@ PLUGIN_FLAGS = Section(
     unknown_hint=f"these are the device plugin's flags that its chart {DEVICE_PLUGIN_CHART} takes as values "
                  "(its values.yaml); a setting of another kind has its own gpu: key")
 
+# A PersistentVolumeClaim's access modes (kubernetes/api v0.34 core/v1/types.go
+# PersistentVolumeAccessMode: ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod).
+ACCESS_MODE_CHOICES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+ACCESS_MODES = ListOf(Value(str, choices=ACCESS_MODE_CHOICES))
+# K3s's own StorageClass (K3s manifests/local-storage.yaml: local-path, provisioner
+# rancher.io/local-path, the cluster's default class), which keeps volumes on the node's disk and
+# takes only ReadWriteOnce and ReadWriteOncePod (rancher/local-path-provisioner v0.0.37
+# provisioner.go Provision: "NodePath only supports ReadWriteOnce and ReadWriteOncePod").
+LOCAL_PATH_CLASS = "local-path"
+LOCAL_PATH_MODES = ("ReadWriteOnce", "ReadWriteOncePod")
+
 CPU_IMAGE = "quay.io/jupyter/scipy-notebook:2026-08-24"
 GPU_IMAGE = "quay.io/jupyter/pytorch-notebook:cuda12-2026-08-24"
 TEST_IMAGE = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0"
@@ -235,6 +246,10 @@ INVENTORY = Section({
                               hint="how long helm may wait for the hub's image pulls, e.g. 90m or 2h"),
         "storage_class": Value(str, None, test=names.dns_subdomain,
                                hint="default: K3s's local-path, which pins each home to one node"),
+        # Users' home volumes (Z2JH 4.4.0 singleuser.storage.capacity and .dynamic.storageAccessModes;
+        # left out, the chart's 10Gi and [ReadWriteOnce] apply).
+        "storage_capacity": Value(str, None, test=names.storage_size, hint="each home volume's size, e.g. 100Gi"),
+        "storage_access_modes": ACCESS_MODES,
         "profiles": ListOrSection(ListOf(PROFILE_ENTRY, min_items=1), Section({
             "cpu": _profile("CPU only", "No GPU.", CPU_IMAGE, 2, "8G", default=True),
             "shared_gpu": _profile("Shared GPU", "A time-sliced share of a GPU: memory is not isolated.",
@@ -245,6 +260,13 @@ INVENTORY = Section({
         "named_servers": Section({
             "enabled": Value(bool, False, hint="true lets each user run several named servers (hub.allowNamedServers)"),
             "limit_per_user": Value(int, None, test=lambda n: "" if 1 <= n <= 100 else f"{n} is out of range 1..100"),
+            # Named servers' own volumes on another class (a shared one, say): a pre_spawn_hook
+            # (render.NAMED_SERVER_STORAGE_CONFIG); left out, they are made like the homes.
+            "storage_class": Value(str, None, test=names.dns_subdomain,
+                                   hint="the StorageClass of named servers' volumes (default: hub.storage_class)"),
+            "storage_access_modes": ACCESS_MODES,
+            "storage_capacity": Value(str, None, test=names.storage_size,
+                                      hint="each named server's volume size (default: hub.storage_capacity)"),
         }),
         "culling": Section({
             "enabled": Value(bool, None, hint="the chart culls idle servers by default (after 1h)"),
@@ -597,6 +619,7 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
                                 "KubeSpawner 6 (chart 3.x) has one naming scheme, escape; leave slug_scheme out"))
     problems += _profile_checks(hub, hosts)
     problems += https_checks(hub, base)
+    problems += _storage_checks(hub)
     return problems
 
 
@@ -623,6 +646,31 @@ def https_checks(hub: dict, base: Path) -> list:
             tlsfile.load_pair(base / hub["tls_certificate"], base / hub["tls_key"], hub["hostname"])
         except tlsfile.TLSFileError as e:
             problems.append(Problem(e.key, str(e), e.hint))
+    return problems
+
+
+def _storage_checks(hub: dict) -> list:
+    """Access modes K3s's local-path cannot give, and named servers' storage without named servers."""
+    problems = []
+    named = hub["named_servers"]
+    wanted = [("hub", hub["storage_class"], hub["storage_access_modes"]),
+              ("hub.named_servers", named["storage_class"] or hub["storage_class"], named["storage_access_modes"])]
+    for where, cls, modes in wanted:
+        if "ReadWriteOncePod" in modes and len(modes) > 1:
+            # kubernetes/api core/v1/types.go: ReadWriteOncePod "cannot be used in combination
+            # with other access modes" (the API server refuses such a claim).
+            problems.append(Problem(f"{where}.storage_access_modes", "ReadWriteOncePod cannot be combined with "
+                                    "other access modes", "give it alone, or leave it out"))
+        wrong = [m for m in modes if m not in LOCAL_PATH_MODES]
+        if cls in (None, LOCAL_PATH_CLASS) and wrong:
+            problems.append(Problem(f"{where}.storage_access_modes", f"K3s's local-path storage (the default "
+                                    f"class) cannot give {', '.join(wrong)}: it keeps each volume on one node",
+                                    "use ReadWriteOnce, or name a class that shares volumes between nodes "
+                                    f"({where}.storage_class)"))
+    given = [k for k in ("storage_class", "storage_access_modes", "storage_capacity") if named[k]]
+    if given and not named["enabled"]:
+        problems.append(Problem(f"hub.named_servers.{given[0]}", "is set but named servers are off",
+                                "set hub.named_servers.enabled: true, or remove it"))
     return problems
 
 

@@ -173,6 +173,19 @@ def memory(value: str) -> str:
     return ""
 
 
+# A PVC's storage request goes to Kubernetes as it is (KubeSpawner 7.0.0 storage_capacity ->
+# make_pvc's resources.requests.storage), so here Gi/Ti are right, unlike KubeSpawner's memory
+# sizes above. A narrow subset of a Kubernetes quantity: a positive number with a binary (Ki..Ei)
+# or decimal (k, M, G, T, P, E) suffix; a bare number would be bytes.
+_STORAGE_SIZE = whole(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)$")
+
+
+def storage_size(value: str) -> str:
+    if not _STORAGE_SIZE.match(value) or float(re.sub(r"[A-Za-z]+$", "", value)) <= 0:
+        return f"{quoted(value)} is not a volume size such as 100Gi or 1Ti (above zero, with Gi, Ti... or G, T...)"
+    return ""
+
+
 def cpus(value) -> str:
     """A CPU limit or guarantee: a finite number above zero (KubeSpawner alone takes .inf)."""
     if not math.isfinite(value) or not 0 < value <= 4096:

@@ -352,6 +352,71 @@ def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
     return config
 
 
+def home_storage(hub: dict) -> dict:
+    """singleuser.storage for users' home volumes (Z2JH 4.4.0 values.yaml: type dynamic, capacity,
+    dynamic.storageClass, dynamic.storageAccessModes; files/hub/jupyterhub_config.py turns them into
+    KubeSpawner's storage_capacity, storage_class, storage_access_modes). The PVC's name stays the
+    chart's: pvcNameTemplate unset keeps KubeSpawner 7.0.0's pvc_name_template "claim-{user_server}",
+    and volumeNameTemplate "volume-{user_server}", so every named server has a volume of its own."""
+    storage = {}
+    if hub["storage_capacity"]:
+        storage["capacity"] = hub["storage_capacity"]
+    dynamic = {}
+    if hub["storage_class"]:
+        dynamic["storageClass"] = hub["storage_class"]
+    if hub["storage_access_modes"]:
+        dynamic["storageAccessModes"] = list(hub["storage_access_modes"])
+    if dynamic:
+        storage["dynamic"] = dynamic
+    return storage
+
+
+def named_server_storage(hub: dict) -> dict:
+    """What named servers' volumes set apart from the homes: KubeSpawner trait -> value."""
+    named = hub["named_servers"]
+    if not named["enabled"]:
+        return {}
+    wanted = {"storage_class": named["storage_class"], "storage_capacity": named["storage_capacity"],
+              "storage_access_modes": list(named["storage_access_modes"]) or None}
+    return {k: v for k, v in wanted.items() if v}
+
+
+# Named servers on a StorageClass of their own. KubeSpawner 7.0.0 has one storage_class (and
+# storage_access_modes, storage_capacity) for every server of a user, read when it makes the PVC
+# (spawner.py get_pvc_manifest, called from _start); there is no per-server trait, and a profile's
+# kubespawner_override would tie the class to the profile, not to the server. JupyterHub 5.5.0
+# runs Spawner.pre_spawn_hook(spawner) before start (user.py spawn -> run_pre_spawn_hook), with
+# spawner.name the server's name ("" for the default server): the hook sets the traits there.
+# The PVC is made once (storage_pvc_ensure, Z2JH 4.4.0 jupyterhub_config.py): a class changed
+# later applies to new named servers only. A pre_spawn_hook set before (on KubeSpawner or
+# Spawner, in an hub.extraConfig entry sorted before this one: Z2JH 4.4.0 jupyterhub_config.py
+# runs them in sorted key order) still runs, first; one set after replaces this one.
+NAMED_SERVER_STORAGE_KEY = "gpuhub-named-server-storage"
+NAMED_SERVER_STORAGE_CONFIG = """\
+# Written by gpuhub (inv render): named servers' volumes on their own StorageClass.
+import json
+
+_gpuhub_named_storage = json.loads({settings!r})
+_gpuhub_earlier_pre_spawn_hook = c.KubeSpawner.get("pre_spawn_hook") or c.Spawner.get("pre_spawn_hook")
+
+
+def _gpuhub_named_server_storage(spawner):
+    if _gpuhub_earlier_pre_spawn_hook is not None:
+        _gpuhub_earlier_pre_spawn_hook(spawner)
+    if spawner.name:
+        for trait, value in _gpuhub_named_storage.items():
+            setattr(spawner, trait, value)
+
+
+c.KubeSpawner.pre_spawn_hook = _gpuhub_named_server_storage
+"""
+
+
+def named_server_storage_config(settings: dict) -> str:
+    import json
+    return NAMED_SERVER_STORAGE_CONFIG.format(settings=json.dumps(settings, sort_keys=True))
+
+
 def split_image(ref: str):
     """'registry/name:tag' -> (name, tag); None for a digest reference the chart cannot split."""
     if "@" in ref:
@@ -377,9 +442,7 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         # a profile's own environment (NVIDIA_VISIBLE_DEVICES) is merged into it (KubeSpawner
         # 7.0.0 updates dictionaries from overrides recursively).
         singleuser["extraEnv"] = {k: str(v) for k, v in hub["environment"].items()}
-    storage = {}
-    if hub["storage_class"]:
-        storage["dynamic"] = {"storageClass": hub["storage_class"]}
+    storage = home_storage(hub)
     if hub["shm_size"]:
         # A container's /dev/shm is 64M by default; an emptyDir in memory over it (counted in
         # the server's memory limit). Z2JH 4.4.0 singleuser.storage.extraVolumes/extraVolumeMounts
@@ -397,6 +460,9 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
     teams = profile_teams(inv)
     if teams:
         values["hub"]["extraConfig"] = {TEAMS_CONFIG_KEY: teams_config(teams)}
+    named_storage = named_server_storage(hub)
+    if named_storage:
+        values["hub"].setdefault("extraConfig", {})[NAMED_SERVER_STORAGE_KEY] = named_server_storage_config(named_storage)
     if hub["named_servers"]["enabled"]:
         values["hub"]["allowNamedServers"] = True
         if hub["named_servers"]["limit_per_user"]:

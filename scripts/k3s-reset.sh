@@ -22,10 +22,15 @@
 #   BACKUP_ROOT        absolute path, default /var/backups/gpuhub (created 0700 when missing);
 #                      each backup folder in it is 0700
 #   DESTROY_USER_DATA  true | false (default false): true skips the backup, volumes are lost
+#   VOLUME_RECORD      optional: a file saying which user's volume is which (gpuhub writes it from
+#                      the cluster's PVs and PVCs before the reset), moved to
+#                      BACKUP_ROOT/<UTC time>/users-volumes.json (0600): volumes that outlive the
+#                      uninstall in place (ZFS, LVM) are found again by it
 # Output (stdout), one line per thing:
 #   "unchanged k3s (not installed)"                                     nothing to do
 #   "backed up N KiB of users' volumes to BACKUP_ROOT/YYYYmmddTHHMMSSZ"  (holds storage/)
 #   "skipped backup of N KiB of users' volumes (DESTROY_USER_DATA=true)"
+#   "recorded users' volumes in BACKUP_ROOT/YYYYmmddTHHMMSSZ/users-volumes.json"
 #   "removed unit UNIT" for each K3s unit, then "removed k3s"
 # Exit status: 0 done; 1 refused (not enough room, a k3s* unit that is not K3s's: nothing changed)
 #   or failed, with the reason on stderr (K3s still running after killall, or a failed copy:
@@ -47,6 +52,7 @@ STORAGE=/var/lib/rancher/k3s/storage
 K3S_ROLE="${K3S_ROLE:-}"
 BACKUP_ROOT="${BACKUP_ROOT:-/var/backups/gpuhub}"
 DESTROY_USER_DATA="${DESTROY_USER_DATA:-false}"
+VOLUME_RECORD="${VOLUME_RECORD:-}"
 
 case "$K3S_ROLE" in
   server | agent) ;;
@@ -64,6 +70,9 @@ case "$DESTROY_USER_DATA" in
   true | false) ;;
   *) bad "DESTROY_USER_DATA must be 'true' or 'false', not '$DESTROY_USER_DATA'" ;;
 esac
+if [ -n "$VOLUME_RECORD" ] && [ ! -f "$VOLUME_RECORD" ]; then
+  bad "VOLUME_RECORD '$VOLUME_RECORD' is not a file"
+fi
 
 DATA_DIR=/var/lib/rancher/k3s
 SYSTEMD_DIR=/etc/systemd/system
@@ -199,7 +208,7 @@ if [ -n "$running" ]; then
   fail "K3s still runs after $KILLALL: $(echo "$running" | paste -sd ';' -);" \
     "nothing was backed up or uninstalled: stop what is left, then reset again"
 fi
-if [ "$backup" = true ]; then
+if [ "$backup" = true ] || [ -n "$VOLUME_RECORD" ]; then
   if [ ! -d "$BACKUP_ROOT" ]; then
     mkdir -p -- "$BACKUP_ROOT"
     chmod 0700 -- "$BACKUP_ROOT"
@@ -213,12 +222,17 @@ if [ "$backup" = true ]; then
     dest="$BACKUP_ROOT/$stamp-$n"
     n=$((n + 1))
   done
-  if ! cp -a -- "$STORAGE" "$dest/storage"; then
+  if [ "$backup" = true ] && ! cp -a -- "$STORAGE" "$dest/storage"; then
     rm -rf -- "$dest"
     fail "copying $STORAGE to $dest/storage failed: K3s is stopped but nothing was uninstalled" \
       "(k3s-restart.sh starts it again)"
   fi
-  echo "backed up $size_kib KiB of users' volumes to $dest"
+  [ "$backup" = false ] || echo "backed up $size_kib KiB of users' volumes to $dest"
+  if [ -n "$VOLUME_RECORD" ]; then
+    install -m 0600 -- "$VOLUME_RECORD" "$dest/users-volumes.json"
+    rm -f -- "$VOLUME_RECORD"
+    echo "recorded users' volumes in $dest/users-volumes.json"
+  fi
 fi
 
 # ------------------------------------------------------------------ uninstall

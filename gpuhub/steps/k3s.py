@@ -291,7 +291,7 @@ def rolled_back(ctx: Context, failed: "StepFailed", written) -> "StepFailed":
     return StepFailed(ctx.host.name, INSTALL, "restart-k3s", reason="\n    ".join(lines))
 
 
-@needs(host=('k3s_units', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'storage_kib'))
+@needs(host=('k3s_units', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'storage_kib'), server=('storage',))
 def plan_reset(ctx: Context) -> StepPlan:
     fx = ctx.facts
     units = fx.get("k3s_units", {})  # k3s*.service -> has its uninstall script (K3s's own)
@@ -318,8 +318,36 @@ def plan_reset(ctx: Context) -> StepPlan:
     others = sorted(name for name in units if name != ctx.k3s_unit)
     role = ctx.host.role + (f", and the other K3s unit{'s' if len(others) > 1 else ''} {', '.join(others)}"
                             if others else "")
-    reset = script(RESET, "k3s-reset.sh", {"K3S_ROLE": ctx.host.role,
-                                            "DESTROY_USER_DATA": "true" if ctx.destroy_user_data else "false"},
-                   wait="K3s's uninstall")
-    return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({role}); {data}", actions=[reset],
-                                                     restarts=True, destructive=True)])
+    env = {"K3S_ROLE": ctx.host.role, "DESTROY_USER_DATA": "true" if ctx.destroy_user_data else "false"}
+    said, uploads = storage_said(ctx)
+    if uploads:
+        env["VOLUME_RECORD"] = VOLUME_RECORD
+    reset = script(RESET, "k3s-reset.sh", env, wait="K3s's uninstall")
+    return StepPlan(RESET, "change", changes=[Change(f"uninstall K3s ({role}); {data}; {said}",
+                                                     actions=[*uploads, reset], restarts=True, destructive=True)])
+
+
+# The record of which volume is whose, put beside the backup (k3s-reset.sh VOLUME_RECORD).
+VOLUME_RECORD = f"{WORK_DIR}/users-volumes.json"
+
+
+def storage_said(ctx: Context):
+    """What the reset does to users' volumes, per StorageClass, from the cluster's own objects
+    (read on the server); and the upload of the record of whose volume is which. Without them
+    (the cluster is down, or this run does not reach the server) nothing is taken for safe: the
+    local-path folder is backed up as always and the plan says what it could not tell."""
+    import json
+    from .. import storage
+    cluster = ctx.server_facts.get("storage") if ctx.server_facts is not None else None
+    if cluster is None:
+        return (f"storage classes: could not be read (the cluster does not answer on {ctx.inv.server.name}): "
+                f"only {storage.STORAGE_DIR} is backed up; volumes of any other class are not known"), []
+    others = set(ctx.inv.hosts) - {ctx.host.name}  # K3s's node names are the inventory's (k3s_config)
+    lines = storage.class_lines(cluster, ctx.host.name, ctx.destroy_user_data, others)
+    rows = storage.record(cluster, ctx.host.name, ctx.destroy_user_data, others)
+    said = "storage classes: " + ("; ".join(lines) if lines else "none")
+    if not rows:
+        return said, []
+    text = json.dumps({"node": ctx.host.name, "volumes": rows}, indent=1, sort_keys=True) + "\n"
+    said += f"; a record of whose volume is which ({len(rows)}) is written beside the backup"
+    return said, [upload(VOLUME_RECORD, text, mode=0o600, backup=False)]

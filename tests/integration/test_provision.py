@@ -342,6 +342,70 @@ def restart_ssh(site):
                    capture_output=True)
 
 
+# A lab's storage, made by hand on the server as a provisioner would have made it: a node-local
+# ZFS class (OpenEBS ZFS-LocalPV, zfs.csi.openebs.io: a CSI PV whose handle is the dataset's name
+# in the pool) holding alice's home, and a K3s local-path home of bob's on gpu2 (a `local` PV,
+# folder <PV name>_<namespace>_<claim> under /var/lib/rancher/k3s/storage: rancher/
+# local-path-provisioner v0.0.37 provisioner.go Provision). Claims pre-bound to their volumes.
+ZFS_PV = "pvc-7f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+BOB_PV = "pvc-0b5e9c3a-1d2e-4f60-8a7b-9c0d1e2f3a4b"
+
+
+def claimed_volume(pv, storage_class, size, source, user, **spec):
+    """A PersistentVolume and the claim pre-bound to it, claim-USER in jhub, as KubeSpawner names
+    and annotates its claims (7.0.0 pvc_name_template claim-{user_server}, hub.jupyter.org/username)."""
+    return [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+             "spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+                      "capacity": {"storage": size}, **source, **spec}},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": f"claim-{user}", "namespace": "jhub",
+                          "annotations": {"hub.jupyter.org/username": user}},
+             "spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"], "volumeName": pv,
+                      "resources": {"requests": {"storage": size}}}}]
+
+
+BOB_FOLDER = f"/var/lib/rancher/k3s/storage/{BOB_PV}_jhub_claim-bob"
+LAB_STORAGE = yaml.safe_dump_all([
+    {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "zfs-homes"},
+     "provisioner": "zfs.csi.openebs.io", "parameters": {"fstype": "zfs", "poolname": "tank/homes"}},
+    *claimed_volume(ZFS_PV, "zfs-homes", "100Gi", {"csi": {
+        "driver": "zfs.csi.openebs.io", "volumeHandle": ZFS_PV, "fsType": "zfs",
+        "volumeAttributes": {"openebs.io/poolname": "tank/homes"}}}, "alice"),
+    *claimed_volume(BOB_PV, "local-path", "10Gi", {"local": {"path": BOB_FOLDER}}, "bob", nodeAffinity={
+        "required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["gpu2"]}]}]}}),
+])
+
+
+def test_reset_keeps_zfs_volumes_in_place_and_records_whose_they_are(site):
+    applied = site.sh("gpu1", f"/usr/local/bin/k3s kubectl apply -f - <<'EOF'\n{LAB_STORAGE}\nEOF")
+    assert "persistentvolumeclaim/claim-alice created" in applied.stdout
+    # alice's dataset, mounted where ZFS keeps it (outside K3s's folders); bob's local-path home
+    site.sh("gpu2", f"mkdir -p /tank/homes/{ZFS_PV} && echo results > /tank/homes/{ZFS_PV}/run.csv && "
+                    f"mkdir -p {BOB_FOLDER} && echo notebook > {BOB_FOLDER}/work.ipynb")
+    try:
+        planned = site.fab("reset", "--plan", "--json", hosts=("gpu2",))
+        assert planned.returncode == 0, planned.stderr
+        summary = json.loads(planned.stdout)["hosts"]["gpu2"]["steps"][0]["summary"]
+        assert ("zfs-homes (zfs.csi.openebs.io, node-local ZFS): 1 volume(s) not deleted by the uninstall: "
+                "they stay in place on the node") in summary
+        assert ("local-path (rancher.io/local-path, K3s's local-path): 1 volume(s) under "
+                "/var/lib/rancher/k3s/storage, which the uninstall deletes: backed up first") in summary
+        result = site.fab("reset", "--yes", hosts=("gpu2",))
+        assert result.returncode == 0, result.stderr
+        assert site.sh("gpu2", f"cat /tank/homes/{ZFS_PV}/run.csv").stdout == "results\n"
+        assert site.sh("gpu2", f"cat /var/backups/gpuhub/*/storage/{BOB_FOLDER.rsplit('/', 1)[1]}/work.ipynb"
+                       ).stdout == "notebook\n"
+        record_file = site.sh("gpu2", "ls /var/backups/gpuhub/*/users-volumes.json").stdout.strip()
+        assert site.sh("gpu2", f"stat -c %a {record_file}").stdout.strip() == "600"
+        record = json.loads(site.sh("gpu2", f"cat {record_file}").stdout)
+        whose = {v["username"]: (v["persistent_volume"], v["volume_handle"], v["after_reset"]) for v in record["volumes"]}
+        assert whose == {"alice": (ZFS_PV, ZFS_PV, "in-place"), "bob": (BOB_PV, None, "backed-up")}
+        assert site.sh("gpu2", "test -e /var/lib/gpuhub/work/users-volumes.json", check=False).returncode != 0
+    finally:
+        site.sh("gpu2", "rm -rf /tank", check=False)
+
+
 def test_reset_keeps_users_data_and_a_second_reset_does_nothing(site):
     site.sh("gpu3", "mkdir -p /var/lib/rancher/k3s/storage/pvc-alice && echo notebook > "
                     "/var/lib/rancher/k3s/storage/pvc-alice/work.ipynb")

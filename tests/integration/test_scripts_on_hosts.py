@@ -535,10 +535,21 @@ def test_reset_backs_up_users_volumes_then_second_reset_does_nothing(h):
 
 def test_reset_server_destroying_user_data(h):
     h.sh("gpu1", "mkdir -p /var/lib/rancher/k3s/storage/pvc-2 && echo x > /var/lib/rancher/k3s/storage/pvc-2/f")
-    result = h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server", DESTROY_USER_DATA="true")
+    # VOLUME_RECORD (which user's volume is which, from the cluster's PVs and PVCs) is kept beside
+    # the backups even when nothing is copied: volumes on ZFS or LVM outlive the uninstall.
+    h.sh("gpu1", "mkdir -p /var/lib/gpuhub/work && echo '{\"volumes\": []}' > /var/lib/gpuhub/work/record.json")
+    bad = h.script("gpu1", "k3s-reset.sh", K3S_ROLE="server", VOLUME_RECORD="/var/lib/gpuhub/work/missing.json")
+    assert bad.returncode == 2 and "VOLUME_RECORD '/var/lib/gpuhub/work/missing.json' is not a file" in bad.stderr
+    result = h.ok("gpu1", "k3s-reset.sh", K3S_ROLE="server", DESTROY_USER_DATA="true",
+                  VOLUME_RECORD="/var/lib/gpuhub/work/record.json")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("skipped backup of ") and lines[-1] == "removed k3s"
-    assert not users_backups(h, "gpu1")
+    folder, = users_backups(h, "gpu1")
+    assert lines[1] == f"recorded users' volumes in {BACKUPS}/{folder}/users-volumes.json"
+    assert h.sh("gpu1", f"ls {BACKUPS}/{folder}; stat -c %a {BACKUPS}/{folder}/users-volumes.json").stdout == \
+        "users-volumes.json\n600\n"  # the record only: nothing copied
+    assert not h.exists("gpu1", "/var/lib/gpuhub/work/record.json")
+    h.sh("gpu1", f"rm -r {BACKUPS}/{folder}")
     assert not h.exists("gpu1", "/usr/local/bin/k3s-uninstall.sh")
     assert not h.exists("gpu1", "/usr/local/bin/crictl")
     assert h.sh("gpu1", "cat /usr/bin/kubectl").stdout.encode() == FOREIGN_KUBECTL  # not K3s's: kept

@@ -1283,6 +1283,13 @@ def objects(state, kind, ns, flags):
     if kind in ("runtimeclass", "runtimeclasses"):
         return [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": n}, "handler": rc["handler"]}
                 for n, rc in sorted(state["runtimeclasses"].items())], "RuntimeClass"
+    if kind in ("storageclass", "storageclasses", "sc"):
+        return storage_classes(state), "StorageClass"
+    if kind in ("persistentvolume", "persistentvolumes", "pv"):
+        return [state["pvs"][n] for n in sorted(state.get("pvs", {}))], "PersistentVolume"
+    if kind in ("persistentvolumeclaim", "persistentvolumeclaims", "pvc"):
+        claims = [state["pvcs"][k] for k in sorted(state.get("pvcs", {}))]
+        return [c for c in claims if everywhere or c["metadata"]["namespace"] == ns], "PersistentVolumeClaim"
     if kind in ("secret", "secrets"):
         found = release_secrets(state) + applied_secrets(state) + issued_secrets(state)
         return [s for s in found if everywhere or s["metadata"]["namespace"] == ns], "Secret"
@@ -1314,6 +1321,53 @@ def objects(state, kind, ns, flags):
         events += hook_events(state, ns, everywhere)
         return events, "Event"
     die(f'error: the server doesn\'t have a resource type "{kind}"')
+
+
+# K3s's packaged local-path StorageClass (K3s manifests/local-storage.yaml, deployed by the server
+# unless `disable: [local-storage]`, a packaged component as pkg/cli/cmds/stage.go DisableItems
+# names them), beside the classes applied.
+LOCAL_PATH_CLASS = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                    "metadata": {"name": "local-path", "annotations": {
+                        "defaultVolumeType": "local", "storageclass.kubernetes.io/is-default-class": "true"}},
+                    "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
+                    "volumeBindingMode": "WaitForFirstConsumer"}
+
+
+def storage_classes(state):
+    classes = dict(state.get("storageclasses", {}))
+    if "local-storage" not in (state.get("server") or {}).get("disabled", []):
+        classes.setdefault("local-path", LOCAL_PATH_CLASS)
+    return [classes[n] for n in sorted(classes)]
+
+
+def apply_storage(state, doc, ns):
+    """StorageClass, PersistentVolume and PersistentVolumeClaim kept as given. Only pre-bound
+    claims are simulated: a claim naming its volume (spec.volumeName) is Bound to it and the
+    volume's claimRef set, as the PV controller binds them (kubernetes v1.34
+    pkg/controller/volume/persistentvolume/pv_controller.go syncUnboundClaim, the
+    claim.Spec.VolumeName branch, then bindVolumeToClaim). No provisioner runs here: a claim
+    without a volume stays Pending, as local-path's do until a pod uses them
+    (volumeBindingMode: WaitForFirstConsumer)."""
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    if kind == "StorageClass":
+        state.setdefault("storageclasses", {})[name] = doc
+        return f"storageclass.storage.k8s.io/{name} created"
+    if kind == "PersistentVolume":
+        doc.setdefault("status", {"phase": "Available"})
+        state.setdefault("pvs", {})[name] = doc
+        return f"persistentvolume/{name} created"
+    claim_ns = doc["metadata"].get("namespace") or ns
+    doc["metadata"] = dict(doc["metadata"], namespace=claim_ns, uid=sim_uid(claim_ns, "pvc", name))
+    volume = state.get("pvs", {}).get((doc.get("spec") or {}).get("volumeName") or "")
+    if volume is not None:
+        volume["spec"]["claimRef"] = {"kind": "PersistentVolumeClaim", "namespace": claim_ns, "name": name,
+                                      "uid": doc["metadata"]["uid"]}
+        volume["status"] = {"phase": "Bound"}
+        doc["status"] = {"phase": "Bound"}
+    else:
+        doc["status"] = {"phase": "Pending"}
+    state.setdefault("pvcs", {})[f"{claim_ns}/{name}"] = doc
+    return f"persistentvolumeclaim/{name} created"
 
 
 def event(ns, kind, name, reason, message, component, action=None, kind_="Warning"):
@@ -1537,6 +1591,8 @@ def kubectl_apply(state, flags, ns):
             old_doc = state.setdefault("clusterissuers", {}).get(name)
             state["clusterissuers"][name] = doc
             print(f"clusterissuer.cert-manager.io/{name} " + ("created" if old_doc is None else "configured"))
+        elif kind in ("StorageClass", "PersistentVolume", "PersistentVolumeClaim"):
+            print(apply_storage(state, doc, ns))
         else:
             die(f"kubectl (SIMULATION): apply of kind {kind} is not simulated")
 

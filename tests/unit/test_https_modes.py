@@ -287,7 +287,8 @@ class TestLeavingIngressMode:
 
 def test_the_cluster_probe_lists_ingresses_in_the_same_kubectl_call():
     probes = facts.cluster_probes("nvidia-device-plugin/nvdp", "jhub/jhub")
-    assert probes["cluster"].command.endswith("get nodes,runtimeclasses,pods,ingresses -A -o json")
+    assert probes["cluster"].command.endswith(f"get {facts.CLUSTER_TYPES} -A -o json")
+    assert "ingresses" in facts.CLUSTER_TYPES.split(",")
     assert "get secrets -A -l app.kubernetes.io/managed-by=gpuhub" in probes["gpuhub_secrets"].command
     assert probes["gpuhub_secrets"].apart and probes["cluster_issuers"].apart  # beside the releases, one round trip
     # Each mode reads only what it needs: the default reads neither, so a converged run pays no extra kubectl.
