@@ -324,7 +324,7 @@ def _run(ctx: Context, command: str):
 
 # --- hub.launch -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'hub_release', 'hub_values', 'now', *https.NEEDS))
+@needs(host=('nodes', 'hub_release', 'hub_values', 'now', 'storage', *https.NEEDS))
 def plan_hub(ctx: Context) -> StepPlan:
     inv = ctx.inv
     try:
@@ -352,6 +352,9 @@ def plan_hub(ctx: Context) -> StepPlan:
     renames = slug_scheme_change(inv, f.release_view(ctx.facts["hub_release"]))
     if renames:
         release = replace(release, summary=f"{release.summary}; {renames}", destructive=True)
+    moved = storage_class_note(inv, ctx.facts["hub_values"], values, ctx.facts["storage"])
+    if moved:
+        release = replace(release, summary=f"{release.summary}; {moved}")
     helm = [a for a in release.actions if a.kind == "script"][-1]
     checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}", actions=[
         call("load the values into the real JupyterHub, GitHubOAuthenticator and KubeSpawner classes "
@@ -360,6 +363,25 @@ def plan_hub(ctx: Context) -> StepPlan:
           for a in release.actions]], destructive=release.destructive)
     return changes(HUB, [*before, checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
                                          actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
+
+
+def _home_class(values) -> object:
+    return (((values or {}).get("singleuser") or {}).get("storage") or {}).get("dynamic", {}).get("storageClass")
+
+
+def storage_class_note(inv, current_values, wanted_values, storage) -> str:
+    """A new home storage class changes no existing home: KubeSpawner 7.0.0 makes a user's claim
+    only when it is missing (spawner.py _make_create_pvc_request: a 409 AlreadyExists keeps the claim it
+    has), so homes made before stay where they are, on the old class; only new users' homes
+    land on the new one. Said, with the count, so that nobody expects their data to move."""
+    if current_values is None or _home_class(current_values) == _home_class(wanted_values):
+        return ""
+    old = _home_class(current_values) or "the cluster's default class"
+    homes = [v for v in (storage or {}).get("volumes", []) if v["namespace"] == inv.hub["namespace"]
+             and v["storage_class"] != _home_class(wanted_values)]
+    count = f"{len(homes)} existing home volume(s)" if storage is not None else "existing home volumes"
+    return (f"{count} stay on {old} (KubeSpawner keeps a claim it finds; nothing is copied): only new "
+            f"homes are made on {_home_class(wanted_values) or 'the default class'}")
 
 
 def slug_scheme_change(inv, current) -> str:

@@ -103,3 +103,20 @@ def test_a_chart_3_to_4_move_is_destructive_unless_the_old_slug_scheme_is_kept(s
     values = render.jupyterhub_values(load("seed", hub__slug_scheme="escape"), secrets.with_stand_ins(), render.Notes())
     assert values["hub"]["config"]["KubeSpawner"] == {"slug_scheme": "escape"}
     assert NOW  # the revisions above are an hour old by the server's clock
+
+
+def test_a_new_home_storage_class_says_the_existing_homes_stay_where_they_are(secrets):
+    """KubeSpawner keeps a claim it finds: changing hub.storage_class moves nobody's home, and the
+    plan says how many stay on the old class instead of implying they move."""
+    inv = load("seed", hub__storage_class="zfs-homes")
+    before = json.loads(json.dumps(render.jupyterhub_values(load(), secrets, render.Notes())))
+    from gpuhub.secret import digested
+    homes = [{"namespace": "jhub", "claim": f"claim-{u}", "storage_class": "local-path"} for u in ("ada", "bob")]
+    fx = with_facts(inv, inv.hosts["workstation"], secrets, hub_values=digested(before),
+                    storage={"classes": {"local-path": "rancher.io/local-path"}, "volumes": homes})
+    before_class = render.jupyterhub_values(load(), secrets, render.Notes())["singleuser"].get("storage")
+    assert before_class is None  # the default: no class named, the cluster's default (local-path)
+    plan = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets))
+    summary = plan.changes[0].summary
+    assert "2 existing home volume(s) stay on the cluster's default class" in summary
+    assert "only new homes are made on zfs-homes" in summary and not plan.destructive
