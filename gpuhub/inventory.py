@@ -193,6 +193,15 @@ INVENTORY = Section({
         "github": Section({
             "organizations": ListOf(Value(str, test=names.github_org)),
             "allowed_users": ListOf(Value(str, test=names.github_user)),
+            # The OAuth app's credentials as a Kubernetes Secret in the hub's namespace that the
+            # site keeps itself (the hub reads them from its environment: render._auth_env). Unset,
+            # gpuhub keeps one of its own (GITHUB_SECRET_NAME) filled from the local secrets.
+            "existing_secret": Section({
+                "name": Value(str, None, test=names.dns_subdomain,
+                              hint="a Secret in the hub's namespace holding the OAuth client id and secret"),
+                "client_id_key": Value(str, "client_id", test=names.secret_key),
+                "client_secret_key": Value(str, "client_secret", test=names.secret_key),
+            }),
         }),
         "admin_users": ListOf(Value(str, test=names.github_user)),
         "allow_any_github_user": Value(bool, False),
@@ -545,6 +554,11 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",
                                 "name your GitHub organisation(s), or set hub.allow_any_github_user: true "
                                 "to let every GitHub account in"))
+    existing = hub["github"]["existing_secret"]
+    if existing["name"] and existing["client_id_key"] == existing["client_secret_key"]:
+        problems.append(Problem("hub.github.existing_secret.client_secret_key",
+                                f"is the same key as client_id_key ({existing['client_id_key']})",
+                                "name the Secret's two keys: one holds the client id, the other the client secret"))
     problems += _profile_checks(hub, hosts)
     return problems
 
@@ -729,11 +743,6 @@ def load(path: Optional[str] = None) -> Inventory:
     return parse(data, str(file))
 
 
-# What `inv render` writes in place of the OAuth credentials (hub.launch sends the real ones).
-RENDER_MASK = "***masked: hub.launch sends the real client secret to helm on stdin***"
-RENDER_UNSET_ID = "***unset: GPUHUB_GITHUB_CLIENT_ID***"
-
-
 class Secrets:
     """GitHub OAuth credentials. Never printed: repr masks them."""
 
@@ -757,13 +766,6 @@ class Secrets:
     def with_stand_ins(self) -> "Secrets":
         """Missing values replaced by a marker, for checks that never send them anywhere."""
         values = {k: self._values.get(k) or "stand-in-for-check" for k in SECRET_ENV}
-        return Secrets(values, self.origin)
-
-    def masked(self) -> "Secrets":
-        """For `inv render`: the client secret never written out, the public client id kept when
-        given; each missing or masked value is a marker naming what stands there."""
-        values = {"github_client_id": self._values.get("github_client_id") or RENDER_UNSET_ID,
-                  "github_client_secret": RENDER_MASK}
         return Secrets(values, self.origin)
 
     def __repr__(self) -> str:

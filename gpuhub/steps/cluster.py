@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from .. import facts as f
-from .. import names, pulls, render
+from .. import kube_secret, names, pulls, render
 from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
@@ -283,7 +283,7 @@ def _run(ctx: Context, command: str):
 
 # --- hub.launch -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'hub_release', 'hub_values', 'now'))
+@needs(host=('nodes', 'hub_release', 'hub_values', 'hub_secret', 'now'))
 def plan_hub(ctx: Context) -> StepPlan:
     inv = ctx.inv
     try:
@@ -293,6 +293,10 @@ def plan_hub(ctx: Context) -> StepPlan:
     waiting = cluster_not_ready(ctx)
     if waiting:
         return pending(HUB, waiting)
+    try:
+        credentials = oauth_secret_change(ctx)
+    except ValueError as e:
+        return blocked(HUB, str(e))
     values = json.loads(json.dumps(values))
     try:
         release = release_change(ctx, HUB, hub_release(inv), "hub_chart", HUB_CHART_REPO, inv.hub["chart_version"],
@@ -300,7 +304,10 @@ def plan_hub(ctx: Context) -> StepPlan:
                                  "hub_release", compare=digested)
     except ReleaseBusy as e:
         return blocked(HUB, str(e))
+    first = [credentials] if credentials else []
     if release is None:
+        if first:  # new credentials with the same values: cannot be (the hub's pod carries their digest)
+            return changes(HUB, first)
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
     helm = [a for a in release.actions if a.kind == "script"][-1]
     checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}", actions=[
@@ -308,8 +315,33 @@ def plan_hub(ctx: Context) -> StepPlan:
              "(`inv hub.check`); nothing goes to helm when they refuse them", lambda c: check_hub(c, values)),
         *[a if a is not helm else replace(helm, around=lambda c, run: pulls.watched(c, run, helm.wait))
           for a in release.actions]], destructive=release.destructive)
-    return changes(HUB, [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
-                                         actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
+    return changes(HUB, first + [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
+                                                 actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
+
+
+def oauth_secret_change(ctx: Context):
+    """The Change that fills gpuhub's own OAuth Secret from the local secrets (None when it holds
+    them); for a Secret the site keeps (hub.github.existing_secret), None when it is there with
+    both keys. ValueError with the reason (the step blocks) otherwise; never a value in it."""
+    ref = render.github_secret(ctx.inv)
+    where, current = f"{ref['namespace']}/{ref['name']}", ctx.facts["hub_secret"]
+    if ref["managed"]:
+        return kube_secret.managed_secret_change(HUB, ref["namespace"], ref["name"],
+                                                 render.github_secret_data(ctx.inv, ctx.secrets), current,
+                                                 "the hub's GitHub OAuth credentials")
+    if current is None:
+        raise ValueError(f"could not read Secret {where} (kubectl failed): is the cluster up?")
+    if not current["found"]:
+        raise ValueError(f"Secret {where} (hub.github.existing_secret.name) does not exist: create it with keys "
+                         f"{ref['client_id_key']} and {ref['client_secret_key']} (kubectl create secret generic "
+                         f"{ref['name']} -n {ref['namespace']} --from-file=...), or leave existing_secret out so "
+                         "gpuhub keeps one from the local secrets")
+    missing = [ref[k] for k in ("client_id_key", "client_secret_key") if ref[k] not in current["digests"]]
+    if missing:
+        raise ValueError(f"Secret {where} (hub.github.existing_secret) has no key {', '.join(missing)} (its keys: "
+                         f"{', '.join(sorted(current['digests'])) or 'none'}): set client_id_key / client_secret_key "
+                         "to the keys it holds")
+    return None
 
 
 def check_hub(ctx: Context, values: dict):
