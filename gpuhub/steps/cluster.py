@@ -86,8 +86,9 @@ def helm_upgrade(inv, step, release, chart_key, repo, version, wanted_values, ti
         uploads.append(upload(chart, local=chart_file, backup=False))
     else:
         chart = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"}[chart_key]
-    # JSON is YAML. On stdin, never in a file of ours: the hub's values hold the OAuth secret,
-    # and the script keeps them in memory (/run) only while helm runs.
+    # JSON is YAML. On stdin, never in a file of ours: gpuhub's values hold no secret (the hub's
+    # OAuth credentials are in a Kubernetes Secret), but a site's values may, and the script
+    # keeps them in memory (/run) only while helm runs.
     values = json.dumps(wanted_values)
     return uploads + [script(step, "helm-release.sh", {
         "RELEASE": name, "NAMESPACE": namespace, "CHART": chart, "CHART_REPO": "" if chart_file else repo,
