@@ -13,7 +13,7 @@
 #
 # Inputs (environment):
 #   NAMESPACE       the Secret's namespace (DNS label; required)
-#   NAME            the Secret's name (DNS subdomain; required): the manifest must name the same
+#   NAME            the Secret's name (DNS subdomain; required), which the manifest names: for messages
 #   MANIFEST_BYTES  read exactly this many bytes (a v1 Secret as JSON or YAML) from stdin
 # Output (stdout): "applied Secret NAMESPACE/NAME" (never a value).
 # Exit status: 0 applied; 1 kubectl failed (the tail of its stderr); 2 bad input (nothing changed).

@@ -109,3 +109,13 @@ def test_the_simulated_kubelet_refuses_a_hub_whose_secret_lacks_the_key(site):
     waiting = hub_pod(site)["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting == {"reason": "CreateContainerConfigError",
                        "message": "couldn't find key secret in Secret jhub/lab-github"}
+
+
+def test_secret_apply_refuses_bad_input_and_changes_nothing(site):
+    before = site.sh("gpu1", f"{KUBECTL} get secrets -n jhub -o name").stdout
+    for env, named in (("NAMESPACE='j hub' NAME=x MANIFEST_BYTES=2", "NAMESPACE"),
+                       ("NAMESPACE=jhub NAME='Bad;name' MANIFEST_BYTES=2", "NAME"),
+                       ("NAMESPACE=jhub NAME=x MANIFEST_BYTES=0", "MANIFEST_BYTES")):
+        result = site.sh("gpu1", f"echo {{}} | env {env} /var/lib/gpuhub/scripts/secret-apply.sh", check=False)
+        assert result.returncode == 2 and named in result.stderr, (env, result.stderr)
+    assert site.sh("gpu1", f"{KUBECTL} get secrets -n jhub -o name").stdout == before
