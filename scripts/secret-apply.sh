@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create or update one Kubernetes Secret on this K3s server from a manifest read on stdin:
 #   kubectl create namespace NAMESPACE          (when it is not there yet: helm's
-#                                                --create-namespace accepts one that exists)
+#                                                --create-namespace accepts one that exists,
+#                                                helm v3.17.3 pkg/action/install.go ignores
+#                                                AlreadyExists when it creates the namespace)
 #   kubectl apply --server-side --field-manager=gpuhub --force-conflicts -f -
 # Server-side apply: a client-side `kubectl apply` copies the whole object, data included, into
 # the kubectl.kubernetes.io/last-applied-configuration annotation, which `kubectl describe`
