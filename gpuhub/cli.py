@@ -38,13 +38,17 @@ def render_to(inventory_file, out) -> None:
         render.out_folder(out)  # before the inventory: a wrong --out is named even with no secrets set
         inv = inventory.load(inventory_file)
         secrets = inventory.load_secrets(inventory_file)
-        # Rendered files are for reading and review: they never hold the OAuth secret, and so
-        # render never needs it (hub.launch and plan do, and name the variables when it is unset).
-        files, notes = render.render_all(inv, secrets.masked())
+        # The rendered hub values never hold the OAuth credentials (they come from a Kubernetes
+        # Secret), only a digest of them, which render leaves as a marker when they are unset.
+        complete = all(secrets.get(k) for k in ("github_client_id", "github_client_secret"))
+        files, notes = render.render_all(inv, secrets if complete else None)
         render.write_tree(files, Path(out))
-    notes.add("the GitHub OAuth client secret is masked in cluster/jupyterhub-values.yaml "
-              f"({inventory.RENDER_MASK!r}); hub.launch gives helm the real one on stdin"
-              + ("" if secrets.get("github_client_id") else "; the client id is unset (GPUHUB_GITHUB_CLIENT_ID)"))
+    ref = render.github_secret(inv)
+    notes.add(f"cluster/jupyterhub-values.yaml holds no OAuth credential: the hub reads them from Secret "
+              f"{ref['namespace']}/{ref['name']}" + (", which hub.launch creates from the local secrets"
+                                                     + ("" if complete else " (unset: GPUHUB_GITHUB_CLIENT_ID, "
+                                                        "GPUHUB_GITHUB_CLIENT_SECRET)")
+                                                     if ref["managed"] else " (hub.github.existing_secret)"))
     for line in notes.lines:
         say(f"note: {line}")
     say(f"rendered {len(files)} files for {len(inv.hosts)} host(s) from {inv.source} into {out}/")

@@ -6,6 +6,7 @@ Parsers take (stdout, exit code) and are tested from recorded outputs in tests/d
 """
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -366,7 +367,40 @@ def plugin_pod_selector(release: str) -> str:
     return shlex.quote(",".join(plugin_pod_labels(release)))
 
 
-def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress") -> dict:
+def secret_probe(namespace: str, name: str) -> Probe:
+    """One Secret by name (never every Secret's data): as a list, so a Secret or namespace that is
+    not there is an empty list and exit 0, told apart from a cluster that does not answer."""
+    return Probe(f"{KUBECTL} get secrets -n {shlex.quote(namespace)} --field-selector "
+                 f"{shlex.quote('metadata.name=' + name)} -o json",
+                 functools.partial(parse_secret, namespace=namespace, name=name))
+
+
+def parse_secret(out: str, rc: int, namespace: str, name: str):
+    """`kubectl get secrets -n NS --field-selector metadata.name=NAME -o json` -> None when kubectl
+    failed; {"found": False} when there is no such Secret; else {"found": True, "managed": whether
+    gpuhub wrote it (its label), "digests": {key: kube_secret.key_digest}}. The API gives data
+    base64-encoded (core/v1 Secret.data is []byte, base64 in JSON); each value is digested here
+    and dropped: no fact holds one."""
+    from . import kube_secret
+    data = parse_json(out, rc)
+    if not isinstance(data, dict):
+        return None
+    item = next((i for i in data.get("items") or [] if (i.get("metadata") or {}).get("name") == name), None)
+    if item is None:
+        return {"found": False}
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    digests = {}
+    for key, encoded in (item.get("data") or {}).items():
+        try:
+            value = base64.b64decode(encoded or "", validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            value = "\0undecodable"
+        digests[key] = kube_secret.key_digest(namespace, name, key, value)
+    managed = labels.get(kube_secret.MANAGED_BY[0]) == kube_secret.MANAGED_BY[1]
+    return {"found": True, "managed": managed, "digests": digests}
+
+
+def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress", hub_secret: str = None) -> dict:
     """On the server, once K3s answers: what the cluster steps compare, in two kubectl calls (each
     costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
     pod in one; helm's own records of the releases in the other (helm_releases), sent beside the
@@ -374,11 +408,17 @@ def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress"
     give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, certmanager_pods, ingresses,
     gpu_pods, storage (StorageClasses and users' volumes, storage_view); plugin_release, hub_release,
     certmanager_release (each release's revisions), plugin_values, hub_values, certmanager_values (its
-    values, the OAuth secret digested); gpuhub_secrets, cluster_issuers. Those two only where hub.https
-    (`https`) reads them: every kubectl call is a process start on the server and a round on the API
-    server, and a converged run should pay for none it does not need."""
+    values, the OAuth secret digested); hub_secret, the Secret NS/NAME holding the hub's OAuth
+    credentials (gpuhub's own by default: kube_secret.parse, digests only), read by name in the same
+    round trip; gpuhub_secrets, cluster_issuers. Those two only where hub.https (`https`) reads them:
+    every kubectl call is a process start on the server and a round on the API server, and a
+    converged run should pay for none it does not need."""
     releases = {"plugin": plugin_release, "hub": hub_release, "certmanager": CERT_MANAGER_RELEASE}
+    if hub_secret is None:
+        from .render import GITHUB_SECRET_NAME
+        hub_secret = f"{hub_release.split('/')[0]}/{GITHUB_SECRET_NAME}"
     probes = {
+        "hub_secret": secret_probe(*hub_secret.split("/")),
         "cluster": Probe(f"{KUBECTL} get {CLUSTER_TYPES} -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
                          expands=True),

@@ -122,10 +122,49 @@ def check_hub_values(values: dict) -> list[str]:
                     problems.append(f"{path}: has no effect, the {role} in use is {used.__name__}")
         _check_section(cls, section, path, problems)
 
+    _check_credentials(authenticator, config, values, problems)
     profile_spawner = spawner if spawner and issubclass(spawner, KubeSpawner) else KubeSpawner
     profiles = (values.get("singleuser") or {}).get("profileList") or []
     _check_profiles(_bare(profile_spawner), profiles, problems)
     return problems
+
+
+def _env_names(values: dict) -> set:
+    """The variables hub.extraEnv sets (Z2JH 4.4.0 _helpers.tpl jupyterhub.extraEnv: a list of
+    EnvVars as is, or a map whose key is the name unless its value names another)."""
+    env = (values.get("hub") or {}).get("extraEnv") or {}
+    if isinstance(env, list):
+        return {e.get("name") for e in env if isinstance(e, dict)}
+    if isinstance(env, dict):
+        return {(v.get("name") if isinstance(v, dict) and v.get("name") else k) for k, v in env.items()}
+    return set()
+
+
+def _check_credentials(authenticator, config, values, problems):
+    """An OAuthenticator's client_id and client_secret that hub.config leaves out come from the
+    hub's environment: resolved here as the real class does (OAuthenticator 17.4.0 oauth2.py
+    _client_id_default / _client_secret_default: its client_id_env, then OAUTH_CLIENT_ID), with a
+    stand-in for each variable hub.extraEnv sets and none of this process's own."""
+    try:
+        from oauthenticator.oauth2 import OAuthenticator
+    except ImportError:
+        return
+    if authenticator is None or not issubclass(authenticator, OAuthenticator):
+        return
+    import os
+    from unittest import mock
+    given = _env_names(values)
+    for trait, fallback in (("client_id", "OAUTH_CLIENT_ID"), ("client_secret", "OAUTH_CLIENT_SECRET")):
+        if any(trait in (config.get(c.__name__) or {}) for c in authenticator.mro()):
+            continue
+        read = [name for name in (getattr(authenticator, f"{trait}_env", ""), fallback) if name]
+        environ = {k: v for k, v in os.environ.items() if k not in read}
+        environ.update({name: "stand-in-for-check" for name in read if name in given})
+        with mock.patch.dict(os.environ, environ, clear=True):
+            value = getattr(_bare(authenticator), trait)
+        if not value:
+            problems.append(f"hub.config.{authenticator.__name__}.{trait}: not set, and hub.extraEnv sets none of "
+                            f"{', '.join(read)}, which {authenticator.__name__} reads it from")
 
 
 def _bare(cls):

@@ -234,6 +234,15 @@ INVENTORY = Section({
         "github": Section({
             "organizations": ListOf(Value(str, test=names.github_org)),
             "allowed_users": ListOf(Value(str, test=names.github_user)),
+            # The OAuth app's credentials as a Kubernetes Secret in the hub's namespace that the
+            # site keeps itself (the hub reads them from its environment: render._auth_env). Unset,
+            # gpuhub keeps one of its own (GITHUB_SECRET_NAME) filled from the local secrets.
+            "existing_secret": Section({
+                "name": Value(str, None, test=names.dns_subdomain,
+                              hint="a Secret in the hub's namespace holding the OAuth client id and secret"),
+                "client_id_key": Value(str, "client_id", test=names.secret_key),
+                "client_secret_key": Value(str, "client_secret", test=names.secret_key),
+            }),
         }),
         "admin_users": ListOf(Value(str, test=names.github_user)),
         "allow_any_github_user": Value(bool, False),
@@ -617,6 +626,11 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
     if hub["slug_scheme"] is not None and int(hub["chart_version"].split(".")[0]) < 4:
         problems.append(Problem("hub.slug_scheme", f"needs hub.chart_version 4.x, not {hub['chart_version']}",
                                 "KubeSpawner 6 (chart 3.x) has one naming scheme, escape; leave slug_scheme out"))
+    existing = hub["github"]["existing_secret"]
+    if existing["name"] and existing["client_id_key"] == existing["client_secret_key"]:
+        problems.append(Problem("hub.github.existing_secret.client_secret_key",
+                                f"is the same key as client_id_key ({existing['client_id_key']})",
+                                "name the Secret's two keys: one holds the client id, the other the client secret"))
     problems += _profile_checks(hub, hosts)
     problems += https_checks(hub, base)
     problems += _storage_checks(hub)
@@ -854,11 +868,6 @@ def load(path: Optional[str] = None) -> Inventory:
     return parse(data, str(file))
 
 
-# What `inv render` writes in place of the OAuth credentials (hub.launch sends the real ones).
-RENDER_MASK = "***masked: hub.launch sends the real client secret to helm on stdin***"
-RENDER_UNSET_ID = "***unset: GPUHUB_GITHUB_CLIENT_ID***"
-
-
 class Secrets:
     """GitHub OAuth credentials. Never printed: repr masks them."""
 
@@ -882,13 +891,6 @@ class Secrets:
     def with_stand_ins(self) -> "Secrets":
         """Missing values replaced by a marker, for checks that never send them anywhere."""
         values = {k: self._values.get(k) or "stand-in-for-check" for k in SECRET_ENV}
-        return Secrets(values, self.origin)
-
-    def masked(self) -> "Secrets":
-        """For `inv render`: the client secret never written out, the public client id kept when
-        given; each missing or masked value is a marker naming what stands there."""
-        values = {"github_client_id": self._values.get("github_client_id") or RENDER_UNSET_ID,
-                  "github_client_secret": RENDER_MASK}
         return Secrets(values, self.origin)
 
     def __repr__(self) -> str:

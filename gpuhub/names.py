@@ -38,6 +38,9 @@ _GITHUB_LOGIN = whole(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _GITHUB_TEAM = whole(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _IMAGE = whole(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
                     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+# A key in a Secret's data: apimachinery pkg/util/validation/validation.go IsConfigMapKey
+# (configMapKeyFmt `[-._a-zA-Z0-9]+`, at most 253 characters, not "." or "..").
+_SECRET_KEY = whole(r"^[-._a-zA-Z0-9]{1,253}$")
 _MEMORY = whole(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
 
 
@@ -220,6 +223,12 @@ def url_path(value: str) -> str:
 def env_name(value: str) -> str:
     return "" if _ENV_NAME.match(value) else (f"{quoted(value)} is not an environment variable name "
                                              "(letters, digits and '_', not starting with a digit)")
+
+
+def secret_key(value: str) -> str:
+    if _SECRET_KEY.match(value) and value not in (".", ".."):
+        return ""
+    return f"{quoted(value)} is not a key of a Secret's data (letters, digits, '-', '_', '.')"
 
 
 def choice_key(value: str) -> str:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from . import facts as f
-from . import lock
+from . import lock, render
 from .lock import RunLocks
 from .progress import Progress
 from .secret import mask
@@ -134,8 +134,10 @@ class Run:
             command = locks.first_try() if host.name in self.locking else lock.check_script()
             probes = {LOCK_PROBE: f.Probe(command, lambda out, rc: Result(out, "", rc)), **probes}
         if host.role == "server":
-            for name, probe in f.cluster_probes(cluster.plugin_release(self.inv), cluster.hub_release(self.inv),
-                                                  self.inv.hub["https"]).items():
+            secret = render.github_secret(self.inv)
+            probes_ = f.cluster_probes(cluster.plugin_release(self.inv), cluster.hub_release(self.inv),
+                                       self.inv.hub["https"], f"{secret['namespace']}/{secret['name']}")
+            for name, probe in probes_.items():
                 probes[name] = replace(probe, command=f"timeout 60 {probe.command}")
         return probes
 
@@ -563,8 +565,8 @@ def format_plan(results: dict, verbose: bool = False, color: bool = False) -> st
                 lines += [f"          {line}" for line in what]
     if verbose and any(s.status in (CHANGE, VERIFY) for r in results.values() for s in r.steps):
         lines.append(f"(the scripts run from {SCRIPTS_DIR}/ on each host: gpuhub's scripts/, uploaded there "
-                     "first where their sha256 differs; what goes on stdin is described, not shown: `inv render` writes it "
-                     "for review, secrets masked)")
+                     "first where their sha256 differs; what goes on stdin is described, not shown: `inv render` writes "
+                     "the values for review; a Secret's values are shown nowhere)")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import names, paths
+from . import kube_secret, names, paths
 from .inventory import GPU_RESOURCE, SHARED_RESOURCE, Host, Inventory, Secrets, choice_keys, profile_entries
 
 TEMPLATES = paths.TEMPLATES
@@ -321,14 +321,11 @@ def teams_config(teams: dict) -> str:
     return TEAMS_CONFIG.format(teams=json.dumps(teams, sort_keys=True))
 
 
-def _auth_config(inv: Inventory, secrets: Secrets) -> dict:
+def _auth_config(inv: Inventory) -> dict:
     hub = inv.hub
-    creds = secrets.require("github_client_id", "github_client_secret")
-    github = {
-        "client_id": creds["github_client_id"],
-        "client_secret": creds["github_client_secret"].reveal(),  # into 0600 files and stdin only
-        "oauth_callback_url": f"https://{hub['hostname']}/hub/oauth_callback",
-    }
+    # No client id or secret here: GitHubOAuthenticator reads them from the hub's environment
+    # (_auth_env), so the values, helm's release records and `inv render` hold no secret.
+    github = {"oauth_callback_url": f"https://{hub['hostname']}/hub/oauth_callback"}
     if hub["github"]["organizations"]:
         github["allowed_organizations"] = list(hub["github"]["organizations"])
         # Private org membership is visible only with read:org (org admins approve the app once).
@@ -417,6 +414,54 @@ def named_server_storage_config(settings: dict) -> str:
     return NAMED_SERVER_STORAGE_CONFIG.format(settings=json.dumps(settings, sort_keys=True))
 
 
+# OAuthenticator 17.4.0: GitHubOAuthenticator.client_id_env / client_secret_env are these
+# (oauthenticator/github.py), read by OAuthenticator._client_id_default / _client_secret_default
+# when hub.config sets neither (oauthenticator/oauth2.py; OAUTH_CLIENT_ID/_SECRET only after them).
+CLIENT_ID_ENV, CLIENT_SECRET_ENV = "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"
+GITHUB_SECRET_NAME = "gpuhub-github-oauth"  # gpuhub's own, in the hub's namespace
+# Z2JH 4.4.0 hub.annotations land on the hub pod's template (templates/hub/deployment.yaml), as
+# the chart's own checksum/secret does: a new digest here is a new pod, which reads the new
+# credentials (a container reads env from a Secret only when it starts).
+OAUTH_DIGEST_ANNOTATION = "gpuhub.io/github-oauth-digest"
+UNSET_DIGEST = "unset: GPUHUB_GITHUB_CLIENT_ID and GPUHUB_GITHUB_CLIENT_SECRET (hub.launch needs them)"
+
+
+def github_secret(inv: Inventory) -> dict:
+    """Where the hub's OAuth credentials live: {namespace, name, client_id_key, client_secret_key,
+    managed}. managed: gpuhub's own Secret (GITHUB_SECRET_NAME), filled from the local secrets;
+    else the one hub.github.existing_secret names, which the site keeps."""
+    existing = inv.hub["github"]["existing_secret"]
+    if existing["name"]:
+        return {"namespace": inv.hub["namespace"], "name": existing["name"], "managed": False,
+                "client_id_key": existing["client_id_key"], "client_secret_key": existing["client_secret_key"]}
+    return {"namespace": inv.hub["namespace"], "name": GITHUB_SECRET_NAME, "managed": True,
+            "client_id_key": "client_id", "client_secret_key": "client_secret"}
+
+
+def github_secret_data(inv: Inventory, secrets: Secrets) -> dict:
+    """{key: value} of gpuhub's own OAuth Secret (the client secret a gpuhub.secret.Secret);
+    raises InventoryError naming the variables when a local secret is missing."""
+    ref = github_secret(inv)
+    creds = secrets.require("github_client_id", "github_client_secret")
+    return {ref["client_id_key"]: creds["github_client_id"], ref["client_secret_key"]: creds["github_client_secret"]}
+
+
+def _auth_env(inv: Inventory, secrets: Secrets) -> tuple:
+    """(hub.extraEnv, hub.annotations): the credentials as environment variables from the Secret
+    (Z2JH 4.4.0 hub.extraEnv, a map whose values may be k8s EnvVar specs with valueFrom.
+    secretKeyRef: values.schema.yaml, rendered by _helpers.tpl jupyterhub.extraEnv); for gpuhub's
+    own Secret, the digest of its data on the pod, so that new credentials restart the hub."""
+    ref = github_secret(inv)
+    env = {variable: {"valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref[key]}}}
+           for variable, key in ((CLIENT_ID_ENV, "client_id_key"), (CLIENT_SECRET_ENV, "client_secret_key"))}
+    if not ref["managed"]:
+        return env, {}
+    if secrets is None:  # `inv render` without the local secrets: it says so, hub.launch needs them
+        return env, {OAUTH_DIGEST_ANNOTATION: UNSET_DIGEST}
+    return env, {OAUTH_DIGEST_ANNOTATION: kube_secret.data_digest(ref["namespace"], ref["name"],
+                                                                 github_secret_data(inv, secrets))}
+
+
 def split_image(ref: str):
     """'registry/name:tag' -> (name, tag); None for a digest reference the chart cannot split."""
     if "@" in ref:
@@ -452,11 +497,14 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         storage["extraVolumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if storage:
         singleuser["storage"] = storage
+    auth_env, auth_annotations = _auth_env(inv, secrets)
     values = {
         **https_values(inv),
-        "hub": {"config": _auth_config(inv, secrets)},
+        "hub": {"config": _auth_config(inv), "extraEnv": auth_env},
         "singleuser": singleuser,
     }
+    if auth_annotations:
+        values["hub"]["annotations"] = auth_annotations
     teams = profile_teams(inv)
     if teams:
         values["hub"]["extraConfig"] = {TEAMS_CONFIG_KEY: teams_config(teams)}
@@ -633,7 +681,8 @@ def render_all(inv: Inventory, secrets: Secrets):
     """-> ({relative path: Artifact}, Notes)."""
     notes = Notes()
     files = {
-        "cluster/jupyterhub-values.yaml": Artifact(dump(jupyterhub_values(inv, secrets, notes)), secret=True),
+        # No secret in it: the OAuth credentials are referenced from a Kubernetes Secret.
+        "cluster/jupyterhub-values.yaml": Artifact(dump(jupyterhub_values(inv, secrets, notes))),
         "cluster/device-plugin-values.yaml": Artifact(dump(device_plugin_values(inv))),
         "cluster/gpu-test.yaml": Artifact(dump(gpu_test_job(inv))),
     }
@@ -648,7 +697,7 @@ def render_all(inv: Inventory, secrets: Secrets):
 
 
 # The checkout's own folders: an --out there would be replaced as a whole on the next render,
-# or mix rendered files (one holding the OAuth secret) into the source and the tests.
+# or mix rendered files into the source and the tests.
 PACKAGE = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE.parent
 SOURCE_FOLDERS = ("gpuhub", "scripts", "templates", "tests")
@@ -672,7 +721,7 @@ def out_folder(value) -> Path:
     for folder in guarded:
         if resolved == folder or folder in resolved.parents:
             raise ValueError(f"--out {text} is inside the checkout's {folder.name}/ folder: render there would "
-                             "mix generated files (one holding the OAuth secret) into the source; choose a folder "
+                             "mix generated files into the source; choose a folder "
                              "outside gpuhub/, scripts/, templates/ and tests/")
     return out
 

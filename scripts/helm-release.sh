@@ -9,7 +9,8 @@
 #   ACTION=uninstall: helm uninstall RELEASE --namespace NAMESPACE --timeout TIMEOUT_Ss
 #     (deletes the release's objects: for JupyterHub, the hub database's volume)
 # No global helm repository state is used or left behind (--repo, or a local chart archive).
-# The values may hold secrets (the hub's OAuth client secret). gpuhub streams them on stdin
+# The values may hold secrets (gpuhub's own hold none: the hub's OAuth credentials come from a
+# Kubernetes Secret, secret-apply.sh; a site's values may). gpuhub streams them on stdin
 # (VALUES_BYTES): they go into a private folder under /run (memory, not disk) that this script
 # made and removes when it exits, however it exits. A VALUES_FILE given instead is DELETED on
 # exit too, so pass a copy when running by hand.
@@ -33,8 +34,8 @@
 # Exit status: 0 installed/upgraded; 1 helm failed (the tail of its stderr on stderr);
 #   2 bad input (nothing changed on the cluster).
 #
-# Example (by hand, as root, on the server; `inv render` masks the OAuth client secret in
-# jupyterhub-values.yaml: put the real one into a 0600 copy first):
+# Example (by hand, as root, on the server; jupyterhub-values.yaml as `inv render` writes it, the
+# OAuth credentials' Secret already there: secret-apply.sh):
 #   RELEASE=jhub NAMESPACE=jhub CHART=jupyterhub CHART_REPO=https://hub.jupyter.org/helm-chart/ \
 #     CHART_VERSION=4.4.0 VALUES_BYTES=$(stat -c %s rendered/cluster/jupyterhub-values.yaml) \
 #     scripts/helm-release.sh < rendered/cluster/jupyterhub-values.yaml

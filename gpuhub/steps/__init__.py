@@ -30,7 +30,7 @@ class Action:
     """One thing a change does, as data: what `--verbose` shows and what apply runs, from the
     same record, so a reviewed plan is what happens. Kinds:
       script: scripts/NAME on the host with `env` (and `stdin`, shown only by `stdin_label`:
-              the hub's values hold the OAuth secret), while saying it waits for `wait`;
+              a Secret's manifest, the hub's values), while saying it waits for `wait`;
       upload: `text` (or the local file `local`) to the path `what`, mode `mode`;
       remove: the path `what`, kept as the previous version;
       call:   `run(ctx)`, Python that `what` describes (a poll through kubectl, a token copy).

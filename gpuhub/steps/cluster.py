@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from .. import facts as f
-from .. import names, pulls, render
+from .. import kube_secret, names, pulls, render
 from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
@@ -107,8 +107,9 @@ def helm_upgrade(inv, step, release, chart_key, repo, version, wanted_values, ti
         uploads.append(upload(chart, local=chart_file, backup=False))
     else:
         chart = CHART_NAMES[chart_key]
-    # JSON is YAML. On stdin, never in a file of ours: the hub's values hold the OAuth secret,
-    # and the script keeps them in memory (/run) only while helm runs.
+    # JSON is YAML. On stdin, never in a file of ours: gpuhub's values hold no secret (the hub's
+    # OAuth credentials are in a Kubernetes Secret), but a site's values may, and the script
+    # keeps them in memory (/run) only while helm runs.
     values = json.dumps(wanted_values)
     return uploads + [script(step, "helm-release.sh", {
         "RELEASE": name, "NAMESPACE": namespace, "CHART": chart, "CHART_REPO": "" if chart_file else repo,
@@ -324,7 +325,7 @@ def _run(ctx: Context, command: str):
 
 # --- hub.launch -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'hub_release', 'hub_values', 'now', 'storage', *https.NEEDS))
+@needs(host=('nodes', 'hub_release', 'hub_values', 'hub_secret', 'now', 'storage', *https.NEEDS))
 def plan_hub(ctx: Context) -> StepPlan:
     inv = ctx.inv
     try:
@@ -334,6 +335,10 @@ def plan_hub(ctx: Context) -> StepPlan:
     waiting = cluster_not_ready(ctx)
     if waiting:
         return pending(HUB, waiting)
+    try:
+        credentials = oauth_secret_change(ctx)
+    except ValueError as e:
+        return blocked(HUB, str(e))
     values = json.loads(json.dumps(values))
     try:
         before = https.https_changes(ctx, release_change)
@@ -344,9 +349,10 @@ def plan_hub(ctx: Context) -> StepPlan:
         return blocked(HUB, str(e))
     except InventoryError as e:
         return blocked(HUB, "; ".join(str(p) for p in e.problems))
+    first = ([credentials] if credentials else []) + before
     if release is None:
-        if before:
-            return changes(HUB, before)
+        if first:
+            return changes(HUB, first)
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/"
                         + https.https_note(ctx))
     renames = slug_scheme_change(inv, f.release_view(ctx.facts["hub_release"]))
@@ -361,8 +367,33 @@ def plan_hub(ctx: Context) -> StepPlan:
              "(`inv hub.check`); nothing goes to helm when they refuse them", lambda c: check_hub(c, values)),
         *[a if a is not helm else replace(helm, around=lambda c, run: pulls.watched(c, run, helm.wait))
           for a in release.actions]], destructive=release.destructive)
-    return changes(HUB, [*before, checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
-                                         actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
+    return changes(HUB, first + [checked, Change(f"wait for hub and proxy Ready; then https://{inv.hub['hostname']}/",
+                                                 actions=[*wait_hub(inv), call("say the hub is up", hub_up)])])
+
+
+def oauth_secret_change(ctx: Context):
+    """The Change that fills gpuhub's own OAuth Secret from the local secrets (None when it holds
+    them); for a Secret the site keeps (hub.github.existing_secret), None when it is there with
+    both keys. ValueError with the reason (the step blocks) otherwise; never a value in it."""
+    ref = render.github_secret(ctx.inv)
+    where, current = f"{ref['namespace']}/{ref['name']}", ctx.facts["hub_secret"]
+    if ref["managed"]:
+        return kube_secret.managed_secret_change(HUB, ref["namespace"], ref["name"],
+                                                 render.github_secret_data(ctx.inv, ctx.secrets), current,
+                                                 "the hub's GitHub OAuth credentials")
+    if current is None:
+        raise ValueError(f"could not read Secret {where} (kubectl failed): is the cluster up?")
+    if not current["found"]:
+        raise ValueError(f"Secret {where} (hub.github.existing_secret.name) does not exist: create it with keys "
+                         f"{ref['client_id_key']} and {ref['client_secret_key']} (kubectl create secret generic "
+                         f"{ref['name']} -n {ref['namespace']} --from-file=...), or leave existing_secret out so "
+                         "gpuhub keeps one from the local secrets")
+    missing = [ref[k] for k in ("client_id_key", "client_secret_key") if ref[k] not in current["digests"]]
+    if missing:
+        raise ValueError(f"Secret {where} (hub.github.existing_secret) has no key {', '.join(missing)} (its keys: "
+                         f"{', '.join(sorted(current['digests'])) or 'none'}): set client_id_key / client_secret_key "
+                         "to the keys it holds")
+    return None
 
 
 def _home_class(values) -> object:

@@ -188,7 +188,7 @@ def test_provision_converges(site):
     env_file = site.sh("gpu3", "cat /etc/systemd/system/k3s-agent.service.env").stdout
     assert env_file_values(env_file) == {"K3S_URL": "https://10.250.0.11:6443",
                                          "K3S_TOKEN_FILE": "/etc/rancher/k3s/gpuhub-node-token"}, env_file
-    # The hub's values (they hold the OAuth secret) were removed after helm used them.
+    # The hub's values (no credential in them now, but an overlay may add one) were removed after helm used them.
     assert site.sh("gpu1", "ls /var/lib/gpuhub/work/").stdout.count("values") == 0
 
 

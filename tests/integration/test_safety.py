@@ -5,6 +5,7 @@ gpu1: server, gpu2 and gpu3: agents (as in test_provision). The tests run in ord
 hosts: full disk on a bare server, then a provision with canary secrets, then locks and Ctrl-C
 on the converged cluster; each leaves the cluster converged.
 """
+import base64
 import json
 import os
 import secrets
@@ -76,20 +77,25 @@ def test_secrets_appear_only_in_root_only_files_and_the_clusters_state(site, tmp
     printed = "".join(o.stdout + o.stderr for o in outputs)
     commands = [c["command"] for c in guard.read("remote")]
     assert len(commands) > 20
-    for secret in (CANARY, token, token.split("::server:")[-1]):
+    # The API holds a Secret's data base64-encoded (core/v1 Secret.data): that form must not leak either.
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    for secret in (CANARY, encoded, token, token.split("::server:")[-1]):
         assert secret not in printed
         assert not [c for c in commands if secret in c]
         for host in HOSTS:
             assert secret not in site.sh(host, "cat /var/log/gpuhub-sim/argv.log", check=False).stdout
     # On the hosts: only root-owned 0600 files hold them (the token files, the cluster's own
-    # datastore, which keeps helm's release values); nothing in /run, /tmp or gpuhub's work folder.
+    # datastore, which keeps the hub's OAuth Secret); nothing in /run, /tmp or gpuhub's work folder.
+    # The hub's values hold no credential (they reference the Secret): the simulated datastore
+    # keeps the Secret's data as the API gives it, base64, and nothing keeps the plain value.
     where = {}
-    for secret, name in ((CANARY, "oauth secret"), (token, "node token")):
+    for secret, name in ((CANARY, "oauth secret"), (encoded, "oauth secret, base64"), (token, "node token")):
         for host in HOSTS:
             for owner, mode, path in host_files_holding(site, host, secret):
                 where.setdefault(name, []).append(f"{host}:{path}")
                 assert (owner, mode) == ("root", "600"), (name, host, owner, mode, path)
-    assert where["oauth secret"] == ["gpu1:/var/lib/rancher/k3s/server/sim-cluster.json"]
+    assert "oauth secret" not in where, where
+    assert where["oauth secret, base64"] == ["gpu1:/var/lib/rancher/k3s/server/sim-cluster.json"]
     assert sorted(where["node token"]) == ["gpu1:/var/lib/rancher/k3s/server/token",
                                            "gpu2:/etc/rancher/k3s/gpuhub-node-token",
                                            "gpu3:/etc/rancher/k3s/gpuhub-node-token"]

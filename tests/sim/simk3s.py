@@ -497,13 +497,16 @@ class HubProxy(_request_handler()):
     def do_GET(self):
         with cluster() as state:
             release = next((r for r in deployed_releases(state) if r["chart"] == "jupyterhub"), None)
+            if release is not None:
+                _, env_error = hub_environment(state, release)
+                client_id = hub_client_id(state, release)
         if release is None:
             return self.reply(404, "no JupyterHub release")
-        if fault("hub-never-ready") is not None:
+        if fault("hub-never-ready") is not None or env_error:
             return self.reply(503, "Service Unavailable: the hub is not ready")
         github = ((release["values"].get("hub") or {}).get("config") or {}).get("GitHubOAuthenticator") or {}
         if self.path.startswith("/hub/oauth_login") and github:
-            query = urllib.parse.urlencode({"client_id": github.get("client_id", ""), "response_type": "code",
+            query = urllib.parse.urlencode({"client_id": client_id, "response_type": "code",
                                             "redirect_uri": github.get("oauth_callback_url", "")})
             return self.reply(302, location=f"https://github.com/login/oauth/authorize?{query}")
         return self.reply(302, location="/hub/")
@@ -904,14 +907,71 @@ def release_pods(state):
         elif release["chart"] == "jupyterhub":
             server = next((n for n in state["nodes"].values() if n["role"] == "server"), None)
             never = fault("hub-never-ready") is not None  # read where kubectl runs: the server
+            _, env_error = hub_environment(state, release)
             for component in ("hub", "proxy"):
                 labels = {"app": "jupyterhub", "component": component, "release": release["name"]}
+                image = f"quay.io/jupyterhub/k8s-{component}"
+                if component == "hub" and env_error:
+                    # The kubelet cannot build the container's config: no container, waiting
+                    # CreateContainerConfigError with the env error as message (pkg/kubelet/
+                    # kuberuntime/kuberuntime_container.go startContainer returns
+                    # ErrCreateContainerConfig when generateContainerConfig fails; read in the code
+                    # index, the version not pinned); the pod stays Pending and not Ready.
+                    status = container_status(component, image, waiting("CreateContainerConfigError", env_error))
+                    pods.append(pod(f"{component}-{release['revision']}", ns, labels, server["name"] if server else "",
+                                    "Pending", containers=[status], host_ip=server["address"] if server else ""))
+                    continue
                 # hub-never-ready: the hub runs but its readiness probe fails (ready false, running).
                 ready = not (never and component == "hub")
-                status = container_status(component, f"quay.io/jupyterhub/k8s-{component}", running(), ready=ready)
+                status = container_status(component, image, running(), ready=ready)
                 pods.append(pod(f"{component}-{release['revision']}", ns, labels, server["name"] if server else "",
                                 "Running", containers=[status], host_ip=server["address"] if server else ""))
     return pods
+
+
+def hub_environment(state, release):
+    """(env, error) of the hub container: Z2JH 4.4.0 hub.extraEnv (a list of EnvVars, or a map
+    whose key is the name unless the value names one: templates/_helpers.tpl jupyterhub.extraEnv)
+    resolved as the kubelet does (pkg/kubelet/kubelet_pods.go makeEnvironmentVariables, read in
+    the code index, the version not pinned): a plain value as is; valueFrom.secretKeyRef from the
+    Secret in the pod's namespace, base64-decoded; a missing Secret is the lookup's NotFound
+    (`secret "NAME" not found`, the object cache's wording as kubectl describe shows it: from
+    knowledge, not read here), a missing key "couldn't find key KEY in Secret NS/NAME"; an
+    optional reference is skipped. Other valueFrom kinds are not simulated (left out of env)."""
+    import base64
+    values = (release.get("values") or {}).get("hub") or {}
+    given = values.get("extraEnv") or {}
+    entries = given if isinstance(given, list) else [
+        dict(v, name=v.get("name") or k) if isinstance(v, dict) else {"name": k, "value": v} for k, v in given.items()]
+    env, secrets = {}, state.get("secrets", {})
+    for entry in entries:
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None:
+            if "value" in entry:
+                env[entry["name"]] = str(entry["value"])
+            continue
+        secret = secrets.get(f"{release['namespace']}/{ref.get('name')}")
+        if secret is None:
+            if ref.get("optional"):
+                continue
+            return env, f'secret "{ref.get("name")}" not found'
+        if ref.get("key") not in secret["data"]:
+            if ref.get("optional"):
+                continue
+            return env, f"couldn't find key {ref.get('key')} in Secret {release['namespace']}/{ref.get('name')}"
+        env[entry["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    return env, None
+
+
+def hub_client_id(state, release) -> str:
+    """The OAuth client id the hub's GitHubOAuthenticator uses: hub.config's, else its environment's
+    GITHUB_CLIENT_ID, else OAUTH_CLIENT_ID (OAuthenticator 17.4.0 github.py client_id_env,
+    oauth2.py _client_id_default)."""
+    github = ((release["values"].get("hub") or {}).get("config") or {}).get("GitHubOAuthenticator") or {}
+    if github.get("client_id"):
+        return github["client_id"]
+    env, _ = hub_environment(state, release)
+    return env.get("GITHUB_CLIENT_ID") or env.get("OAUTH_CLIENT_ID", "")
 
 
 SAMPLE = "/cuda-samples/sample"
@@ -1147,7 +1207,8 @@ def refresh_jobs(state):
 # ------------------------------------------------------------------------------ kubectl
 
 def parse_flags(argv, with_value=("-n", "--namespace", "-o", "--output", "-l", "--selector", "-f", "--filename",
-                                  "--for", "--timeout", "--field-selector", "--kubeconfig", "--type")):
+                                  "--for", "--timeout", "--field-selector", "--kubeconfig", "--type",
+                                  "--field-manager")):
     args, flags = [], {}
     i = 0
     while i < len(argv):
@@ -1227,8 +1288,10 @@ def kubectl(argv):
         refresh_jobs(state)
         if verb == "get":
             kubectl_get(state, rest, flags, ns)
+        elif verb == "create" and rest[:1] in (["namespace"], ["ns"]):
+            kubectl_create_namespace(state, rest[1:])
         elif verb in ("apply", "create"):
-            kubectl_apply(state, flags, ns)
+            kubectl_apply(state, flags, ns, create=verb == "create")
         elif verb == "delete":
             kubectl_delete(state, rest, flags, ns)
         elif verb == "label":
@@ -1542,6 +1605,12 @@ def kubectl_get(state, rest, flags, ns):
     field = flags.get("--field-selector", "")
     if field.startswith("involvedObject.name="):
         items = [i for i in items if i["involvedObject"]["name"] == field.split("=", 1)[1]]
+    elif field.startswith("metadata.name="):
+        # Every kind takes metadata.name (and metadata.namespace) as a field selector
+        # (apimachinery pkg/fields, DefaultMetaV1FieldSelectorConversion); a list, even empty.
+        items = [i for i in items if i["metadata"]["name"] == field.split("=", 1)[1]]
+    elif field:
+        die(f'kubectl (SIMULATION): field selector {field} not simulated')
     if name:
         items = [i for i in items if i["metadata"]["name"] == name]
         if not items:
@@ -1553,7 +1622,61 @@ def kubectl_get(state, rest, flags, ns):
         output(items, flags, kind=list_kind)
 
 
-def kubectl_apply(state, flags, ns):
+def kubectl_create_namespace(state, rest):
+    if len(rest) != 1:
+        die("error: exactly one NAME is required, got " + str(len(rest)))
+    name = rest[0]
+    if name in state["namespaces"]:
+        die(f'Error from server (AlreadyExists): namespaces "{name}" already exists')
+    state["namespaces"].append(name)
+    print(f"namespace/{name} created")
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def apply_secret(state, doc, dns, flags, create):
+    """A v1 Secret through `kubectl apply` or `create -f`, as kubectl v0.34.9 pkg/cmd/apply/apply.go
+    applyOneObject does it: --server-side sends the object as an apply patch and prints
+    "serverside-applied" (no last-applied annotation with a --field-manager of its own:
+    saveLastApplyAnnotationIfNecessary); client-side apply first writes the whole object, data
+    included, into the kubectl.kubernetes.io/last-applied-configuration annotation
+    (CreateApplyAnnotation) and prints "created" or "configured". The namespace must exist (the
+    API server's NotFound). Simplified: the one field manager owns every key, so an apply
+    replaces the data as a whole (server-side apply would keep keys other managers set)."""
+    import base64
+    name = doc["metadata"]["name"]
+    if dns not in state["namespaces"]:
+        die(f'Error from server (NotFound): error when creating "STDIN": namespaces "{dns}" not found')
+    data = dict(doc.get("data") or {})
+    for key, value in (doc.get("stringData") or {}).items():  # the API server merges stringData into data
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    for key, value in data.items():
+        try:
+            base64.b64decode(value, validate=True)
+        except ValueError:
+            die(f'Error from server (BadRequest): error when creating "STDIN": Secret in version "v1" cannot be '
+                f'handled as a Secret: illegal base64 data at input byte 0 (key {key})')
+    secrets = state.setdefault("secrets", {})
+    key = f"{dns}/{name}"
+    if create and key in secrets:
+        die(f'Error from server (AlreadyExists): error when creating "STDIN": secrets "{name}" already exists')
+    metadata = {"name": name, "namespace": dns, "labels": dict(doc["metadata"].get("labels") or {}),
+                "uid": sim_uid(dns, "Secret", name), "creationTimestamp": STAMP}
+    annotations = dict(doc["metadata"].get("annotations") or {})
+    if not create and "--server-side" not in flags:
+        annotations[LAST_APPLIED] = json.dumps(doc, sort_keys=True)
+    if annotations:
+        metadata["annotations"] = annotations
+    existed = key in secrets
+    secrets[key] = {"apiVersion": "v1", "kind": "Secret", "type": doc.get("type", "Opaque"), "metadata": metadata,
+                    "data": data}
+    verb = "created" if create else "serverside-applied" if "--server-side" in flags else \
+        "configured" if existed else "created"
+    print(f"secret/{name} {verb}")
+
+
+def kubectl_apply(state, flags, ns, create=False):
     source = flags.get("-f")
     text = sys.stdin.read() if source in ("-", None) else open(source).read()
     for doc in yaml.safe_load_all(text):
@@ -1561,7 +1684,9 @@ def kubectl_apply(state, flags, ns):
             continue
         kind, name = doc.get("kind"), doc["metadata"]["name"]
         dns = doc["metadata"].get("namespace") or ns
-        if kind == "Namespace":
+        if kind == "Secret":
+            apply_secret(state, doc, dns, flags, create)
+        elif kind == "Namespace":
             if name not in state["namespaces"]:
                 state["namespaces"].append(name)
             print(f"namespace/{name} created")
@@ -1574,14 +1699,6 @@ def kubectl_apply(state, flags, ns):
             job["placement"] = schedule(state, job)
             state["jobs"][key] = job
             print(f"job.batch/{name} created")
-        elif kind == "Secret":
-            key = f"{dns}/{name}"
-            if dns not in state["namespaces"]:
-                die(f'Error from server (NotFound): namespaces "{dns}" not found')
-            old_doc = state.setdefault("secrets", {}).get(key)
-            state["secrets"][key] = dict(doc, metadata=dict(doc["metadata"], namespace=dns))
-            print(f"secret/{name} " + ("created" if old_doc is None else "unchanged" if old_doc == state["secrets"][key]
-                                       else "configured"))
         elif kind == "ClusterIssuer":
             if not cert_manager_crds(state):
                 # kubectl finds no REST mapping for a kind whose CRD is absent (kubectl v0.34
@@ -2117,8 +2234,8 @@ def release_secrets(state) -> list:
     revision, sh.helm.release.v1.NAME.vN in the release's namespace, type helm.sh/release.v1,
     labels name, owner=helm, status, version, data.release the Release JSON gzipped and base64'd
     by helm (helm v3.17.3 pkg/storage/driver/secrets.go newSecretsObject, util.go encodeRelease)
-    and base64'd again by the API (Secret data is bytes). The simulated cluster holds no other
-    Secrets."""
+    and base64'd again by the API (Secret data is bytes). Other Secrets are those applied
+    (apply_secret), in state["secrets"]."""
     import base64
     import gzip
     items = []

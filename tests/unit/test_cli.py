@@ -78,10 +78,16 @@ def test_render_writes_the_artifacts(tmp_path):
     assert result.returncode == 0, result.stderr
     values = yaml.safe_load((out / "cluster" / "jupyterhub-values.yaml").read_text())
     github = values["hub"]["config"]["GitHubOAuthenticator"]
-    assert github["client_id"] == "cli-id" and github["client_secret"].startswith("***masked")
-    assert not [p for p in out.rglob("*") if p.is_file() and "cli-secret-value" in p.read_text()]
+    assert "client_id" not in github and "client_secret" not in github
+    env = values["hub"]["extraEnv"]
+    assert env["GITHUB_CLIENT_SECRET"] == {"valueFrom": {"secretKeyRef": {"name": "gpuhub-github-oauth",
+                                                                          "key": "client_secret"}}}
+    assert values["hub"]["annotations"]["gpuhub.io/github-oauth-digest"].startswith("sha256:")
+    assert not [p for p in out.rglob("*") if p.is_file() and ("cli-secret-value" in p.read_text()
+                                                              or "cli-id" in p.read_text())]
     assert "cli-secret-value" not in result.stdout + result.stderr
-    assert "note: the GitHub OAuth client secret is masked" in result.stderr
+    assert ("note: cluster/jupyterhub-values.yaml holds no OAuth credential: the hub reads them from Secret "
+            "jhub/gpuhub-github-oauth, which hub.launch creates from the local secrets") in result.stderr
     assert (out / "hosts" / "gpu1" / "k3s-config.yaml").exists()
 
 
@@ -103,13 +109,12 @@ def test_render_inventory_from_environment(tmp_path):
     assert (tmp_path / "o" / "hosts" / "workstation" / "k3s-config.yaml").exists()
 
 
-def test_render_never_needs_the_secrets_and_says_what_it_masked(tmp_path):
+def test_render_never_needs_the_secrets_and_says_they_are_unset(tmp_path):
     result = run("inv", "render", "--out", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     values = yaml.safe_load((tmp_path / "o" / "cluster" / "jupyterhub-values.yaml").read_text())
-    github = values["hub"]["config"]["GitHubOAuthenticator"]
-    assert github["client_id"].startswith("***unset") and github["client_secret"].startswith("***masked")
-    assert "the client id is unset (GPUHUB_GITHUB_CLIENT_ID)" in result.stderr
+    assert values["hub"]["annotations"]["gpuhub.io/github-oauth-digest"].startswith("unset: GPUHUB_GITHUB_CLIENT_ID")
+    assert "(unset: GPUHUB_GITHUB_CLIENT_ID, GPUHUB_GITHUB_CLIENT_SECRET)" in result.stderr
     # provision and plan still block on them, naming the variables (test_provision_changes_nothing_...).
 
 

@@ -39,9 +39,28 @@ def bare(**over):
               "pci_gpus": PCI_ONE,
               "toolkit": None, "containerd": None, "template_sha": None, "helm_sha": None, "helm_version": None,
               "storage_kib": 0, "nodes": None, "plugin_release": None, "hub_release": None, "now": NOW,
-              "plugin_values": None, "hub_values": None}
+              "plugin_values": None, "hub_values": None, "hub_secret": None}
     values.update(over)
     return facts.Facts(values=values)
+
+
+def secret_listing(namespace, name, data, labels=None):
+    """`kubectl get secrets -n NS --field-selector metadata.name=NAME -o json` of one Secret."""
+    import base64
+    import json
+    item = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "gpuhub"} if labels is None else labels},
+            "data": {k: base64.b64encode(str(v).encode()).decode() for k, v in data.items()}}
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [item], "metadata": {"resourceVersion": ""}})
+
+
+def oauth_secret_fact(inv, secrets, **data_over):
+    """The hub_secret fact of gpuhub's own Secret holding `secrets` (or other values)."""
+    ref = render.github_secret(inv)
+    data = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in render.github_secret_data(inv, secrets).items()}
+    data.update(data_over)
+    return facts.parse_secret(secret_listing(ref["namespace"], ref["name"], data), 0, ref["namespace"], ref["name"])
 
 
 def converged(inv, host, secrets=None, **over):
@@ -56,7 +75,7 @@ def converged(inv, host, secrets=None, **over):
                 plugin_values=json.loads(json.dumps(render.device_plugin_values(inv))),
                 hub_values=digested(json.loads(json.dumps(render.jupyterhub_values(inv, secrets, render.Notes()))))
                 if secrets else None,
-                **{"plugin_release": [revision(1, "deployed", "nvidia-device-plugin", "0.20.0")],
+                **{"hub_secret": oauth_secret_fact(inv, secrets) if secrets else None, "plugin_release": [revision(1, "deployed", "nvidia-device-plugin", "0.20.0")],
                    "hub_release": [revision(1, "deployed", "jupyterhub", "4.4.0")], **over})
 
 
@@ -265,10 +284,10 @@ class TestClusterSteps:
     def test_hub_values_change_names_keys_not_values(self, secrets):
         inv = load()
         fx = converged(inv, inv.hosts["workstation"], secrets)
-        fx.values["hub_values"]["hub"]["config"]["GitHubOAuthenticator"]["client_secret"] = "old-secret"
+        fx.values["hub_values"]["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"] = "https://old/"
         p = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets=secrets))
         assert p.status == "change" and "values (hub)" in p.summary
-        assert "secret" not in p.summary
+        assert "secret" not in p.summary.lower()
 
 
 class TestStuckReleases:
@@ -462,19 +481,29 @@ class TestVerbosePlans:
             line for line in text.splitlines() if not line.startswith(("      ", "(the scripts run from"))
             and "then     once" not in line)
 
-    def test_the_hub_values_go_on_stdin_and_are_never_shown(self, secrets):
+    def test_the_oauth_secret_goes_to_kubectl_on_stdin_never_to_helm_and_is_never_shown(self, secrets):
+        import base64
         inv = load()
-        server = converged(inv, inv.hosts["workstation"], secrets, hub_release=None)
+        server = converged(inv, inv.hosts["workstation"], secrets, hub_release=None, hub_secret={"found": False})
         server.values["hub_values"] = None
         run = self.run_on(inv, {"workstation": server}, secrets)
         steps = {s.id: s for s in run.results["workstation"].steps}
         assert steps["hub.launch"].status == "change"
+        assert steps["hub.launch"].changes[0].summary == (
+            "create Secret jhub/gpuhub-github-oauth (the hub's GitHub OAuth credentials: client_id, client_secret)")
         text = plan.format_plan(run.results, verbose=True)
         assert "CHART=jupyterhub CHART_REPO=https://hub.jupyter.org/helm-chart/ CHART_VERSION=4.4.0" in text
         assert "stdin: the values as JSON" in text and "cluster/jupyterhub-values.yaml" in text
-        assert "test-client-secret" not in text
-        helm = [a for c in steps["hub.launch"].changes for a in c.actions if a.what == "helm-release.sh"]
-        assert len(helm) == 1 and "test-client-secret" in helm[0].stdin  # helm gets it, on stdin only
+        assert "NAMESPACE=jhub NAME=gpuhub-github-oauth MANIFEST_BYTES=" in text
+        assert "keys client_id, client_secret (values not shown)" in text
+        encoded = base64.b64encode(b"test-client-secret").decode()
+        assert "test-client-secret" not in text and encoded not in text
+        actions = [a for c in steps["hub.launch"].changes for a in c.actions]
+        helm = [a for a in actions if a.what == "helm-release.sh"]
+        assert len(helm) == 1 and "test-client-secret" not in helm[0].stdin and encoded not in helm[0].stdin
+        applied = [a for a in actions if a.what == "secret-apply.sh"]
+        assert len(applied) == 1 and encoded in applied[0].stdin  # kubectl gets it, on stdin only
+        assert not [a for a in actions if "test-client-secret" in " ".join(map(str, a.env.values()))]
 
     def test_every_planned_change_is_data_and_apply_runs_exactly_those_records(self, secrets):
         """No change hides a step of its own behind a closure: apply is its actions."""

@@ -89,7 +89,12 @@ class TestHubValues:
         github = config["GitHubOAuthenticator"]
         assert github["oauth_callback_url"] == "https://jupyter.physics.example.edu/hub/oauth_callback"
         assert github["allowed_organizations"] == ["physics-lab"] and github["scope"] == ["read:org"]
-        assert github["client_id"] == "test-client-id" and github["client_secret"] == "test-client-secret"
+        # No credential in the values: the hub's environment reads them from a Secret.
+        assert "client_id" not in github and "client_secret" not in github
+        assert values["hub"]["extraEnv"] == {
+            name: {"valueFrom": {"secretKeyRef": {"name": "gpuhub-github-oauth", "key": key}}}
+            for name, key in (("GITHUB_CLIENT_ID", "client_id"), ("GITHUB_CLIENT_SECRET", "client_secret"))}
+        assert "test-client-secret" not in render.dump(values) and "test-client-id" not in render.dump(values)
         assert "allow_all" not in github
         assert config["Authenticator"]["admin_users"] == ["lab-admin"]
 
@@ -176,7 +181,8 @@ class TestWriteTree:
                            "cluster/jupyterhub-values.yaml", "hosts/cpu-only/k3s-config.yaml",
                            "hosts/srv/containerd/config-v3.toml.tmpl", "hosts/srv/k3s-config.yaml"]
         mode = lambda p: stat.S_IMODE(os.stat(out / p).st_mode)
-        assert mode("cluster/jupyterhub-values.yaml") == 0o600 and mode("cluster") == 0o700
+        # It holds no secret any more (the credentials live in a Kubernetes Secret).
+        assert mode("cluster/jupyterhub-values.yaml") == 0o644
         assert mode("hosts/srv/k3s-config.yaml") & 0o077 == 0o044
         first = {p: (out / p).read_bytes() for p in written}
         files_again, _ = render.render_all(load("template"), secrets)

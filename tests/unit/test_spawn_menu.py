@@ -119,7 +119,8 @@ class TestSpawnerWide:
     def test_left_out_they_leave_the_chart_defaults(self, secrets):
         v, _ = values(load_inventory("seed"), secrets)
         assert not {"cull", "imagePullSecrets"} & set(v)
-        assert set(v["hub"]) == {"config"} and "extraEnv" not in v["singleuser"]
+        # extraEnv and annotations: the OAuth credentials' Secret (test_render, test_secrets).
+        assert set(v["hub"]) == {"config", "extraEnv", "annotations"} and "extraEnv" not in v["singleuser"]
 
     def test_culling_off(self, secrets):
         v, _ = values(menu(hub__culling={"enabled": False}), secrets)
