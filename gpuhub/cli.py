@@ -38,6 +38,7 @@ def render_to(inventory_file, out) -> None:
         render.out_folder(out)  # before the inventory: a wrong --out is named even with no secrets set
         inv = inventory.load(inventory_file)
         secrets = inventory.load_secrets(inventory_file)
+        say_warnings(inv)
         # Rendered files are for reading and review: they never hold the OAuth secret, and so
         # render never needs it (hub.launch and plan do, and name the variables when it is unset).
         files, notes = render.render_all(inv, secrets.masked())
@@ -93,7 +94,15 @@ def init(context, out) -> None:
 
 def _load(inventory_file):
     with errors_as_exit():
-        return inventory.load(inventory_file), inventory.load_secrets(inventory_file)
+        inv = inventory.load(inventory_file)
+        secrets = inventory.load_secrets(inventory_file)
+    say_warnings(inv)
+    return inv, secrets
+
+
+def say_warnings(inv) -> None:
+    for line in inv.warnings:
+        say(f"warning: {line}")
 
 
 def local_run(context, inventory_file, only, destroy_user_data=False, verify=False):

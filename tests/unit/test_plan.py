@@ -98,9 +98,9 @@ class TestK3sInstall:
     def test_upgrade_restarts(self):
         inv = load()
         fx = converged(inv, inv.hosts["workstation"])
-        fx.values["k3s_version"] = "v1.33.5+k3s1"
+        fx.values["k3s_version"] = "v1.36.4+k3s1"
         p = k3s.plan_install(ctx_for(inv, "workstation", fx))
-        assert [c.summary for c in p.changes] == [f"upgrade K3s v1.33.5+k3s1 -> {inv.cluster['k3s_version']}"]
+        assert [c.summary for c in p.changes] == [f"upgrade K3s v1.36.4+k3s1 -> {inv.cluster['k3s_version']}"]
         assert p.restarts
 
     def test_agent_needs_the_servers_token(self):
