@@ -5,7 +5,7 @@ import hashlib
 import time
 
 from .. import facts as f
-from .. import names, render
+from .. import k3sflags, names, render
 from ..secret import Secret
 from ..target import StepFailed
 from . import (RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, call, changes,
@@ -40,7 +40,7 @@ def airgap_arch_problem(inv, arch) -> str:
     return ""
 
 
-@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'agent_token_sha', 'helm_sha', 'helm_version'), server=('server_token_sha',))
+@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'k3s_config_keys', 'agent_token_sha', 'helm_sha', 'helm_version'), server=('server_token_sha',))
 def plan_install(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     if fx["systemd"] != "yes":
@@ -55,15 +55,20 @@ def plan_install(ctx: Context) -> StepPlan:
         return blocked(INSTALL, skipped)
     unit = fx["unit_k3s"] if host.role == "server" else fx["unit_k3s_agent"]
     running = installed is not None and unit["active"]
-    config_text = render.dump(render.k3s_config(inv, host))
+    config = render.k3s_config(inv, host)
+    config_text = render.dump(config)
     items = []
 
     if fx["k3s_config_sha"] != sha256(config_text):
         verb = "write" if fx["k3s_config_sha"] is None else "update"
         extra = inv.k3s_extra_config(host.role)
         named = f" (with cluster.k3s_extra_config keys: {', '.join(extra)})" if extra else ""
+        dropped = dropped_keys(fx["k3s_config_keys"], config)
+        if dropped:
+            named += (f"; DROPS keys the file on the host sets: {', '.join(dropped)} (keep them under "
+                      "cluster.k3s_extra_config)")
         items.append(Change(f"{verb} {f.K3S_CONFIG}{named}", actions=[upload(f.K3S_CONFIG, config_text, 0o600)],
-                            restarts=running, notify=(RESTART_K3S,)))
+                            restarts=running, destructive=bool(dropped), notify=(RESTART_K3S,)))
     if host.role == "agent":
         server_sha = ctx.server_facts["server_token_sha"] if ctx.server_facts else None
         if server_sha is None or fx["agent_token_sha"] != server_sha:
@@ -89,6 +94,14 @@ def plan_install(ctx: Context) -> StepPlan:
         if helm:
             items.append(helm)
     return changes(INSTALL, items, note=f"K3s {installed} {ctx.k3s_unit} active, config as rendered")
+
+
+def dropped_keys(present, config: dict) -> list:
+    """The keys of the host's config.yaml (names only: the facts never read a value, which may be
+    the cluster's token) that the rendered one lacks. Keys gpuhub writes itself are its own to
+    change (a runtime mode switch drops default-runtime); any other key was written by hand or
+    came from cluster.k3s_extra_config, and the running K3s uses it."""
+    return [k for k in present or () if k not in config and k not in k3sflags.GPUHUB_OWNED]
 
 
 def is_downgrade(installed, wanted: str) -> bool:

@@ -117,3 +117,37 @@ class TestVersionChanges:
     def test_a_fresh_install_is_never_judged(self):
         p = k3s.plan_install(ctx_for(load(), "workstation", bare()))
         assert p.status == "change" and not any(c.destructive for c in p.changes)
+
+
+class TestHandWrittenConfig:
+    """A config.yaml gpuhub did not write: rewriting it must not silently drop keys K3s uses."""
+
+    def plan(self, keys, **changes):
+        inv = load(**changes)
+        fx = converged(inv, inv.hosts["workstation"])
+        fx.values.update(k3s_config_sha="f" * 64, k3s_config_keys=keys)
+        return k3s.plan_install(ctx_for(inv, "workstation", fx))
+
+    def test_dropped_keys_make_the_rewrite_destructive_naming_only_keys(self):
+        p = self.plan(("token", "disable", "cluster-cidr", "kubelet-arg", "write-kubeconfig-mode"))
+        [change] = p.changes
+        assert change.destructive
+        assert "DROPS keys the file on the host sets: cluster-cidr, kubelet-arg" in change.summary
+        assert "cluster.k3s_extra_config" in change.summary
+        assert "token" not in change.summary  # gpuhub's own key (it copies the node token itself)
+
+    def test_keys_kept_through_k3s_extra_config_are_not_dropped(self):
+        p = self.plan(("cluster-cidr", "disable"), cluster__k3s_extra_config={"cluster-cidr": "10.52.0.0/16"})
+        [change] = p.changes
+        assert not change.destructive and "DROPS" not in change.summary
+
+    def test_a_file_with_only_gpuhubs_keys_is_a_plain_update(self):
+        p = self.plan(("node-name", "write-kubeconfig-mode", "disable", "default-runtime"))
+        assert not p.changes[0].destructive
+
+
+def test_only_key_names_leave_the_host():
+    from gpuhub import facts
+    out = "token\nnode-label+\ntls-san\n\"odd\nkubelet-arg\n"
+    assert facts.parse_key_names(out, 0) == ["token", "node-label", "tls-san", "kubelet-arg"]
+    assert facts.parse_key_names("", 2) is None  # no file

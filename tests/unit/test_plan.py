@@ -35,7 +35,7 @@ def revision(number, status, chart, version, age_s=3600):
 def bare(**over):
     values = {"uid": "0", "systemd": "yes", "os_id": "debian", "k3s_version": None,
               "unit_k3s": {"active": False, "enabled": False}, "unit_k3s_agent": {"active": False, "enabled": False},
-              "k3s_config_sha": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
+              "k3s_config_sha": None, "k3s_config_keys": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
               "pci_gpus": PCI_ONE,
               "toolkit": None, "containerd": None, "template_sha": None, "helm_sha": None, "helm_version": None,
               "storage_kib": 0, "nodes": None, "plugin_release": None, "hub_release": None, "now": NOW,
