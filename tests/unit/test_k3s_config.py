@@ -151,3 +151,11 @@ def test_only_key_names_leave_the_host():
     out = "token\nnode-label+\ntls-san\n\"odd\nkubelet-arg\n"
     assert facts.parse_key_names(out, 0) == ["token", "node-label", "tls-san", "kubelet-arg"]
     assert facts.parse_key_names("", 2) is None  # no file
+
+
+def test_the_cli_says_the_inventorys_warnings_on_stderr(capsys):
+    from gpuhub import cli
+    cli.say_warnings(load(cluster__kubeconfig_mode="0644"))
+    cli.say_warnings(load())
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("warning: cluster.kubeconfig_mode 0644 lets every user") == 1
