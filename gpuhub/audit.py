@@ -200,11 +200,15 @@ def check_kubeconfig(inv, host, fx, server):
         # A missing file is readable by nobody: K3s writes it when its server starts.
         return Finding("kubeconfig", False, "there is no kubeconfig: K3s's server has not started here",
                        f"{KUBECONFIG} does not exist", _fix("k3s.install", inv, host))
-    if int(mode, 8) & 0o007:
-        return Finding("kubeconfig", False, "the kubeconfig is readable by every user (cluster admin for all)",
-                       f"{KUBECONFIG} mode {mode}", f"chmod 600 {KUBECONFIG}{on(host)} "
-                       "(write-kubeconfig-mode: \"0600\" in config.yaml keeps it so)")
-    return Finding("kubeconfig", True, f"kubeconfig mode {mode}")
+    wanted = inv.cluster["kubeconfig_mode"]
+    if int(mode, 8) != int(wanted, 8):
+        return Finding("kubeconfig", False, f"the kubeconfig's mode is {int(mode, 8):04o}, cluster.kubeconfig_mode "
+                       f"says {wanted}" + (" (readable by every user: cluster admin for all)"
+                                           if int(mode, 8) & 0o007 else ""),
+                       f"{KUBECONFIG} mode {mode}", f"chmod {wanted} {KUBECONFIG}{on(host)} "
+                       f"(write-kubeconfig-mode: \"{wanted}\" in config.yaml keeps it so: "
+                       + _fix("k3s.install", inv, host) + ")")
+    return Finding("kubeconfig", True, f"kubeconfig mode {int(mode, 8):04o}, as configured")
 
 
 def check_traefik(inv, host, fx, server):

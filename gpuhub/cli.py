@@ -38,6 +38,7 @@ def render_to(inventory_file, out) -> None:
         render.out_folder(out)  # before the inventory: a wrong --out is named even with no secrets set
         inv = inventory.load(inventory_file)
         secrets = inventory.load_secrets(inventory_file)
+        say_warnings(inv)
         # The rendered hub values never hold the OAuth credentials (they come from a Kubernetes
         # Secret), only a digest of them, which render leaves as a marker when they are unset.
         complete = all(secrets.get(k) for k in ("github_client_id", "github_client_secret"))
@@ -97,7 +98,15 @@ def init(context, out) -> None:
 
 def _load(inventory_file):
     with errors_as_exit():
-        return inventory.load(inventory_file), inventory.load_secrets(inventory_file)
+        inv = inventory.load(inventory_file)
+        secrets = inventory.load_secrets(inventory_file)
+    say_warnings(inv)
+    return inv, secrets
+
+
+def say_warnings(inv) -> None:
+    for line in inv.warnings:
+        say(f"warning: {line}")
 
 
 def local_run(context, inventory_file, only, destroy_user_data=False, verify=False):

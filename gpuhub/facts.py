@@ -41,6 +41,20 @@ def parse_sha256(out: str, rc: int):
     return m.group(1) if rc == 0 and m else None
 
 
+# The top-level key names of a YAML file, never a value: a hand-written config.yaml may hold the
+# cluster's token, and only what sed prints (the name before the colon) leaves the host.
+YAML_KEY_NAMES = "sed -n 's/^[\"'\\'']\\{0,1\\}\\([A-Za-z0-9_.+-]*\\)[\"'\\'']\\{0,1\\}[[:space:]]*:.*/\\1/p'"
+
+
+def parse_key_names(out: str, rc: int):
+    """YAML_KEY_NAMES' output -> the key names, K3s's append suffix `+` dropped (K3s release-1.34
+    pkg/configfilearg/parser.go: `key+:` appends to a flag); None when the file is missing."""
+    if rc != 0:
+        return None
+    names = (line.strip().rstrip("+") for line in out.splitlines())
+    return list(dict.fromkeys(n for n in names if re.fullmatch(r"[A-Za-z0-9_.-]+", n)))
+
+
 def parse_sha256sums(out: str, rc: int) -> dict:
     """`sha256sum -- *` in a folder -> {file name: digest}; {} when the folder is missing."""
     sums = {}
@@ -335,6 +349,7 @@ def host_probes() -> dict:
                            "if [ -e \"/usr/local/bin/$n-uninstall.sh\" ]; then echo \"$n yes\"; "
                            "else echo \"$n no\"; fi; done", parse_k3s_units),
         "k3s_config_sha": Probe(f"sha256sum {K3S_CONFIG}", parse_sha256),
+        "k3s_config_keys": Probe(f"{YAML_KEY_NAMES} {K3S_CONFIG}", parse_key_names),
         "agent_token_sha": Probe(f"test -f {AGENT_TOKEN} && tr -d '\\n' < {AGENT_TOKEN} | sha256sum", parse_sha256),
         "server_token_sha": Probe(f"test -f {SERVER_TOKEN} && tr -d '\\n' < {SERVER_TOKEN} | sha256sum", parse_sha256),
         "nvidia_smi": Probe(f"timeout -k 2 {NVIDIA_SMI_TIMEOUT_S} nvidia-smi "

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Optional
 
 
-from . import airgapfile, names, yamlfile
+from . import airgapfile, k3sflags, names, yamlfile
 from .secret import Secret
-from .schema import REQUIRED, ListOf, ListOrSection, MapOf, Problem, Section, TextOrSection, Value, quoted
+from .schema import (REQUIRED, ListOf, ListOrSection, MapOf, Problem, Section, TextOrSection, Value, did_you_mean,
+                     quoted)
 
 # Pinned versions (FACTS.md); bump here, or per site in hosts.yaml.
 K3S_VERSION = "v1.37.1+k3s1"
@@ -116,6 +117,59 @@ def _profile(display_name: str, description: str, image: str, cpu: float, mem: s
     })
 
 
+def _file_mode(value: str) -> str:
+    if not (3 <= len(value) <= 4 and all(c in "01234567" for c in value)):
+        return f"{quoted(value)} is not a file mode of 3 or 4 octal digits such as \"0600\""
+    if int(value, 8) & 0o7000:
+        return f"{quoted(value)} sets setuid, setgid or sticky bits, which a kubeconfig has no use for"
+    if not int(value, 8) & 0o600 == 0o600:
+        return f"{quoted(value)} does not let root read and write it, as K3s does"
+    return ""
+
+
+MAX_K3S_VALUE = 1024  # characters: a flag value, never a file's content
+
+
+def _k3s_scalar(value) -> str:
+    if isinstance(value, (list, dict)) or value is None:
+        return f"{quoted(value)} is not a text, number or true/false"
+    if isinstance(value, str) and (not value.isprintable() or len(value) > MAX_K3S_VALUE or not value.strip()):
+        return f"{quoted(value)} is empty, too long or holds characters a flag value cannot (a newline...)"
+    return ""
+
+
+def _k3s_value(value) -> str:
+    """A flag's value: a scalar, or a list of scalars for a flag given several times."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        return "an empty list: leave the key out instead"
+    return next((m for m in map(_k3s_scalar, items) if m), "")
+
+
+def _k3s_key_shape(key: str) -> str:
+    if not key or not all(c.islower() or c.isdigit() or c == "-" for c in key) or key.startswith("-"):
+        return "is not a K3s flag name (lowercase words joined by dashes, no leading --)"
+    return ""
+
+
+def _k3s_extra_checks(extra: dict, hosts: dict) -> list:
+    """Each key is a flag the K3s command of some host here takes, and not one gpuhub writes."""
+    problems, roles = [], {h["role"] for h in hosts.values()}
+    known = k3sflags.SERVER_FLAGS | k3sflags.AGENT_FLAGS
+    for key in extra:
+        where = f"cluster.k3s_extra_config.{key}"
+        if key in k3sflags.GPUHUB_OWNED:
+            problems.append(Problem(where, "is a key gpuhub writes itself",
+                                    "use instead: " + k3sflags.GPUHUB_OWNED[key]))
+        elif key not in known:
+            problems.append(Problem(where, "is not a K3s server or agent flag",
+                                    did_you_mean(key, sorted(known)) or "see `k3s server --help`"))
+        elif not roles & set(k3sflags.roles_for(key)):
+            problems.append(Problem(where, f"only K3s {' and '.join(k3sflags.roles_for(key))}s take it, and no "
+                                    "host here has that role", "remove it"))
+    return problems
+
+
 PROFILE_KINDS = ("cpu", "shared_gpu", "whole_gpu")
 DEFAULT_IMAGES = {"cpu": CPU_IMAGE, "shared_gpu": GPU_IMAGE, "whole_gpu": GPU_IMAGE}
 
@@ -185,6 +239,13 @@ INVENTORY = Section({
         "k3s_version": Value(str, K3S_VERSION, test=names.k3s_version_problem),
         "server": Value(str, None, hint="the host agents join; defaults to the one host with role: server"),
         "helm_version": Value(str, HELM_VERSION, test=names.helm_version),
+        # K3s's write-kubeconfig-mode: who may read /etc/rancher/k3s/k3s.yaml (cluster admin).
+        "kubeconfig_mode": Value(str, "0600", test=_file_mode,
+                                 hint="octal text such as \"0600\" (quoted, so YAML keeps it text)"),
+        # More K3s config.yaml keys: flag names without dashes (gpuhub.k3sflags).
+        "k3s_extra_config": MapOf(Value((str, int, float, bool, list), test=_k3s_value,
+                                        hint="a text, number, true/false, or a list of those"),
+                                  name_test=_k3s_key_shape),
     }),
     "gpu": Section({
         "runtime": Value(str, "runtimeclass", choices=RUNTIME_MODES),
@@ -388,6 +449,19 @@ class Inventory:
                                      self.hub["hostname"])
         except tlsfile.TLSFileError as e:
             raise InventoryError([Problem(e.key, str(e), e.hint)], self.source) from None
+
+    @property
+    def warnings(self) -> list:
+        """What is allowed but worth saying each time (cli prints them as `warning:` lines)."""
+        mode = self.cluster["kubeconfig_mode"]
+        if int(mode, 8) & 0o077:
+            return [f"cluster.kubeconfig_mode {mode} lets {'every user' if int(mode, 8) & 0o007 else 'a group'} "
+                    "on the server read the kubeconfig, which is cluster admin: \"0600\" keeps it root's"]
+        return []
+
+    def k3s_extra_config(self, role: str) -> dict:
+        """The cluster.k3s_extra_config keys for a host of this role (k3sflags.roles_for)."""
+        return {k: v for k, v in self.cluster["k3s_extra_config"].items() if role in k3sflags.roles_for(k)}
 
     @property
     def server(self) -> Host:
@@ -634,6 +708,7 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
     problems += _profile_checks(hub, hosts)
     problems += https_checks(hub, base)
     problems += _storage_checks(hub)
+    problems += _k3s_extra_checks(data["cluster"]["k3s_extra_config"], hosts)
     return problems
 
 

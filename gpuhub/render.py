@@ -59,7 +59,7 @@ def k3s_config(inv: Inventory, host: Host) -> dict:
     """/etc/rancher/k3s/config.yaml, all of it. Agents name the token file, never the token."""
     config = {"node-name": host.name}
     if host.role == "server":
-        config["write-kubeconfig-mode"] = "0600"
+        config["write-kubeconfig-mode"] = inv.cluster["kubeconfig_mode"]
         if inv.hub["https"] != "ingress":
             # JupyterHub's own proxy takes 80/443 (Let's Encrypt or the institution's
             # certificate); Traefik would hold them. In ingress mode Traefik serves the hub.
@@ -72,6 +72,8 @@ def k3s_config(inv: Inventory, host: Host) -> dict:
     config["node-label"] = node_labels(inv, host)
     if inv.gpu["runtime"] == "default-runtime" and host.gpus:
         config["default-runtime"] = "nvidia"
+    # Never one of the keys above: inventory._k3s_extra_checks refuses those.
+    config.update(inv.k3s_extra_config(host.role))
     return config
 
 

@@ -5,7 +5,7 @@ import hashlib
 import time
 
 from .. import facts as f
-from .. import render
+from .. import k3sflags, names, render
 from ..secret import Secret
 from ..target import StepFailed
 from . import (RESTART_K3S, SCRIPTS_DIR, WORK_DIR, Change, Context, StepPlan, blocked, call, changes,
@@ -40,7 +40,7 @@ def airgap_arch_problem(inv, arch) -> str:
     return ""
 
 
-@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'agent_token_sha', 'helm_sha', 'helm_version', 'traefik_pods', 'ingresses'), server=('server_token_sha',))
+@needs(host=('systemd', 'arch', 'k3s_version', 'unit_k3s', 'unit_k3s_agent', 'k3s_config_sha', 'k3s_config_keys', 'agent_token_sha', 'helm_sha', 'helm_version', 'traefik_pods', 'ingresses'), server=('server_token_sha',))
 def plan_install(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     if fx["systemd"] != "yes":
@@ -50,18 +50,28 @@ def plan_install(ctx: Context) -> StepPlan:
         return blocked(INSTALL, wrong)
     wanted_version = inv.cluster["k3s_version"]
     installed = fx["k3s_version"]
+    skipped = skipped_minor(installed, wanted_version)
+    if skipped:
+        return blocked(INSTALL, skipped)
     unit = fx["unit_k3s"] if host.role == "server" else fx["unit_k3s_agent"]
     running = installed is not None and unit["active"]
-    config_text = render.dump(render.k3s_config(inv, host))
+    config = render.k3s_config(inv, host)
+    config_text = render.dump(config)
     items = []
 
     if fx["k3s_config_sha"] != sha256(config_text):
         verb = "write" if fx["k3s_config_sha"] is None else "update"
         breaks = traefik_dependents(ctx)
-        summary = f"{verb} {f.K3S_CONFIG}" + (f": disables Traefik, which serves {breaks}: they stop answering"
-                                              if breaks else "")
-        items.append(Change(summary, actions=[upload(f.K3S_CONFIG, config_text, 0o600)],
-                            restarts=running, notify=(RESTART_K3S,), destructive=bool(breaks)))
+        extra = inv.k3s_extra_config(host.role)
+        named = f" (with cluster.k3s_extra_config keys: {', '.join(extra)})" if extra else ""
+        if breaks:
+            named += f": disables Traefik, which serves {breaks}: they stop answering"
+        dropped = dropped_keys(fx["k3s_config_keys"], config)
+        if dropped:
+            named += (f"; DROPS keys the file on the host sets: {', '.join(dropped)} (keep them under "
+                      "cluster.k3s_extra_config)")
+        items.append(Change(f"{verb} {f.K3S_CONFIG}{named}", actions=[upload(f.K3S_CONFIG, config_text, 0o600)],
+                            restarts=running, destructive=bool(dropped or breaks), notify=(RESTART_K3S,)))
     if host.role == "agent":
         server_sha = ctx.server_facts["server_token_sha"] if ctx.server_facts else None
         if server_sha is None or fx["agent_token_sha"] != server_sha:
@@ -71,12 +81,15 @@ def plan_install(ctx: Context) -> StepPlan:
                                               copy_token)],
                                 restarts=running, notify=(RESTART_K3S,)))
     if installed != wanted_version:
+        downgrade = is_downgrade(installed, wanted_version)
         summary = (f"install K3s {wanted_version}" if installed is None
-                   else f"upgrade K3s {installed} -> {wanted_version}")
+                   else f"downgrade K3s {installed} -> {wanted_version} (K3s supports upgrades only: its "
+                        "datastore and the cluster's objects may already be in the newer release's form)"
+                   if downgrade else f"upgrade K3s {installed} -> {wanted_version}")
         if inv.airgap_file("k3s_binary"):
             summary += " (airgap)"
         items.append(Change(summary, actions=install_k3s(inv, host), restarts=installed is not None,
-                            notify=(RESTART_K3S,)))
+                            destructive=downgrade, notify=(RESTART_K3S,)))
     elif not (unit["active"] and unit["enabled"]) and not items:
         items.append(Change(f"start and enable {ctx.k3s_unit}", notify=(RESTART_K3S,)))
     if host.role == "server":
@@ -102,6 +115,35 @@ def traefik_dependents(ctx: Context) -> str:
         return ""
     return "Ingress " + ", ".join(f"{i['namespace']}/{i['name']}" + (f" ({', '.join(i['hosts'])})" if i["hosts"]
                                                                       else "") for i in others)
+
+
+def dropped_keys(present, config: dict) -> list:
+    """The keys of the host's config.yaml (names only: the facts never read a value, which may be
+    the cluster's token) that the rendered one lacks. Keys gpuhub writes itself are its own to
+    change (a runtime mode switch drops default-runtime); any other key was written by hand or
+    came from cluster.k3s_extra_config, and the running K3s uses it."""
+    return [k for k in present or () if k not in config and k not in k3sflags.GPUHUB_OWNED]
+
+
+def is_downgrade(installed, wanted: str) -> bool:
+    """Whether `wanted` is older than the K3s `installed` here (an unreadable version is not judged)."""
+    have, want = names.k3s_version(installed or ""), names.k3s_version(wanted)
+    return bool(have and want and want < have)
+
+
+def skipped_minor(installed, wanted: str) -> str:
+    """Why going from `installed` to `wanted` is refused, or '': an upgrade that skips a minor
+    release. K3s's manual-upgrade docs (docs.k3s.io/upgrades/manual, "Release Channels" tip):
+    the Kubernetes version skew policy applies, and a plan must not skip intermediate minor
+    versions. Refused rather than confirmed with --yes: no flag makes the skip supported, and the
+    way round is plain (one provision per minor)."""
+    have, want = names.k3s_version(installed or ""), names.k3s_version(wanted)
+    if not (have and want) or want[:2] <= have[:2] or want[1] == have[1] + 1:
+        return ""
+    step = f"v{have[0]}.{have[1] + 1}"
+    return (f"K3s {installed} -> {wanted} skips the {step} line: K3s upgrades one minor release at a time "
+            f"(docs.k3s.io/upgrades/manual); set cluster.k3s_version to a {step}.x+k3s1 release, provision, "
+            f"then step on one minor at a time to {want[0]}.{want[1]}")
 
 
 def helm_change(ctx: Context):

@@ -122,6 +122,7 @@ def _general(path: str) -> str:
     path = re.sub(r"\[\d+\]", "", path)
     path = re.sub(r"^hosts\.[^.]+", "hosts.*", path)
     path = re.sub(r"^hub\.environment\.[^.]+", "hub.environment.*", path)
+    path = re.sub(r"^cluster\.k3s_extra_config\.[^.]+", "cluster.k3s_extra_config.*", path)
     return re.sub(r"^hub\.profiles\.[^.]+", "hub.profiles.*", path)
 
 

@@ -35,7 +35,7 @@ def revision(number, status, chart, version, age_s=3600):
 def bare(**over):
     values = {"uid": "0", "systemd": "yes", "os_id": "debian", "k3s_version": None,
               "unit_k3s": {"active": False, "enabled": False}, "unit_k3s_agent": {"active": False, "enabled": False},
-              "k3s_config_sha": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
+              "k3s_config_sha": None, "k3s_config_keys": None, "agent_token_sha": None, "server_token_sha": None, "nvidia_smi": SMI_OK,
               "pci_gpus": PCI_ONE,
               "toolkit": None, "containerd": None, "template_sha": None, "helm_sha": None, "helm_version": None,
               "storage_kib": 0, "nodes": None, "plugin_release": None, "hub_release": None, "now": NOW,
@@ -117,9 +117,9 @@ class TestK3sInstall:
     def test_upgrade_restarts(self):
         inv = load()
         fx = converged(inv, inv.hosts["workstation"])
-        fx.values["k3s_version"] = "v1.33.5+k3s1"
+        fx.values["k3s_version"] = "v1.36.4+k3s1"
         p = k3s.plan_install(ctx_for(inv, "workstation", fx))
-        assert [c.summary for c in p.changes] == [f"upgrade K3s v1.33.5+k3s1 -> {inv.cluster['k3s_version']}"]
+        assert [c.summary for c in p.changes] == [f"upgrade K3s v1.36.4+k3s1 -> {inv.cluster['k3s_version']}"]
         assert p.restarts
 
     def test_agent_needs_the_servers_token(self):
