@@ -13,7 +13,7 @@ import re
 import secrets
 import shlex
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import podstatus
 from .secret import digested
@@ -433,7 +433,8 @@ def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress"
         from .render import GITHUB_SECRET_NAME
         hub_secret = f"{hub_release.split('/')[0]}/{GITHUB_SECRET_NAME}"
     probes = {
-        "hub_secret": secret_probe(*hub_secret.split("/")),
+        # Beside the helm records, in the second command: the first holds the slower calls.
+        "hub_secret": replace(secret_probe(*hub_secret.split("/")), apart=True),
         "cluster": Probe(f"{KUBECTL} get {CLUSTER_TYPES} -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
                          expands=True),
