@@ -370,7 +370,7 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
         re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin pci_gpus'"): Result(pci),
         re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin systemd'"): Result(body),
         # helm's release records, read by a second command beside the first (Probe.apart).
-        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin releases'"): Result(body),
+        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin (releases|hub_secret)'"): Result(body),
     }, repeat=True)
     run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
     results = run.plan()
