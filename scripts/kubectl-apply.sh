@@ -52,7 +52,11 @@ if [ -n "$NAMESPACE" ]; then
 fi
 deadline=$((SECONDS + TIMEOUT))
 while :; do
-  if out=$(printf %s "$manifest" | kubectl apply -f - 2>&1); then
+  # Server-side, as gpuhub's field manager: a client-side apply would copy the whole object, a
+  # TLS key or a token included, into its last-applied-configuration annotation, which `kubectl
+  # describe` shows (kubectl v0.34.9 pkg/cmd/apply/apply.go, CreateApplyAnnotation on the
+  # client-side path only; see secret-apply.sh).
+  if out=$(printf %s "$manifest" | kubectl apply --server-side --field-manager=gpuhub --force-conflicts -f - 2>&1); then
     echo "$out"
     exit 0
   fi

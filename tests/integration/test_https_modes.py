@@ -88,6 +88,8 @@ def test_certificate_mode_serves_the_institutions_files_from_a_tls_secret(site):
     [secret] = [s for s in get(site, "secrets -n jhub")["items"] if s["metadata"]["name"] == "gpuhub-hub-tls"]
     assert secret["type"] == "kubernetes.io/tls"
     assert base64.b64decode(secret["data"]["tls.key"]) == key
+    # Applied server-side: no last-applied-configuration copy of the key on the object.
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in (secret["metadata"].get("annotations") or {})
     values = json.loads(site.sh("gpu1", "KUBECONFIG=/etc/rancher/k3s/k3s.yaml helm get values jhub -n jhub -o json")
                         .stdout)
     assert values["proxy"]["https"]["type"] == "secret" and key_line not in json.dumps(values)
