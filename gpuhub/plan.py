@@ -360,8 +360,9 @@ class Run:
                           + "\n".join("  " + b for b in blockers))
 
     def refuse_unconfirmed(self, yes: bool):
+        # A pending step lists what it would destroy on the cluster as it is now (waiting_for_hosts).
         destructive = [f"{r.name}: {s.id}: {s.summary}" for r in self.results.values() for s in r.steps
-                       if s.status == CHANGE and s.destructive]
+                       if s.status in (CHANGE, PENDING) and s.destructive]
         if destructive and not yes:
             raise Refused("destructive changes need --yes:\n" + "\n".join("  " + d for d in destructive))
 
@@ -447,6 +448,16 @@ class Run:
                 self.take_locks({server.name})  # read again under the lock: planned once more
                 run.steps = ([s for s in run.steps if s.id not in cluster_ids]
                              + plan_steps(self.context(server), CLUSTER_STEPS, cluster_ids))
+            unconfirmed = [f"{s.id}: {s.summary}" for s in run.steps
+                           if s.id in cluster_ids and s.status == CHANGE and s.destructive]
+            if unconfirmed and not yes:
+                # The first plan could not show these (the cluster did not answer yet): nothing
+                # destructive runs unconfirmed, even after the hosts' own changes.
+                run.error = ("destructive cluster changes need --yes (nothing of them was done): "
+                             + "; ".join(unconfirmed))
+                run.not_done += unconfirmed
+                self.log(f"{server.name}: {run.error}")
+                return
             self._apply_hosts([server], cluster_ids)
         elif cluster_ids and not self.failed():
             self._apply_node_shares(cluster_ids)
@@ -549,9 +560,9 @@ def format_plan(results: dict, verbose: bool = False, color: bool = False) -> st
                                                    if run.unreachable else ""))
         for step in run.steps:
             text = step.summary if step.status in (CHANGE, VERIFY, OK) else step.reason
-            flags = [paint(flag, flag, color) for flag, on in (("restarts K3s", step.restarts),
+            flags = [paint(flag, flag, color) for flag, on in (("restarts K3s", step.restarts and step.status == CHANGE),
                                                                ("DESTRUCTIVE", step.destructive))
-                     if on and step.status == CHANGE]
+                     if on and step.status in (CHANGE, PENDING)]
             suffix = f"  [{', '.join(flags)}]" if flags else ""
             lines.append(f"  {step.id:<12} {paint(f'{step.status:<8}', step.status, color)} {text}{suffix}")
             if verbose and step.status in (CHANGE, VERIFY):

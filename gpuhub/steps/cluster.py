@@ -44,6 +44,22 @@ def cluster_not_ready(ctx: Context):
     return None
 
 
+def waiting_for_hosts(ctx: Context, step: str, waiting: str, plan) -> StepPlan:
+    """`pending`: the step waits on its hosts' own changes and is planned again after them. When
+    the cluster answers already (one gpuhub did not build, or one it is changing), the step is
+    also planned on the cluster as it is now, and what of that is destructive is listed here with
+    its evidence, so that the run's --yes covers it before any host changes (plan.Run re-checks
+    after the hosts, and refuses what the first plan could not show)."""
+    if ctx.facts["nodes"] is None:
+        return pending(step, waiting)
+    now = plan(replace(ctx, earlier={}))
+    risky = [c for c in now.changes if c.destructive] if now.status == "change" else []
+    if not risky:
+        return pending(step, waiting)
+    return StepPlan(step, "pending", changes=risky, reason=f"{waiting}; on the cluster as it is now it would: "
+                    + "; ".join(c.summary for c in risky))
+
+
 class ReleaseBusy(Exception):
     """A release another helm run may still be changing: the step is blocked, nothing is tried."""
 
@@ -163,7 +179,7 @@ def plan_plugin(ctx: Context) -> StepPlan:
         return StepPlan(PLUGIN, "ok", note="no GPU hosts")
     waiting = cluster_not_ready(ctx)
     if waiting:
-        return pending(PLUGIN, waiting)
+        return waiting_for_hosts(ctx, PLUGIN, waiting, plan_plugin)
     items = []
     values = json.loads(json.dumps(render.device_plugin_values(inv)))
     try:
@@ -334,7 +350,7 @@ def plan_hub(ctx: Context) -> StepPlan:
         return blocked(HUB, "; ".join(str(p) for p in e.problems))
     waiting = cluster_not_ready(ctx)
     if waiting:
-        return pending(HUB, waiting)
+        return waiting_for_hosts(ctx, HUB, waiting, plan_hub)
     try:
         credentials = oauth_secret_change(ctx)
     except ValueError as e:

@@ -120,3 +120,32 @@ def test_a_new_home_storage_class_says_the_existing_homes_stay_where_they_are(se
     summary = plan.changes[0].summary
     assert "2 existing home volume(s) stay on the cluster's default class" in summary
     assert "only new homes are made on zfs-homes" in summary and not plan.destructive
+
+
+def test_a_step_waiting_on_its_hosts_lists_what_it_would_destroy_on_the_cluster_as_it_is_now(secrets):
+    """The hand-built cluster answers while k3s.install still changes its config: gpu.plugin and
+    hub.launch wait for that, but their destructive changes on the cluster as it is now are in the
+    first plan (and need --yes before any host changes), not found only after the hosts changed."""
+    from gpuhub import plan as plans
+    inv = load("seed", hub__release="hub", hub__namespace="jupyter")
+    fx = with_facts(inv, inv.hosts["workstation"], secrets, k3s_config_sha="0" * 64,
+                    hub_release=[by_hand(12, "deployed", "jupyterhub", "4.4.0")], hub_values={"hub": {}})
+    run = plans.Run(inv, {n: None for n in inv.hosts}, secrets, log=lambda line: None)
+    run.facts = {"workstation": fx}
+    steps = {s.id: s for s in run.plan(gather=False)["workstation"].steps}
+    assert steps["k3s.install"].status == "change"
+    hub = steps["hub.launch"]
+    assert hub.status == "pending" and hub.destructive
+    assert hub.reason.startswith("waits on k3s.install / gpu.runtime; on the cluster as it is now it would: ")
+    assert "installed without gpuhub" in hub.reason
+    assert steps["gpu.plugin"].status == "pending" and not steps["gpu.plugin"].destructive
+    assert "[DESTRUCTIVE]" in [line for line in plans.format_plan(run.results).splitlines() if "hub.launch" in line][0]
+    try:
+        run.refuse_unconfirmed(yes=False)
+    except plans.Refused as e:
+        assert "workstation: hub.launch: " in str(e)
+    else:
+        raise AssertionError("a pending step's destructive changes need --yes")
+    # A bare cluster (nothing answers yet) waits as before, with nothing to list.
+    fx.values["nodes"] = None
+    assert cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets, earlier={})).status == "pending"
