@@ -423,11 +423,14 @@ def storage_class_note(inv, current_values, wanted_values, storage) -> str:
     land on the new one. Said, with the count, so that nobody expects their data to move."""
     if current_values is None or _home_class(current_values) == _home_class(wanted_values):
         return ""
-    old = _home_class(current_values) or "the cluster's default class"
     homes = [v for v in (storage or {}).get("volumes", []) if v["namespace"] == inv.hub["namespace"]
              and v["storage_class"] != _home_class(wanted_values)]
+    if storage is not None and not homes:
+        return ""  # no home elsewhere: nothing stays behind
+    where = ", ".join(sorted({v["storage_class"] or "no class" for v in homes})) if homes else \
+        (_home_class(current_values) or "the cluster's default class")
     count = f"{len(homes)} existing home volume(s)" if storage is not None else "existing home volumes"
-    return (f"{count} stay on {old} (KubeSpawner keeps a claim it finds; nothing is copied): only new "
+    return (f"{count} stay on {where} (KubeSpawner keeps a claim it finds; nothing is copied): only new "
             f"homes are made on {_home_class(wanted_values) or 'the default class'}")
 
 

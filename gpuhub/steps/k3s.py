@@ -66,7 +66,7 @@ def plan_install(ctx: Context) -> StepPlan:
         named = f" (with cluster.k3s_extra_config keys: {', '.join(extra)})" if extra else ""
         if breaks:
             named += f": disables Traefik, which serves {breaks}: they stop answering"
-        dropped = dropped_keys(fx["k3s_config_keys"], config)
+        dropped = dropped_keys(fx["k3s_config_keys"], config, host.role)
         if dropped:
             named += (f"; DROPS keys the file on the host sets: {', '.join(dropped)} (keep them under "
                       "cluster.k3s_extra_config)")
@@ -117,12 +117,15 @@ def traefik_dependents(ctx: Context) -> str:
                                                                       else "") for i in others)
 
 
-def dropped_keys(present, config: dict) -> list:
+def dropped_keys(present, config: dict, role: str = "server") -> list:
     """The keys of the host's config.yaml (names only: the facts never read a value, which may be
     the cluster's token) that the rendered one lacks. Keys gpuhub writes itself are its own to
     change (a runtime mode switch drops default-runtime); any other key was written by hand or
     came from cluster.k3s_extra_config, and the running K3s uses it."""
-    return [k for k in present or () if k not in config and k not in k3sflags.GPUHUB_OWNED]
+    # A key this host's K3s command does not take (cluster-cidr in an agent's file) is ignored by
+    # it: dropping it changes nothing. One gpuhub's flag list does not know may be newer: counted.
+    return [k for k in present or () if k not in config and k not in k3sflags.GPUHUB_OWNED
+            and (role in k3sflags.roles_for(k) or not k3sflags.roles_for(k))]
 
 
 def is_downgrade(installed, wanted: str) -> bool:

@@ -141,6 +141,18 @@ class TestHandWrittenConfig:
         [change] = p.changes
         assert not change.destructive and "DROPS" not in change.summary
 
+    def test_a_key_the_hosts_k3s_command_ignores_is_no_loss(self):
+        """`k3s agent` takes no cluster-cidr (a server flag): in an agent's file it did nothing, and
+        dropping it is a plain update; kubelet-arg, which agents take, is still a loss."""
+        inv = load("multi-node")
+        agent = inv.hosts["rtx1"]
+        fx = converged(inv, agent)
+        fx.values.update(k3s_config_sha="f" * 64, k3s_config_keys=["cluster-cidr", "kubelet-arg"],
+                         unit_k3s={"active": False, "enabled": False}, unit_k3s_agent={"active": True, "enabled": True})
+        p = k3s.plan_install(ctx_for(inv, "rtx1", fx, server_facts=converged(inv, inv.server)))
+        config = p.changes[0]
+        assert "DROPS keys the file on the host sets: kubelet-arg (" in config.summary and config.destructive
+
     def test_a_file_with_only_gpuhubs_keys_is_a_plain_update(self):
         p = self.plan(("node-name", "write-kubeconfig-mode", "disable", "default-runtime"))
         assert not p.changes[0].destructive

@@ -118,7 +118,7 @@ def test_a_new_home_storage_class_says_the_existing_homes_stay_where_they_are(se
     assert before_class is None  # the default: no class named, the cluster's default (local-path)
     plan = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets))
     summary = plan.changes[0].summary
-    assert "2 existing home volume(s) stay on the cluster's default class" in summary
+    assert "2 existing home volume(s) stay on local-path" in summary
     assert "only new homes are made on zfs-homes" in summary and not plan.destructive
 
 
