@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 
-from . import airgapfile, names, yamlfile
+from . import airgapfile, names, overlay, yamlfile
 from .secret import Secret
 from .schema import REQUIRED, ListOf, ListOrSection, MapOf, Problem, Section, TextOrSection, Value, quoted
 
@@ -181,6 +181,8 @@ INVENTORY = Section({
         "allow_multiple_slices": Value(bool, False, hint="true lets one pod ask for more than one slice of a "
                                                          "shared GPU (it buys more time slices, no isolation)"),
         "plugin_flags": PLUGIN_FLAGS,
+        "plugin_values_overlay": Value(str, None, hint="a YAML file (relative to the inventory) merged last over "
+                                                       "the device-plugin chart's values"),
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
@@ -232,6 +234,8 @@ INVENTORY = Section({
         # node's architecture (an arm64 DGX Spark beside amd64 hosts), whose pullers never finish.
         "image_prepuller": Value(bool, True,
                                  hint="false turns off the chart's image pullers (images without an arm64 build)"),
+        "values_overlay": Value(str, None, hint="a YAML file (relative to the inventory) merged last over the "
+                                                "hub chart's values"),
     }),
     "hosts": MapOf(HOST, name_test=names.dns_label, min_items=1),
     # Local files uploaded instead of downloaded (paths relative to the inventory file).
@@ -243,6 +247,9 @@ INVENTORY = Section({
         "toolkit_packages": ListOf(Value(str)),
     }),
 })
+# The values overlays: {chart: (inventory key, section, name)}.
+OVERLAY_KEYS = {"hub": ("hub.values_overlay", "hub", "values_overlay"),
+                "plugin": ("gpu.plugin_values_overlay", "gpu", "plugin_values_overlay")}
 AIRGAP_TOGETHER = ("k3s_binary", "k3s_install_script")
 
 SECRETS = Section({
@@ -303,6 +310,9 @@ class Inventory:
         self.data, self.source = data, source
         self.base = Path(source).resolve().parent if source else Path.cwd()
         self.airgap = data["airgap"]
+        # {chart: (inventory key, file, values)} for the values overlays given (gpuhub.overlay).
+        self.overlays = {chart: (key, self.base / data[section][name], overlay.load(self.base / data[section][name]))
+                         for chart, (key, section, name) in OVERLAY_KEYS.items() if data[section][name]}
         self.cluster, self.gpu, self.hub = data["cluster"], data["gpu"], data["hub"]
         self.hosts = {
             name: Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"],
@@ -540,6 +550,10 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
     problems += _airgap_checks(data["airgap"], base, data["gpu"]["toolkit_version"],
                                {"plugin_chart": data["gpu"]["plugin_chart_version"],
                                 "hub_chart": data["hub"]["chart_version"]})
+    for chart, (key, section, name) in OVERLAY_KEYS.items():
+        if data[section][name]:
+            problems += overlay.problems(key, base / data[section][name], data[section][name],
+                                         overlay.PLUGIN_CHART_KEYS if chart == "plugin" else None)
     hub = data["hub"]
     if not (hub["github"]["organizations"] or hub["github"]["allowed_users"] or hub["allow_any_github_user"]):
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",

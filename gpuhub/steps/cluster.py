@@ -73,6 +73,13 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     return Change(summary, actions=upgrade)
 
 
+def with_overlay_note(release: Change, inv, chart: str, rendered: dict) -> Change:
+    """The release change, its summary naming the keys the inventory's values overlay sets
+    (never their values) and which of gpuhub's it replaces: helm gets them, so the plan says so."""
+    note = render.overlay_note(inv, chart, rendered)
+    return replace(release, summary=f"{release.summary} [{note}]") if note else release
+
+
 VALUES_FILES = {"plugin_chart": "cluster/device-plugin-values.yaml", "hub_chart": "cluster/jupyterhub-values.yaml"}
 
 
@@ -151,7 +158,7 @@ def plan_plugin(ctx: Context) -> StepPlan:
     except ReleaseBusy as e:
         return blocked(PLUGIN, str(e))
     if release:
-        items.append(release)
+        items.append(with_overlay_note(release, inv, "plugin", render.device_plugin_values(inv, overlaid=False)))
     nodes = ctx.facts["nodes"]
     missing = [h.name for h in inv.gpu_hosts if h.name not in nodes]
     if missing:
@@ -302,6 +309,8 @@ def plan_hub(ctx: Context) -> StepPlan:
         return blocked(HUB, str(e))
     if release is None:
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
+    release = with_overlay_note(release, inv, "hub", render.jupyterhub_values(inv, ctx.secrets, render.Notes(),
+                                                                              overlaid=False))
     helm = [a for a in release.actions if a.kind == "script"][-1]
     checked = Change(f"check the hub config in the real JupyterHub classes, then {release.summary}", actions=[
         call("load the values into the real JupyterHub, GitHubOAuthenticator and KubeSpawner classes "
