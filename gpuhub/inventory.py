@@ -378,14 +378,16 @@ class Inventory:
 
     def airgap_missing(self, key: str, machine: Optional[str]) -> str:
         """'' unless the inventory lists `key` for another architecture and not for this host's
-        (`machine`, its `uname -m`): then what to add. An unread architecture is not judged."""
-        if key not in AIRGAP_ARCH_KEYS or not self.airgap_by_arch or machine is None:
-            return ""
-        if self._airgap_value(key, machine):
+        (`machine`, its `uname -m`): then what to add. A host whose architecture was not read
+        cannot be given its files, and is told so rather than left to download."""
+        if key not in AIRGAP_ARCH_KEYS or not self.airgap_by_arch or self._airgap_value(key, machine):
             return ""
         others = [a for a in self.airgap_by_arch if self.airgap[a][key]]
         if not others:
             return ""
+        if machine is None:
+            return (f"this host's architecture (uname -m) was not read, and airgap.{others[0]}.{key} is "
+                    "listed per architecture: gpuhub cannot choose this host's files until `uname -m` answers")
         arch = next((a for a, m in AIRGAP_ARCHES.items() if m == machine), None)
         if arch is None:
             return (f"this host is {machine}, and airgap lists files only for {', '.join(AIRGAP_ARCHES)}: "

@@ -33,14 +33,15 @@ def airgap_arch_problem(inv, arch, keys=("k3s_binary", "k3s_images", "helm_binar
     With files per architecture, a host whose architecture lacks one the others have is told
     which key to add (inventory.airgap_missing)."""
     from ..airgapfile import elf_arch
-    if arch not in ("x86_64", "aarch64"):
-        return ""
     for key in keys:
         missing = inv.airgap_missing(key, arch)
         if missing:
             return missing
-        path = inv.airgap_file(key, arch)
-        if key != "k3s_images" and path and elf_arch(path) != arch:
+    if arch not in ("x86_64", "aarch64"):
+        return ""
+    for key in ("k3s_binary", "helm_binary"):
+        path = inv.airgap_file(key, arch) if key in keys else None
+        if path and elf_arch(path) != arch:
             return (f"airgap.{key} {path} is built for {elf_arch(path)}, this host is {arch}: give the "
                     f"{'arm64' if arch == 'aarch64' else 'amd64'} release")
     return ""

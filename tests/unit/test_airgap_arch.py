@@ -97,10 +97,14 @@ class TestPlan:
         assert agent.reason.startswith("airgap.arm64.k3s_binary is not given, and airgap.amd64.k3s_binary is: "
                                        "this aarch64 host would download")
 
-    def test_an_unread_architecture_is_not_judged(self, tmp_path):
+    def test_a_host_of_an_unread_or_unlisted_architecture_is_blocked_too(self, tmp_path):
         files(tmp_path)
         inv = load_two(tmp_path, {"k3s_install_script": "install.sh", "amd64": {"k3s_binary": "k3s"}})
-        assert inv.airgap_missing("k3s_binary", None) == ""
+        assert "architecture (uname -m) was not read" in self.install(inv, "spark", None).reason
+        assert "this host is riscv64, and airgap lists files only for amd64, arm64" \
+            in self.install(inv, "spark", "riscv64").reason
+        flat = load_two(tmp_path, {"k3s_install_script": "install.sh", "k3s_binary": "k3s"})
+        assert flat.airgap_missing("k3s_binary", None) == ""  # one set for all: nothing to choose
 
     def test_the_toolkit_of_a_host_without_its_architectures_packages_is_blocked(self, tmp_path):
         inv = load_two(tmp_path, {})
