@@ -73,6 +73,12 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     return Change(summary, actions=upgrade)
 
 
+def overlay_suffix(inv, chart: str, rendered) -> str:
+    """'; values overlay ... sets ...' for an ok note ("" without an overlay); `rendered()` gives
+    gpuhub's own values, computed only when there is an overlay to compare them with."""
+    return f"; {render.overlay_note(inv, chart, rendered())}" if chart in inv.overlays else ""
+
+
 def with_overlay_note(release: Change, inv, chart: str, rendered: dict) -> Change:
     """The release change, its summary naming the keys the inventory's values overlay sets
     (never their values) and which of gpuhub's it replaces: helm gets them, so the plan says so."""
@@ -178,7 +184,8 @@ def plan_plugin(ctx: Context) -> StepPlan:
     if problems:
         return blocked(PLUGIN, "; ".join(problems) + plugin_pod_reasons(ctx.facts["plugin_pods"]))
     offered = ", ".join(f"{h.name} {h.allocatable}" for h in inv.gpu_hosts)
-    return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}")
+    return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}"
+                    + overlay_suffix(inv, "plugin", lambda: render.device_plugin_values(inv, overlaid=False)))
 
 
 def label_node(host):
@@ -308,7 +315,9 @@ def plan_hub(ctx: Context) -> StepPlan:
     except ReleaseBusy as e:
         return blocked(HUB, str(e))
     if release is None:
-        return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/")
+        return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/"
+                        + overlay_suffix(inv, "hub", lambda: render.jupyterhub_values(inv, ctx.secrets, render.Notes(),
+                                                                                     overlaid=False)))
     release = with_overlay_note(release, inv, "hub", render.jupyterhub_values(inv, ctx.secrets, render.Notes(),
                                                                               overlaid=False))
     helm = [a for a in release.actions if a.kind == "script"][-1]

@@ -148,4 +148,16 @@ class TestPlan:
         fx = converged(inv, inv.hosts["workstation"], secrets)
         assert fx.values["hub_values"] == digested(json.loads(json.dumps(
             render.jupyterhub_values(inv, secrets, render.Notes()))))
-        assert cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets=secrets)).status == "ok"
+        p = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets=secrets))
+        assert p.status == "ok"
+        assert p.note.endswith("; values overlay hub-overlay.yaml (hub.values_overlay) sets singleuser.startTimeout")
+
+    def test_a_converged_plugin_says_what_its_overlay_sets(self, secrets):
+        from gpuhub.steps import cluster
+        from test_plan import converged, ctx_for
+        inv = inventory.load(str(GOOD))
+        p = cluster.plan_plugin(ctx_for(inv, "workstation", converged(inv, inv.hosts["workstation"], secrets),
+                                        secrets=secrets))
+        assert p.status == "ok"
+        assert p.note.endswith("; values overlay plugin.yaml (gpu.plugin_values_overlay) sets priorityClassName, "
+                               "tolerations")
