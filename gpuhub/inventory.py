@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 
-from . import airgapfile, k3sflags, names, yamlfile
+from . import airgapfile, k3sflags, names, overlay, yamlfile
 from .secret import Secret
 from .schema import (REQUIRED, ListOf, ListOrSection, MapOf, Problem, Section, TextOrSection, Value, did_you_mean,
                      quoted)
@@ -266,6 +266,8 @@ INVENTORY = Section({
         # which gpuhub then adopts (and upgrades) instead of installing a second plugin beside it.
         "plugin_release": Value(str, "nvdp", test=names.release_name),
         "plugin_namespace": Value(str, "nvidia-device-plugin", test=names.dns_label),
+        "plugin_values_overlay": Value(str, None, hint="a YAML file (relative to the inventory) merged last over "
+                                                       "the device-plugin chart's values"),
     }),
     "hub": Section({
         "chart_version": Value(str, HUB_CHART, test=names.chart_version),
@@ -358,17 +360,34 @@ INVENTORY = Section({
                              hint="escape keeps the names chart 3.x gave users' pods and volumes"),
         "image_prepuller": Value(bool, True,
                                  hint="false turns off the chart's image pullers (images without an arm64 build)"),
+        "values_overlay": Value(str, None, hint="a YAML file (relative to the inventory) merged last over the "
+                                                "hub chart's values"),
     }),
     "hosts": MapOf(HOST, name_test=names.dns_label, min_items=1),
     # Local files uploaded instead of downloaded (paths relative to the inventory file).
+    # The architecture-specific files at the top serve every host (one architecture); under
+    # amd64:/arm64: each host gets those of its own architecture (its `arch` fact).
     "airgap": Section({
         "k3s_binary": Value(str, None), "k3s_install_script": Value(str, None),
         "k3s_images": Value(str, None), "helm_binary": Value(str, None),
         "plugin_chart": Value(str, None, hint="nvidia-device-plugin-VERSION.tgz"),
         "hub_chart": Value(str, None, hint="jupyterhub-VERSION.tgz"),
         "toolkit_packages": ListOf(Value(str)),
+        **{arch: Section({
+            "k3s_binary": Value(str, None), "k3s_images": Value(str, None), "helm_binary": Value(str, None),
+            "toolkit_packages": ListOf(Value(str)),
+        }) for arch in ("amd64", "arm64")},
     }),
 })
+# Architectures airgap files may be listed under, as K3s's install script (github:muicoder/k3s
+# release-1.34 install.sh setup_verify_arch: x86_64 -> amd64, aarch64 -> arm64, binary suffix
+# "-arm64") and helm's get-helm-3 (helm v3.17.3 scripts/get-helm-3: helm-TAG-linux-arm64.tar.gz)
+# name them; the values are `uname -m`'s names, which the `arch` fact and airgapfile report.
+AIRGAP_ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
+AIRGAP_ARCH_KEYS = ("k3s_binary", "k3s_images", "helm_binary", "toolkit_packages")
+# The values overlays: {chart: (inventory key, section, name)}.
+OVERLAY_KEYS = {"hub": ("hub.values_overlay", "hub", "values_overlay"),
+                "plugin": ("gpu.plugin_values_overlay", "gpu", "plugin_values_overlay")}
 AIRGAP_TOGETHER = ("k3s_binary", "k3s_install_script")
 
 SECRETS = Section({
@@ -433,6 +452,11 @@ class Inventory:
         self.data, self.source = data, source
         self.base = Path(source).resolve().parent if source else Path.cwd()
         self.airgap = data["airgap"]
+        # The architectures the inventory lists files under (empty: the flat form, one for all).
+        self.airgap_by_arch = [a for a in AIRGAP_ARCHES if any(self.airgap[a].values())]
+        # {chart: (inventory key, file, values)} for the values overlays given (gpuhub.overlay).
+        self.overlays = {chart: (key, self.base / data[section][name], overlay.load(self.base / data[section][name]))
+                         for chart, (key, section, name) in OVERLAY_KEYS.items() if data[section][name]}
         self.cluster, self.gpu, self.hub = data["cluster"], data["gpu"], data["hub"]
         self.hosts = {
             name: Host(name=name, role=h["role"], gpus=h["gpus"], sharing=h["sharing"],
@@ -489,12 +513,39 @@ class Inventory:
         """In default-runtime and template modes containerd runs every pod with nvidia."""
         return self.gpu["runtime"] != "runtimeclass"
 
-    def airgap_file(self, key: str) -> Optional[Path]:
-        value = self.airgap[key]
+    def _airgap_value(self, key: str, machine: Optional[str]):
+        """The inventory's value for airgap `key` on a host whose `uname -m` is `machine`: the
+        files listed under its architecture when the inventory lists them so."""
+        if key in AIRGAP_ARCH_KEYS and self.airgap_by_arch:
+            arch = next((a for a, m in AIRGAP_ARCHES.items() if m == machine), None)
+            return self.airgap[arch][key] if arch in self.airgap_by_arch else None
+        return self.airgap[key]
+
+    def airgap_file(self, key: str, machine: Optional[str] = None) -> Optional[Path]:
+        value = self._airgap_value(key, machine)
         return self.base / value if value else None
 
-    def airgap_files(self, key: str) -> list:
-        return [self.base / v for v in self.airgap[key]]
+    def airgap_files(self, key: str, machine: Optional[str] = None) -> list:
+        return [self.base / v for v in self._airgap_value(key, machine) or []]
+
+    def airgap_missing(self, key: str, machine: Optional[str]) -> str:
+        """'' unless the inventory lists `key` for another architecture and not for this host's
+        (`machine`, its `uname -m`): then what to add. A host whose architecture was not read
+        cannot be given its files, and is told so rather than left to download."""
+        if key not in AIRGAP_ARCH_KEYS or not self.airgap_by_arch or self._airgap_value(key, machine):
+            return ""
+        others = [a for a in self.airgap_by_arch if self.airgap[a][key]]
+        if not others:
+            return ""
+        if machine is None:
+            return (f"this host's architecture (uname -m) was not read, and airgap.{others[0]}.{key} is "
+                    "listed per architecture: gpuhub cannot choose this host's files until `uname -m` answers")
+        arch = next((a for a, m in AIRGAP_ARCHES.items() if m == machine), None)
+        if arch is None:
+            return (f"this host is {machine}, and airgap lists files only for {', '.join(AIRGAP_ARCHES)}: "
+                    f"airgap.{others[0]}.{key} cannot serve it")
+        return (f"airgap.{arch}.{key} is not given, and airgap.{others[0]}.{key} is: this {machine} host "
+                f"would download what the others get from files; add it ({AIRGAP_HINTS[key]})")
 
     def local_view(self, pci_gpus: int) -> "Inventory":
         """The cluster `inv` acts on: the host marked local: true, else this machine alone as a
@@ -525,12 +576,34 @@ def _airgap_checks(airgap: dict, base: Path, toolkit_version: str, pins: dict = 
     own bytes (gpuhub.airgapfile): so `render` and `plan` refuse a wrong path (/etc/shadow, a
     device, a values file given as a chart) before anything is uploaded. `pins`: the chart
     versions the inventory pins ({"plugin_chart": ..., "hub_chart": ...})."""
+    flat = {k: v for k, v in airgap.items() if k not in AIRGAP_ARCHES}
+    problems = _airgap_file_checks(flat, "airgap", base, toolkit_version, pins)
+    listed = [a for a in AIRGAP_ARCHES if any(airgap[a].values())]
+    for arch in listed:
+        problems += _airgap_file_checks(airgap[arch], f"airgap.{arch}", base, toolkit_version, pins,
+                                        machine=AIRGAP_ARCHES[arch])
+    if listed:
+        for key in AIRGAP_ARCH_KEYS:
+            if flat[key]:
+                problems.append(Problem(f"airgap.{key}", f"is given for every host, and airgap.{listed[0]} lists "
+                                        "files per architecture", "move it under airgap.amd64 or airgap.arm64"))
+    binary = bool(flat["k3s_binary"]) or any(airgap[a]["k3s_binary"] for a in listed)
+    if binary != bool(flat["k3s_install_script"]):
+        problems.append(Problem("airgap", "k3s_binary and k3s_install_script go together",
+                                "the install script installs the binary you give (INSTALL_K3S_SKIP_DOWNLOAD)"))
+    return problems
+
+
+def _airgap_file_checks(files: dict, prefix: str, base: Path, toolkit_version: str, pins: dict = None,
+                        machine: str = None) -> list:
+    """The checks of one set of airgap files (`prefix`: airgap, or airgap.ARCH for those listed
+    under an architecture, which `machine`, its `uname -m` name, they must all be built for)."""
     problems, arches, readable = [], [], set()
-    for key, value in airgap.items():
+    for key, value in files.items():
         for i, path in enumerate(value if isinstance(value, list) else [value]):
             if path is None:
                 continue
-            where = f"airgap.{key}" + (f"[{i}]" if isinstance(value, list) else "")
+            where = f"{prefix}.{key}" + (f"[{i}]" if isinstance(value, list) else "")
             file = base / path
             try:
                 airgapfile.regular(file, key)
@@ -549,14 +622,15 @@ def _airgap_checks(airgap: dict, base: Path, toolkit_version: str, pins: dict = 
                 continue
             if found:
                 arches.append((where, file, found))
-    given = [k for k in AIRGAP_TOGETHER if airgap[k]]
-    if given and len(given) != len(AIRGAP_TOGETHER):
-        problems.append(Problem("airgap", "k3s_binary and k3s_install_script go together",
-                                "the install script installs the binary you give (INSTALL_K3S_SKIP_DOWNLOAD)"))
-    if airgap["toolkit_packages"]:
-        problems += _toolkit_package_checks(airgap["toolkit_packages"], base, toolkit_version, arches, readable)
-    problems += _one_architecture(arches)
-    return problems
+    if files["toolkit_packages"]:
+        problems += _toolkit_package_checks(files["toolkit_packages"], base, toolkit_version, arches, readable,
+                                            prefix)
+    if machine is None:
+        return problems + _one_architecture(arches)
+    arch = prefix.rsplit(".", 1)[1]
+    return problems + [Problem(where, f"{file} is for {found}, not {arch} ({machine})",
+                               f"list it under the architecture it is for, or give the {arch} file")
+                       for where, file, found in arches if found != machine]
 
 
 # What to do when an airgap file is not what its key says: where the real file comes from.
@@ -617,13 +691,13 @@ TOOLKIT_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
 
 
 def _toolkit_package_checks(paths: list, base: Path, version: str, arches: list = None,
-                            readable=None) -> list:
+                            readable=None, prefix: str = "airgap") -> list:
     """Each of the four packages given once, at gpu.toolkit_version, read from the files' own
     control data (standard library only: loading never runs a command)."""
     from .debfile import DebError, control
     problems, found = [], {}
     for i, path in enumerate(paths):
-        where = f"airgap.toolkit_packages[{i}]"
+        where = f"{prefix}.toolkit_packages[{i}]"
         if readable is not None and where not in readable:
             continue  # reported above
         try:
@@ -641,11 +715,11 @@ def _toolkit_package_checks(paths: list, base: Path, version: str, arches: list 
                                     "give all four toolkit packages at one version, or set gpu.toolkit_version"))
     for name in TOOLKIT_PACKAGES:
         if name not in found:
-            problems.append(Problem("airgap.toolkit_packages", f"{name} {version} is missing",
+            problems.append(Problem(f"{prefix}.toolkit_packages", f"{name} {version} is missing",
                                     "the toolkit is four packages, installed together (dpkg enforces their "
                                     "Depends): " + ", ".join(f"{n}_{version}_ARCH.deb" for n in TOOLKIT_PACKAGES)))
         elif len(found[name]) > 1:
-            problems.append(Problem("airgap.toolkit_packages", f"{name} is given more than once: items "
+            problems.append(Problem(f"{prefix}.toolkit_packages", f"{name} is given more than once: items "
                                     + ", ".join(map(str, found[name]))))
     return problems
 
@@ -692,6 +766,10 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
     problems += _airgap_checks(data["airgap"], base, data["gpu"]["toolkit_version"],
                                {"plugin_chart": data["gpu"]["plugin_chart_version"],
                                 "hub_chart": data["hub"]["chart_version"]})
+    for chart, (key, section, name) in OVERLAY_KEYS.items():
+        if data[section][name]:
+            problems += overlay.problems(key, base / data[section][name], data[section][name],
+                                         overlay.PLUGIN_CHART_KEYS if chart == "plugin" else None)
     hub = data["hub"]
     if not (hub["github"]["organizations"] or hub["github"]["allowed_users"] or hub["allow_any_github_user"]):
         problems.append(Problem("hub.github.organizations", "nobody is allowed to log in",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import kube_secret, names, paths
+from . import kube_secret, names, overlay, paths
 from .inventory import GPU_RESOURCE, SHARED_RESOURCE, Host, Inventory, Secrets, choice_keys, profile_entries
 
 TEMPLATES = paths.TEMPLATES
@@ -99,7 +99,8 @@ def sharing_config(replicas: int, rename: bool = True, fail_requests_greater_tha
     return config
 
 
-def device_plugin_values(inv: Inventory) -> dict:
+def device_plugin_values(inv: Inventory, overlaid: bool = True) -> dict:
+    """The plugin chart's values; `overlaid=False`: gpuhub's own, without the overlay."""
     rename, fail = inv.gpu["rename_shared"], not inv.gpu["allow_multiple_slices"]
     configs = {}
     for host in inv.gpu_hosts:
@@ -115,7 +116,25 @@ def device_plugin_values(inv: Inventory) -> dict:
     # stay out, so the chart's null defaults (and the plugin's own) apply.
     values.update({k: v for k, v in inv.gpu["plugin_flags"].items() if v is not None})
     values["config"] = {"map": dict(sorted(configs.items())), "default": default}
-    return values
+    return with_overlay(inv, "plugin", values) if overlaid else values
+
+
+def with_overlay(inv: Inventory, chart: str, values: dict) -> dict:
+    """`values` with the inventory's overlay for `chart` merged last, as helm would merge a
+    second values file (gpuhub.overlay.merge): so the release comparison, the checks and the
+    rendered file all see what helm gets."""
+    if chart not in inv.overlays:
+        return values
+    return overlay.merge(values, inv.overlays[chart][2])
+
+
+def overlay_note(inv: Inventory, chart: str, rendered: dict) -> str:
+    """What a plan or `inv render` says about the overlay for `chart` ("" without one).
+    `rendered` is gpuhub's values before the overlay."""
+    if chart not in inv.overlays:
+        return ""
+    key, file, values = inv.overlays[chart]
+    return overlay.describe(f"{file.name} ({key})", rendered, values)
 
 
 # --- JupyterHub -----------------------------------------------------------------------------
@@ -474,7 +493,8 @@ def split_image(ref: str):
     return name, tag
 
 
-def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
+def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes, overlaid: bool = True) -> dict:
+    """The hub chart's values; `overlaid=False`: gpuhub's own, without the overlay."""
     hub = inv.hub
     singleuser = {}
     entries = profile_entries(hub)
@@ -536,7 +556,11 @@ def jupyterhub_values(inv: Inventory, secrets: Secrets, notes: Notes) -> dict:
         # Z2JH 4.4.0 values.yaml: prePuller.hook.enabled and prePuller.continuous.enabled
         # (both true by default); the chart renders neither puller when they are false.
         values["prePuller"] = {"hook": {"enabled": False}, "continuous": {"enabled": False}}
-    return values
+    if not overlaid:
+        return values
+    if "hub" in inv.overlays:
+        notes.add(overlay_note(inv, "hub", values))
+    return with_overlay(inv, "hub", values)
 
 
 # --- HTTPS (hub.https) -----------------------------------------------------------------------
@@ -684,10 +708,14 @@ def render_all(inv: Inventory, secrets: Secrets):
     notes = Notes()
     files = {
         # No secret in it: the OAuth credentials are referenced from a Kubernetes Secret.
-        "cluster/jupyterhub-values.yaml": Artifact(dump(jupyterhub_values(inv, secrets, notes))),
-        "cluster/device-plugin-values.yaml": Artifact(dump(device_plugin_values(inv))),
+        "cluster/jupyterhub-values.yaml": Artifact(dump(jupyterhub_values(inv, secrets, notes)),
+                                                   secret="hub" in inv.overlays),
+        # An overlay is the lab's file and may hold credentials of its own: then only its owner reads it.
+        "cluster/device-plugin-values.yaml": Artifact(dump(device_plugin_values(inv)), secret="plugin" in inv.overlays),
         "cluster/gpu-test.yaml": Artifact(dump(gpu_test_job(inv))),
     }
+    if "plugin" in inv.overlays:
+        notes.add(overlay_note(inv, "plugin", device_plugin_values(inv, overlaid=False)))
     if inv.hub["https"] == "ingress":
         files["cluster/cert-manager-values.yaml"] = Artifact(dump(cert_manager_values()))
         files["cluster/cluster-issuer.yaml"] = Artifact(dump(cluster_issuer(inv)))

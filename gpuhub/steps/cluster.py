@@ -108,6 +108,19 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     return Change(summary, actions=upgrade)
 
 
+def overlay_suffix(inv, chart: str, rendered) -> str:
+    """'; values overlay ... sets ...' for an ok note ("" without an overlay); `rendered()` gives
+    gpuhub's own values, computed only when there is an overlay to compare them with."""
+    return f"; {render.overlay_note(inv, chart, rendered())}" if chart in inv.overlays else ""
+
+
+def with_overlay_note(release: Change, inv, chart: str, rendered: dict) -> Change:
+    """The release change, its summary naming the keys the inventory's values overlay sets
+    (never their values) and which of gpuhub's it replaces: helm gets them, so the plan says so."""
+    note = render.overlay_note(inv, chart, rendered)
+    return replace(release, summary=f"{release.summary} [{note}]") if note else release
+
+
 VALUES_FILES = {"plugin_chart": "cluster/device-plugin-values.yaml", "hub_chart": "cluster/jupyterhub-values.yaml",
                 "cert_manager_chart": "cluster/cert-manager-values.yaml"}
 CHART_NAMES = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub", "cert_manager_chart": "cert-manager"}
@@ -189,7 +202,7 @@ def plan_plugin(ctx: Context) -> StepPlan:
     except ReleaseBusy as e:
         return blocked(PLUGIN, str(e))
     if release:
-        items.append(release)
+        items.append(with_overlay_note(release, inv, "plugin", render.device_plugin_values(inv, overlaid=False)))
     nodes = ctx.facts["nodes"]
     missing = [h.name for h in inv.gpu_hosts if h.name not in nodes]
     if missing:
@@ -214,7 +227,8 @@ def plan_plugin(ctx: Context) -> StepPlan:
     if problems:
         return blocked(PLUGIN, "; ".join(problems) + plugin_pod_reasons(inv, ctx.facts["plugin_pods"]))
     offered = ", ".join(f"{h.name} {h.allocatable}" for h in inv.gpu_hosts)
-    return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}")
+    return StepPlan(PLUGIN, "ok", note=f"device plugin {inv.gpu['plugin_chart_version']}; allocatable GPUs: {offered}"
+                    + overlay_suffix(inv, "plugin", lambda: render.device_plugin_values(inv, overlaid=False)))
 
 
 def stranded_pods(inv, nodes, gpu_pods) -> list:
@@ -370,7 +384,11 @@ def plan_hub(ctx: Context) -> StepPlan:
         if first:
             return changes(HUB, first)
         return StepPlan(HUB, "ok", note=f"JupyterHub {inv.hub['chart_version']} at https://{inv.hub['hostname']}/"
-                        + https.https_note(ctx))
+                        + https.https_note(ctx)
+                        + overlay_suffix(inv, "hub", lambda: render.jupyterhub_values(inv, ctx.secrets, render.Notes(),
+                                                                                     overlaid=False)))
+    release = with_overlay_note(release, inv, "hub", render.jupyterhub_values(inv, ctx.secrets, render.Notes(),
+                                                                              overlaid=False))
     renames = slug_scheme_change(inv, f.release_view(ctx.facts["hub_release"]))
     if renames:
         release = replace(release, summary=f"{release.summary}; {renames}", destructive=True)

@@ -18,22 +18,29 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def airgap_upload(inv, key: str, path: str, mode: int = 0o644):
-    """(the path on the host, [its upload]) for airgap file `key`, or ("", []) when not given."""
-    local = inv.airgap_file(key)
+def airgap_upload(inv, key: str, path: str, mode: int = 0o644, machine: str = None):
+    """(the path on the host, [its upload]) for airgap file `key` (the one for `machine`, the
+    host's `uname -m`, when the inventory lists files per architecture), or ("", [])."""
+    local = inv.airgap_file(key, machine)
     if local is None:
         return "", []
     return path, [upload(path, local=local, mode=mode, backup=False)]
 
 
-def airgap_arch_problem(inv, arch) -> str:
+def airgap_arch_problem(inv, arch, keys=("k3s_binary", "k3s_images", "helm_binary")) -> str:
     """'' when the airgap binaries (checked alike when the inventory was loaded) are for this
-    host's architecture (`uname -m`), else what to fix; an unknown architecture is not judged."""
+    host's architecture (`uname -m`), else what to fix; an unknown architecture is not judged.
+    With files per architecture, a host whose architecture lacks one the others have is told
+    which key to add (inventory.airgap_missing)."""
     from ..airgapfile import elf_arch
+    for key in keys:
+        missing = inv.airgap_missing(key, arch)
+        if missing:
+            return missing
     if arch not in ("x86_64", "aarch64"):
         return ""
     for key in ("k3s_binary", "helm_binary"):
-        path = inv.airgap_file(key)
+        path = inv.airgap_file(key, arch) if key in keys else None
         if path and elf_arch(path) != arch:
             return (f"airgap.{key} {path} is built for {elf_arch(path)}, this host is {arch}: give the "
                     f"{'arm64' if arch == 'aarch64' else 'amd64'} release")
@@ -45,7 +52,9 @@ def plan_install(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     if fx["systemd"] != "yes":
         return blocked(INSTALL, "no systemd on this host: K3s runs as a systemd service")
-    wrong = airgap_arch_problem(inv, fx["arch"])
+    # helm runs on the server only: an agent never gets helm_binary.
+    wrong = airgap_arch_problem(inv, fx["arch"], ("k3s_binary", "k3s_images")
+                                + (("helm_binary",) if host.role == "server" else ()))
     if wrong:
         return blocked(INSTALL, wrong)
     wanted_version = inv.cluster["k3s_version"]
@@ -86,9 +95,9 @@ def plan_install(ctx: Context) -> StepPlan:
                    else f"downgrade K3s {installed} -> {wanted_version} (K3s supports upgrades only: its "
                         "datastore and the cluster's objects may already be in the newer release's form)"
                    if downgrade else f"upgrade K3s {installed} -> {wanted_version}")
-        if inv.airgap_file("k3s_binary"):
+        if inv.airgap_file("k3s_binary", fx["arch"]):
             summary += " (airgap)"
-        items.append(Change(summary, actions=install_k3s(inv, host), restarts=installed is not None,
+        items.append(Change(summary, actions=install_k3s(inv, host, fx["arch"]), restarts=installed is not None,
                             destructive=downgrade, notify=(RESTART_K3S,)))
     elif not (unit["active"] and unit["enabled"]) and not items:
         items.append(Change(f"start and enable {ctx.k3s_unit}", notify=(RESTART_K3S,)))
@@ -150,7 +159,7 @@ def skipped_minor(installed, wanted: str) -> str:
 
 
 def helm_change(ctx: Context):
-    airgap = ctx.inv.airgap_file("helm_binary")
+    airgap = ctx.inv.airgap_file("helm_binary", ctx.facts["arch"])
     wanted = ctx.inv.cluster["helm_version"]
     if airgap is not None:
         if ctx.facts["helm_sha"] == hashlib.sha256(airgap.read_bytes()).hexdigest():
@@ -161,7 +170,7 @@ def helm_change(ctx: Context):
             return None
         summary = f"install helm {wanted}"
     env = {"HELM_VERSION": wanted}
-    path, uploads = airgap_upload(ctx.inv, "helm_binary", f"{WORK_DIR}/helm", 0o755)
+    path, uploads = airgap_upload(ctx.inv, "helm_binary", f"{WORK_DIR}/helm", 0o755, ctx.facts["arch"])
     if path:
         env["HELM_BINARY"] = path
     return Change(summary, actions=uploads + [script(INSTALL, "helm-install.sh", env)])
@@ -179,15 +188,15 @@ def copy_token(ctx: Context):
     ctx.target.put_text(secret.reveal() + "\n", f.AGENT_TOKEN, 0o600, backup=False)
 
 
-def install_k3s(inv, host) -> list:
-    """The airgap files (when given), then k3s-install.sh."""
+def install_k3s(inv, host, machine: str = None) -> list:
+    """The airgap files (when given; those for `machine`, the host's `uname -m`), then k3s-install.sh."""
     env = {"K3S_ROLE": host.role, "K3S_VERSION": inv.cluster["k3s_version"]}
-    images = inv.airgap_file("k3s_images")
+    images = inv.airgap_file("k3s_images", machine)
     uploads = []
     for key, path, mode in (("k3s_install_script", f"{WORK_DIR}/k3s-install.sh", 0o755),
                             ("k3s_binary", f"{WORK_DIR}/k3s", 0o755),
                             ("k3s_images", f"{WORK_DIR}/{images.name}" if images else "", 0o644)):
-        env[key.upper()], more = airgap_upload(inv, key, path, mode)
+        env[key.upper()], more = airgap_upload(inv, key, path, mode, machine)
         uploads += more
     if host.role == "agent":
         env["K3S_URL"] = inv.server_url

@@ -53,7 +53,7 @@ def driver_preflight(host, fx) -> Preflight:
     return Preflight(note=note)
 
 
-@needs(host=('nvidia_smi', 'pci_gpus', 'toolkit', 'containerd', 'template_sha', 'k3s_version'))
+@needs(host=('nvidia_smi', 'pci_gpus', 'toolkit', 'containerd', 'template_sha', 'k3s_version', 'arch'))
 def plan_runtime(ctx: Context) -> StepPlan:
     host, fx, inv = ctx.host, ctx.facts, ctx.inv
     preflight = driver_preflight(host, fx)
@@ -67,9 +67,12 @@ def plan_runtime(ctx: Context) -> StepPlan:
     k3s_pending = ctx.changed_before("k3s.install")
     items = []
     if not fx["toolkit"]:
-        packages = inv.airgap_files("toolkit_packages")
+        missing = inv.airgap_missing("toolkit_packages", fx["arch"])
+        if missing:
+            return blocked(RUNTIME, missing)
+        packages = inv.airgap_files("toolkit_packages", fx["arch"])
         summary = f"install NVIDIA container toolkit {inv.gpu['toolkit_version']}" + (" (airgap)" if packages else "")
-        items.append(Change(summary, actions=install_toolkit(inv), restarts=installed, notify=(RESTART_K3S,)))
+        items.append(Change(summary, actions=install_toolkit(inv, fx["arch"]), restarts=installed, notify=(RESTART_K3S,)))
     if inv.gpu["runtime"] == "template":
         template = render.containerd_template()
         if fx["template_sha"] != hashlib.sha256(template.encode()).hexdigest():
@@ -105,10 +108,10 @@ def plan_runtime(ctx: Context) -> StepPlan:
                        f"{len(fx['pci_gpus'] or [])} on the PCI bus, toolkit present, {mode}" + (f"; {note}" if note else ""))
 
 
-def install_toolkit(inv) -> list:
-    """The airgap packages (when given), then toolkit-install.sh."""
+def install_toolkit(inv, machine: str = None) -> list:
+    """The airgap packages (when given; those for `machine`, the host's `uname -m`), then toolkit-install.sh."""
     uploads = [upload(f"{WORK_DIR}/{local.name}", local=local, backup=False)
-               for local in inv.airgap_files("toolkit_packages")]
+               for local in inv.airgap_files("toolkit_packages", machine)]
     return uploads + [script(RUNTIME, "toolkit-install.sh", {"TOOLKIT_PACKAGES": " ".join(u.what for u in uploads),
                                                              "TOOLKIT_VERSION": inv.gpu["toolkit_version"]},
                              wait="the NVIDIA container toolkit's packages")]

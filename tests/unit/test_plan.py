@@ -98,8 +98,11 @@ class TestK3sInstall:
     def test_airgap_binaries_for_another_architecture_block_the_install(self):
         """The inventory checks the files against each other; the host's `uname -m` decides."""
         class Airgap:
-            def airgap_file(self, key):
+            def airgap_file(self, key, machine=None):
                 return DATA / "inventories" / "files" / "elf-x86_64" if key == "k3s_binary" else None
+
+            def airgap_missing(self, key, machine):
+                return ""
         assert k3s.airgap_arch_problem(Airgap(), "x86_64") == ""
         wrong = k3s.airgap_arch_problem(Airgap(), "aarch64")
         assert "is built for x86_64, this host is aarch64: give the arm64 release" in wrong
