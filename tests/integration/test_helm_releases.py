@@ -139,6 +139,15 @@ def test_a_hub_release_installed_by_hand_is_adopted_only_with_yes_and_then_carri
                     "--version 4.4.0 -n lab --create-namespace -f -")
     assert releases_marked(site, "lab") == []
     inventory = site.write_inventory(hub__release="hub", hub__namespace="lab", hub__helm_timeout="2m")
+    # K3s stopped: the first plan cannot read the cluster (its steps only wait for k3s.install to
+    # start it). The adoption appears once K3s answers, after the hosts' own changes: refused then,
+    # without --yes, and nothing of it done.
+    site.sh("gpu1", "systemctl stop k3s")
+    started = site.fab("provision", inventory_file=inventory)
+    assert started.returncode == 1, started.stderr
+    assert "destructive cluster changes need --yes (nothing of them was done): hub.launch: " in started.stderr, \
+        started.stderr
+    assert releases_marked(site, "lab") == []
     step = site.plan(inventory)["gpu1"]["hub.launch"]
     assert step["status"] == "change" and step["destructive"], step
     assert "adopt" in step["summary"] and "installed without gpuhub" in step["summary"], step
