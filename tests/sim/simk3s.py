@@ -1397,6 +1397,9 @@ LOCAL_PATH_CLASS = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
 
 
 def storage_classes(state):
+    """K3s's own `local-path` class (manifests/local-storage.yaml, muicoder/k3s release-1.34;
+    provisioner rancher.io/local-path), deployed unless `disable: [local-storage]`
+    (pkg/cli/cmds/stage.go DisableItems), beside those applied."""
     classes = dict(state.get("storageclasses", {}))
     if "local-storage" not in (state.get("server") or {}).get("disabled", []):
         classes.setdefault("local-path", LOCAL_PATH_CLASS)
@@ -1491,8 +1494,13 @@ def cert_manager_crds(state) -> bool:
 
 
 def require_cert_manager_crds(state, kind):
+    """A kind whose CRD is absent: kubectl's RESTMapper finds no match, and cmdutil.CheckErr
+    prints the NoResourceMatchError with the group when one was given (kubectl
+    pkg/cmd/util/helpers.go checkErr, `the server doesn't have a resource type %q in group %q`)."""
     if not cert_manager_crds(state):
-        die(f'error: the server doesn\'t have a resource type "{kind}"')
+        resource, _, group = kind.partition(".")
+        where = f' in group "{group}"' if group else ""
+        die(f'error: the server doesn\'t have a resource type "{resource}"{where}')
 
 
 def ingresses(state) -> list:
@@ -1623,6 +1631,10 @@ def kubectl_get(state, rest, flags, ns):
 
 
 def kubectl_create_namespace(state, rest):
+    """`kubectl create namespace NAME` (kubectl pkg/cmd/create/create_namespace.go: exactly one
+    NAME); an existing one is the API server's 409 AlreadyExists, printed by cmdutil.CheckErr as
+    `Error from server (AlreadyExists): ...` (the wording of the 409 body is apimachinery's
+    NewAlreadyExists, `namespaces "NAME" already exists`)."""
     if len(rest) != 1:
         die("error: exactly one NAME is required, got " + str(len(rest)))
     name = rest[0]
