@@ -15,7 +15,7 @@ import shlex
 import tomllib
 from dataclasses import dataclass, field, replace
 
-from . import podstatus
+from . import kube_secret, podstatus
 from .secret import digested
 
 K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
@@ -482,8 +482,8 @@ def gpu_requests(pods: list) -> list:
 
 
 CERT_MANAGER_RELEASE = "cert-manager/cert-manager"
-GPUHUB_MANAGED = "app.kubernetes.io/managed-by=gpuhub"
-TLS_DIGEST, SPEC_DIGEST = "gpuhub.io/tls-digest", "gpuhub.io/spec-digest"
+GPUHUB_MANAGED = "=".join(kube_secret.MANAGED_BY)
+TLS_DIGEST, SPEC_DIGEST = kube_secret.TLS_DIGEST, kube_secret.SPEC_DIGEST
 
 
 def parse_annotated(out: str, rc: int, annotation: str, ready: bool = False):

@@ -15,6 +15,8 @@ from .secret import Secret
 
 # The label that says gpuhub wrote it (a Secret without it is the site's: never overwritten).
 MANAGED_BY = ("app.kubernetes.io/managed-by", "gpuhub")
+# Digests gpuhub stamps on the objects it applies, to know them current without reading a value.
+TLS_DIGEST, SPEC_DIGEST = "gpuhub.io/tls-digest", "gpuhub.io/spec-digest"
 
 
 def _plain(value) -> str:

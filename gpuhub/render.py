@@ -572,9 +572,8 @@ HUB_TLS_SECRET = "gpuhub-hub-tls"              # certificate: the institution's 
 INGRESS_TLS_SECRET = "gpuhub-hub-ingress-tls"  # ingress: what cert-manager issues
 DNS_TOKEN_SECRET, DNS_TOKEN_KEY = "gpuhub-dns01-token", "api-token"
 CERT_MANAGER_NAMESPACE = "cert-manager"  # where gpuhub installs it: its cluster resource namespace
-TLS_DIGEST_ANNOTATION = "gpuhub.io/tls-digest"
-SPEC_DIGEST_ANNOTATION = "gpuhub.io/spec-digest"
-MANAGED = {"app.kubernetes.io/managed-by": "gpuhub"}
+TLS_DIGEST_ANNOTATION, SPEC_DIGEST_ANNOTATION = kube_secret.TLS_DIGEST, kube_secret.SPEC_DIGEST
+MANAGED = dict([kube_secret.MANAGED_BY])
 
 
 def https_values(inv: Inventory) -> dict:
@@ -674,7 +673,7 @@ def gpu_test_job(inv: Inventory, host: Host = None) -> dict:
     target = host or (inv.gpu_hosts[0] if inv.gpu_hosts else None)
     resource = target.gpu_resource if target else "nvidia.com/gpu"
     name = names.derived(GPU_TEST_NAME, host.name) if host else GPU_TEST_NAME
-    labels = {"app.kubernetes.io/name": GPU_TEST_NAME, "app.kubernetes.io/managed-by": "gpuhub"}
+    labels = {"app.kubernetes.io/name": GPU_TEST_NAME, **dict([kube_secret.MANAGED_BY])}
     pod = {"restartPolicy": "Never"}
     if not inv.nvidia_is_default:
         pod["runtimeClassName"] = "nvidia"
