@@ -320,9 +320,11 @@ class Probe:
     command: str
     parse: object
     expands: bool = False  # parse gives several facts at once: {name: value}
-    # Sent as a second command on the same connection, at the same time as the rest: a slow
-    # read of its own (an API list) overlaps the others instead of following them.
+    # Started beside the rest, in the same command: a probe that waits on something (an API
+    # call, the driver, a program's start) overlaps the others instead of following them.
     apart: bool = False
+    # Run alone before any other probe starts: the run lock, under which the facts are read.
+    first: bool = False
     # Read only for a step that declares it (steps.needs) and runs: its cost grows with the data on
     # the host, which a converged run's drift check never needs.
     costly: bool = False
@@ -340,7 +342,7 @@ def host_probes() -> dict:
         "systemd": Probe("test -d /run/systemd/system && echo yes", parse_text),
         # The kernel's machine name (x86_64, aarch64): the airgap binaries must be built for it.
         "arch": Probe("uname -m", parse_text),
-        "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version),
+        "k3s_version": Probe("/usr/local/bin/k3s --version 2>/dev/null | head -n 1", parse_k3s_version, apart=True),
         "unit_k3s": Probe("systemctl is-active k3s; systemctl is-enabled k3s", parse_unit),
         "unit_k3s_agent": Probe("systemctl is-active k3s-agent; systemctl is-enabled k3s-agent", parse_unit),
         # K3s's install script writes one unit per role, each with an uninstall script named after it.
@@ -354,7 +356,7 @@ def host_probes() -> dict:
         "server_token_sha": Probe(f"test -f {SERVER_TOKEN} && tr -d '\\n' < {SERVER_TOKEN} | sha256sum", parse_sha256),
         "nvidia_smi": Probe(f"timeout -k 2 {NVIDIA_SMI_TIMEOUT_S} nvidia-smi "
                             "--query-gpu=index,name,uuid,driver_version,memory.total "
-                            "--format=csv,noheader,nounits 2>&1", parse_nvidia_smi),
+                            "--format=csv,noheader,nounits 2>&1", parse_nvidia_smi, apart=True),
         # What the hardware has, driver or not: a broken driver must never read as "no GPUs".
         "pci_gpus": Probe(PCI_LISTING, parse_pci_gpus),
         "toolkit": Probe("command -v nvidia-container-runtime || ls /usr/local/nvidia/toolkit/nvidia-container-runtime",
@@ -362,7 +364,7 @@ def host_probes() -> dict:
         "containerd": Probe(f"cat {CONTAINERD_DIR}/config.toml", parse_containerd),
         "template_sha": Probe(f"sha256sum {TEMPLATE}", parse_sha256),
         "helm_sha": Probe("sha256sum /usr/local/bin/helm", parse_sha256),
-        "helm_version": Probe("/usr/local/bin/helm version 2>/dev/null", parse_helm_version),
+        "helm_version": Probe("/usr/local/bin/helm version 2>/dev/null", parse_helm_version, apart=True),
         # du reads every file of the users' volumes: seconds to minutes on a lab's disks.
         "storage_kib": Probe(f"du -sk {STORAGE}", parse_kib, costly=True),
         "kubeconfig_mode": Probe(f"stat -c %a {KUBECONFIG}", parse_text),
@@ -418,8 +420,8 @@ def parse_secret(out: str, rc: int, namespace: str, name: str):
 def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress", hub_secret: str = None) -> dict:
     """On the server, once K3s answers: what the cluster steps compare, in two kubectl calls (each
     costs the API server a round and K3s's kubectl a start): the nodes, RuntimeClasses and every
-    pod in one; helm's own records of the releases in the other (helm_releases), sent beside the
-    rest as a second command at the same time (Probe.apart). The facts they
+    pod in one; helm's own records of the releases in the other (helm_releases); each kubectl call
+    starts at once, beside the others and the host's probes (Probe.apart). The facts they
     give: nodes, runtimeclasses, plugin_pods, hub_pods, traefik_pods, certmanager_pods, ingresses,
     gpu_pods, storage (StorageClasses and users' volumes, storage_view); plugin_release, hub_release,
     certmanager_release (each release's revisions), plugin_values, hub_values, certmanager_values (its
@@ -433,11 +435,10 @@ def cluster_probes(plugin_release: str, hub_release: str, https: str = "ingress"
         from .render import GITHUB_SECRET_NAME
         hub_secret = f"{hub_release.split('/')[0]}/{GITHUB_SECRET_NAME}"
     probes = {
-        # Beside the helm records, in the second command: the first holds the slower calls.
         "hub_secret": replace(secret_probe(*hub_secret.split("/")), apart=True),
         "cluster": Probe(f"{KUBECTL} get {CLUSTER_TYPES} -A -o json",
                          functools.partial(parse_cluster, plugin_release=plugin_release, hub_release=hub_release),
-                         expands=True),
+                         expands=True, apart=True),
         "releases": Probe(f"{KUBECTL} get secrets -A -l {HELM_RELEASES} -o json",
                           functools.partial(parse_helm_releases, releases=releases), expands=True, apart=True),
         # The server's clock, which stamped those revisions: how old a pending one is.
@@ -639,10 +640,13 @@ def parse_helm_releases(out: str, rc: int, releases: dict) -> dict:
     updated = info.last_deployed, status, chart NAME-VERSION from chart.metadata, description; helm
     v3.17.3 cmd/helm/history.go getHistory), of every status (helm 3's `list` hides pending ones,
     pkg/action/list.go SetStateMask), [] for no such release; and KEY_values, the latest revision's user-supplied values (`helm get values`: its
-    Release.Config, pkg/action/get_values.go), secrets digested; None each when kubectl failed."""
+    Release.Config, pkg/action/get_values.go), secrets digested; None each when kubectl failed.
+    And chart_releases: {chart name: ["NS/NAME", ...]}, every release there is, by the chart of its
+    latest revision (one `helm uninstall --keep-history` left as "uninstalled" is none): a second
+    device plugin or hub beside one installed by hand is how a takeover goes wrong."""
     data = parse_json(out, rc)
     if not isinstance(data, dict):
-        return {f"{key}_{what}": None for key in releases for what in ("release", "values")}
+        return {"chart_releases": None, **{f"{key}_{what}": None for key in releases for what in ("release", "values")}}
     found = {}
     for item in data.get("items", []):
         meta = item.get("metadata", {})
@@ -655,7 +659,13 @@ def parse_helm_releases(out: str, rc: int, releases: dict) -> dict:
         # pkg/release/release.go); gpuhub's upgrades add managed-by=gpuhub (helm-release.sh).
         release["gpuhub_managed"] = (meta.get("labels") or {}).get(MANAGED_LABEL[0]) == MANAGED_LABEL[1]
         found.setdefault(f"{meta.get('namespace')}/{release.get('name')}", []).append(release)
-    facts = {}
+    charts = {}
+    for name, revisions in sorted(found.items()):
+        latest = max(revisions, key=lambda r: int(r.get("version", 0)))
+        if (latest.get("info") or {}).get("status") != "uninstalled":
+            chart = ((latest.get("chart") or {}).get("metadata") or {}).get("name") or "?"
+            charts.setdefault(chart, []).append(name)
+    facts = {"chart_releases": charts}
     for key, wanted in releases.items():
         revisions = sorted(found.get(wanted, []), key=lambda r: int(r.get("version", 0)))
         facts[f"{key}_release"] = [revision_view(r) for r in revisions]
@@ -708,12 +718,21 @@ class DeclaredFacts(Facts):
 
 
 def script(probes: dict, marker: str) -> str:
-    """One shell script running every probe; outputs framed by `marker` lines with exit codes."""
-    parts = []
-    for name, probe in probes.items():
-        parts.append(f"echo '{marker} begin {name}'; ( {probe.command} ) 2>/dev/null; "
-                     f"echo \"{marker} end {name} $?\"")
-    return "\n".join(parts)
+    """One shell script running every probe; outputs framed by `marker` lines with exit codes.
+
+    The `first` probes run before the rest; the `apart` ones each start at once and in parallel
+    with the others, through a pipeline per probe: `{ A; } | { REST; cat; }` runs A and REST
+    together, A's output waiting in the pipe (64 KiB, then A waits) until `cat` copies it after
+    REST's, so no two probes' lines mix. POSIX sh only (no process substitution, no temporary
+    file: a converged run writes nothing on the host). No probe reads stdin: it is a pipe here."""
+    def block(name, probe):
+        return (f"echo '{marker} begin {name}'; ( {probe.command} ) </dev/null 2>/dev/null; "
+                f"echo \"{marker} end {name} $?\"")
+    first = [block(n, p) for n, p in probes.items() if p.first]
+    inner = "\n".join(block(n, p) for n, p in probes.items() if not (p.first or p.apart)) or ":"
+    for name, probe in reversed([(n, p) for n, p in probes.items() if p.apart and not p.first]):
+        inner = f"{{ {block(name, probe)}\n}} | {{ {inner}\ncat; }}"
+    return "\n".join(first + [inner])
 
 
 def split(output: str, marker: str) -> dict:
@@ -742,17 +761,7 @@ def gather(target, probes: dict, as_root: bool = True) -> Facts:
     as_root=False: as the login user (reads any user may make: `init` needs no sudo rights)."""
     marker = "@@gpuhub-" + secrets.token_hex(6)
     run = target.run if as_root else target.run_as_login
-    together = {n: p for n, p in probes.items() if not p.apart}
-    apart = {n: p for n, p in probes.items() if p.apart}
-    if apart:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            other = pool.submit(run, script(apart, marker))
-            result = run(script(together, marker))
-            raw = dict(split(other.result().stdout, marker))
-        raw.update(split(result.stdout, marker))
-    else:
-        raw = split(run(script(together, marker)).stdout, marker)
+    raw = split(run(script(probes, marker)).stdout, marker)
     facts = Facts()
     for name, probe in probes.items():
         out, rc = raw.get(name, ("", 127))

@@ -132,7 +132,7 @@ class Run:
             # The run lock rides on the facts' round trip, before every probe: checked (read
             # only) with the first facts, taken on the hosts that will change (issue 13).
             command = locks.first_try() if host.name in self.locking else lock.check_script()
-            probes = {LOCK_PROBE: f.Probe(command, lambda out, rc: Result(out, "", rc)), **probes}
+            probes = {LOCK_PROBE: f.Probe(command, lambda out, rc: Result(out, "", rc), first=True), **probes}
         if host.role == "server":
             secret = render.github_secret(self.inv)
             probes_ = f.cluster_probes(cluster.plugin_release(self.inv), cluster.hub_release(self.inv),

@@ -78,7 +78,7 @@ class Target:
     def __init__(self, name: str, runner, remote: bool):
         self.name, self.runner, self.remote = name, runner, remote
         self._root = None
-        # Two commands may start at once (facts sent apart, the image-pull watch): the connection
+        # Two commands may start at once (a step and the image-pull watch): the connection
         # is opened by one of them, never twice.
         self._opening = threading.Lock()
         # Every file laid down or removed that a rollback can undo, in order: (path, whether a

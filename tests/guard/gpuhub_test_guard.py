@@ -105,7 +105,9 @@ def answer_local(command: str):
     if command.startswith("# gpuhub run lock: "):
         return ("acquired\n" if command.startswith("# gpuhub run lock: acquire") else ""), 0
     probes = _PROBE.findall(command)
-    if probes and command.lstrip().startswith("echo '@@gpuhub-"):
+    # A probe script (gpuhub/facts.py script): its first probe, or the pipeline of those started
+    # beside the rest (`{ echo ...`).
+    if probes and command.lstrip().lstrip("{ ").startswith("echo '@@gpuhub-"):
         scenario = _scenario()
         out = []
         for marker, name in probes:

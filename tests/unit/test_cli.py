@@ -32,7 +32,7 @@ def local_commands(guard):
 
 def only_probes(commands):
     """Fact scripts, `id -u`, and the run lock (a file under /run, taken and released)."""
-    return bool(commands) and all(c.startswith("echo '@@gpuhub-") or c == "id -u"
+    return bool(commands) and all(c.lstrip("{ ").startswith("echo '@@gpuhub-") or c == "id -u"
                                   or c.startswith("# gpuhub run lock: ") for c in commands)
 
 

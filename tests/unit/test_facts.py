@@ -32,6 +32,45 @@ def test_script_and_split_round_trip():
     assert facts.split(output, "@@m") == {"one": ("1\n", 0), "two": ("", 1)}
 
 
+def run_script(probes: dict) -> dict:
+    """The probe script in POSIX sh (dash here, as on Debian hosts), split back: probes of the
+    test's own making, which touch nothing but the test's temporary folder."""
+    import subprocess
+    done = subprocess.run(["sh", "-c", facts.script(probes, "@@m")], capture_output=True, text=True, timeout=60)
+    return facts.split(done.stdout, "@@m")
+
+
+def test_probes_apart_run_at_the_same_time_and_their_outputs_never_mix(tmp_path):
+    """Each `apart` probe waits for a file the next one writes: run one after the other, the
+    first would give up (exit 9) before the next began. Long outputs (past a pipe's 64 KiB) stay
+    whole and framed, every exit code is the probe's own, and no probe reads the script's stdin."""
+    wait = "for i in $(seq 200); do [ -e {0} ] && break; sleep 0.05; done; [ -e {0} ] || exit 9"
+    a, b = tmp_path / "a-started", tmp_path / "b-started"
+    probes = {
+        "first": facts.Probe("seq 1 100000", facts.parse_text, apart=True),
+        "a": facts.Probe(f"touch {a}; {wait.format(b)}; echo waited-for-b", facts.parse_text, apart=True),
+        "b": facts.Probe(f"touch {b}; {wait.format(a)}; exit 4", facts.parse_text, apart=True),
+        "rest": facts.Probe("echo rest; cat; echo after-stdin", facts.parse_text),
+    }
+    raw = run_script(probes)
+    assert raw["first"] == ("".join(f"{n}\n" for n in range(1, 100001)), 0)
+    assert raw["a"] == ("waited-for-b\n", 0)
+    assert raw["b"] == ("", 4)
+    assert raw["rest"] == ("rest\nafter-stdin\n", 0)
+
+
+def test_a_first_probe_ends_before_any_other_starts(tmp_path):
+    """The run lock's probe: the facts are read under it, never beside its taking."""
+    mark = tmp_path / "lock-taken"
+    probes = {
+        "apart": facts.Probe(f"test -e {mark} && echo after", facts.parse_text, apart=True),
+        "rest": facts.Probe(f"test -e {mark} && echo after", facts.parse_text),
+        "lock": facts.Probe(f"sleep 0.3; touch {mark}; exit 75", facts.parse_text, first=True),
+    }
+    raw = run_script(probes)
+    assert raw == {"lock": ("", 75), "apart": ("after\n", 0), "rest": ("after\n", 0)}
+
+
 class FakeTarget:
     """Runs the probe script for real in a local shell: probes must be read-only shell."""
 

@@ -14,6 +14,7 @@ def gathered() -> set:
     """Every fact the probes give: one per host probe, several per expanding cluster probe."""
     names = set(facts.host_probes())
     names |= set(facts.CLUSTER_FACTS) | {f"{k}_{w}" for k in ("plugin", "hub", "certmanager") for w in ("release", "values")}
+    names.add("chart_releases")
     return names | {name for name, p in facts.cluster_probes("a/b", "c/d").items() if not p.expands}
 
 

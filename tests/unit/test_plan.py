@@ -368,12 +368,12 @@ def test_plan_with_mock_context_runs_only_the_probes(monkeypatch, secrets):
                    for p in probes)
     pci = f"{marker} begin pci_gpus\n0000:18:00.0 0x10de 0x2335 0x030200\n{marker} end pci_gpus 0\n"
     # Local commands run in their own session (setsid), out of the terminal's Ctrl-C.
+    # One command for every fact: the probes that wait on a program (Probe.apart) lead it, each
+    # started at once in a pipeline of its own (facts.script).
     ctx = MockContext(run={
         "setsid -w sh -c 'id -u'": Result("0\n"),
         re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin pci_gpus'"): Result(pci),
-        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin systemd'"): Result(body),
-        # helm's release records, read by a second command beside the first (Probe.apart).
-        re.compile(r"^setsid -w sh -c 'echo '\"'\"'@@gpuhub-fixed begin (releases|hub_secret)'"): Result(body),
+        re.compile(r"^setsid -w sh -c '{ echo '\"'\"'@@gpuhub-fixed begin k3s_version'"): Result(body),
     }, repeat=True)
     run = cli.local_run(ctx, str(DATA / "inventories" / "good" / "default-runtime.yaml"), plan.PROVISION)
     results = run.plan()
