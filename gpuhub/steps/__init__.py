@@ -139,6 +139,9 @@ class StepPlan:
     changes: list = field(default_factory=list)
     reason: str = ""
     note: str = ""  # why nothing to do, for `ok`
+    # Blocked by what the cluster holds, which no host step's change lifts (another chart's
+    # release under the name): shown even while the step still waits on its hosts.
+    lasting: bool = False
 
     @property
     def summary(self) -> str:
@@ -174,8 +177,8 @@ def ok(step_id: str, note: str = "") -> StepPlan:
     return StepPlan(step_id, OK, note=note)
 
 
-def blocked(step_id: str, reason: str) -> StepPlan:
-    return StepPlan(step_id, BLOCKED, reason=reason)
+def blocked(step_id: str, reason: str, lasting: bool = False) -> StepPlan:
+    return StepPlan(step_id, BLOCKED, reason=reason, lasting=lasting)
 
 
 def pending(step_id: str, reason: str) -> StepPlan:

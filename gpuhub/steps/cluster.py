@@ -12,7 +12,7 @@ from ..inventory import HUB_CHART_REPO, PLUGIN_CHART_REPO, InventoryError
 from ..secret import digested
 from ..target import StepFailed
 from . import https
-from . import (SCRIPTS_DIR, VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, call, changes, command_deadline,
+from . import (BLOCKED, SCRIPTS_DIR, VERIFY, WORK_DIR, Change, Context, StepPlan, blocked, call, changes, command_deadline,
                needs, pending, script, upload)
 
 PLUGIN, HUB, GPU_TEST = "gpu.plugin", "hub.launch", "gpu.test"
@@ -53,6 +53,9 @@ def waiting_for_hosts(ctx: Context, step: str, waiting: str, plan) -> StepPlan:
     if ctx.facts["nodes"] is None:
         return pending(step, waiting)
     now = plan(replace(ctx, earlier={}))
+    if now.status == BLOCKED and now.lasting:
+        # The hosts' changes cannot lift it: refused now, before any of them is made.
+        return blocked(step, f"{now.reason} (on the cluster as it is now; the step {waiting})", lasting=True)
     risky = [c for c in now.changes if c.destructive] if now.status == "change" else []
     if not risky:
         return pending(step, waiting)
@@ -60,8 +63,23 @@ def waiting_for_hosts(ctx: Context, step: str, waiting: str, plan) -> StepPlan:
                     + "; ".join(c.summary for c in risky))
 
 
+# Charts of which a cluster runs one: a second release beside a lab's own, under another name, is
+# refused rather than installed. Two device plugins register the same resource with each node's
+# kubelet, the later one replacing the earlier's registration (kubelet device manager); two hubs
+# both ask for ports 80 and 443 through K3s's ServiceLB, and the second's proxy never gets them.
+ONE_PER_CLUSTER = {"plugin_chart": "a second one would register the same GPUs with each node's kubelet.",
+                   "hub_chart": "a second hub would compete with it for ports 80 and 443."}
+ADOPT_SETTINGS = {"plugin_chart": "gpu.plugin_release: {name} and gpu.plugin_namespace: {namespace}",
+                  "hub_chart": "hub.release: {name} and hub.namespace: {namespace}"}
+
+
 class ReleaseBusy(Exception):
     """A release another helm run may still be changing: the step is blocked, nothing is tried."""
+
+
+class ReleaseConflict(ReleaseBusy):
+    """The release's name holds another chart, or another release of the chart runs: blocked
+    until the inventory or the cluster changes (StepPlan.lasting)."""
 
 
 def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: str, version: str,
@@ -79,8 +97,16 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
                                    "own name, or to a free one",
                    "hub_chart": "set hub.release / hub.namespace to the JupyterHub release's own name, or to a free "
                                 "one"}.get(chart_key, "remove or rename that release")
-        raise ReleaseBusy(f"release {release} is the chart {current['chart']} {current['version']}, not {chart}: "
+        raise ReleaseConflict(f"release {release} is the chart {current['chart']} {current['version']}, not {chart}: "
                           f"gpuhub will not replace it; {setting}")
+    if current is None and chart_key in ONE_PER_CLUSTER:
+        others = [r for r in (ctx.facts["chart_releases"] or {}).get(chart, []) if r != release]
+        if others:
+            namespace, name = others[0].split("/", 1)
+            adopt = ADOPT_SETTINGS[chart_key].format(namespace=namespace, name=name)
+            raise ReleaseConflict(f"{label} runs already as release {', '.join(others)} (chart {chart}), not as "
+                              f"{release}: {ONE_PER_CLUSTER[chart_key]} To take it over, set {adopt} in the "
+                              "inventory; or uninstall it first")
     compared = compare(wanted_values)
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
@@ -185,7 +211,7 @@ def _minutes(seconds: int) -> str:
 
 # --- gpu.plugin -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'plugin_release', 'plugin_values', 'plugin_pods', 'gpu_pods', 'now'))
+@needs(host=('nodes', 'plugin_release', 'plugin_values', 'plugin_pods', 'gpu_pods', 'chart_releases', 'now'))
 def plan_plugin(ctx: Context) -> StepPlan:
     inv = ctx.inv
     if not inv.gpu_hosts:
@@ -200,7 +226,7 @@ def plan_plugin(ctx: Context) -> StepPlan:
                                  inv.gpu["plugin_chart_version"], values, ctx.facts["plugin_values"],
                                  "device plugin", PLUGIN_HELM_TIMEOUT_S, "plugin_release")
     except ReleaseBusy as e:
-        return blocked(PLUGIN, str(e))
+        return blocked(PLUGIN, str(e), lasting=isinstance(e, ReleaseConflict))
     if release:
         items.append(with_overlay_note(release, inv, "plugin", render.device_plugin_values(inv, overlaid=False)))
     nodes = ctx.facts["nodes"]
@@ -355,7 +381,7 @@ def _run(ctx: Context, command: str):
 
 # --- hub.launch -----------------------------------------------------------------------------
 
-@needs(host=('nodes', 'hub_release', 'hub_values', 'hub_secret', 'now', 'storage', *https.NEEDS))
+@needs(host=('nodes', 'hub_release', 'hub_values', 'hub_secret', 'chart_releases', 'now', 'storage', *https.NEEDS))
 def plan_hub(ctx: Context) -> StepPlan:
     inv = ctx.inv
     try:
@@ -376,7 +402,7 @@ def plan_hub(ctx: Context) -> StepPlan:
                                  values, ctx.facts["hub_values"], "JupyterHub", hub_helm_timeout_s(inv),
                                  "hub_release", compare=digested)
     except ReleaseBusy as e:
-        return blocked(HUB, str(e))
+        return blocked(HUB, str(e), lasting=isinstance(e, ReleaseConflict))
     except InventoryError as e:
         return blocked(HUB, "; ".join(str(p) for p in e.problems))
     first = ([credentials] if credentials else []) + before

@@ -111,17 +111,23 @@ class Cluster:
         return "k3s" if host == "gpu1" else "k3s-agent"
 
 
+def lay_down_by_hand(hosts, host, p):
+    """The guide's airgap install before K3s starts, done by hand: the toolkit's packages, the
+    K3s binary and images, its install script in /root/bundle."""
+    hosts.run(host, "mkdir -p /etc/gpuhub-sim/faults /var/lib/rancher/k3s/agent/images /etc/rancher/k3s /root/bundle")
+    for deb in p["toolkit_packages"]:
+        hosts.put(host, deb, f"/root/bundle/{deb.name}", 0o644)
+    hosts.run(host, "dpkg -i /root/bundle/*.deb >/dev/null")
+    hosts.put(host, p["k3s"], "/usr/local/bin/k3s", 0o755)
+    hosts.put(host, p["images"], "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst", 0o644)
+    hosts.put(host, p["install_script"], "/root/bundle/install.sh", 0o755)
+
+
 def install_host(c, host, role, server_address):
     """What the provisioning steps will do, done by hand: driver stand-in, toolkit, K3s."""
     hosts, p = c.hosts, c.paths
     give_gpus(hosts, host, p, GPUS[host])
-    c.sh(host, "mkdir -p /etc/gpuhub-sim/faults /var/lib/rancher/k3s/agent/images /etc/rancher/k3s /root/bundle")
-    for deb in p["toolkit_packages"]:
-        hosts.put(host, deb, f"/root/bundle/{deb.name}", 0o644)
-    c.sh(host, "dpkg -i /root/bundle/*.deb >/dev/null")
-    hosts.put(host, p["k3s"], "/usr/local/bin/k3s", 0o755)
-    hosts.put(host, p["images"], "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst", 0o644)
-    hosts.put(host, p["install_script"], "/root/bundle/install.sh", 0o755)
+    lay_down_by_hand(hosts, host, p)
     labels = ["nvidia.com/gpu.present=true", f"nvidia.com/device-plugin.config={SHARING[host]}"]
     config = {"node-name": host, "node-label": labels}
     if role == "server":

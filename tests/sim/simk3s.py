@@ -1066,11 +1066,7 @@ def schedule(state, job):
     """Place the Job's pod as the scheduler and kubelet would; -> the pod's fate (a dict)."""
     name = job["metadata"]["name"]
     spec = job["spec"]["template"]["spec"]
-    wanted = {}
-    for container in spec.get("containers", []):
-        for key, value in ((container.get("resources") or {}).get("limits") or {}).items():
-            if key.startswith("nvidia.com/"):
-                wanted[key] = wanted.get(key, 0) + int(value)
+    wanted = extended_requests(spec)
     selector = spec.get("nodeSelector") or {}
     runtime_class = spec.get("runtimeClassName")
     if runtime_class and runtime_class not in state["runtimeclasses"]:
@@ -1092,6 +1088,8 @@ def schedule(state, job):
     for node in nodes:
         labels = node["metadata"]["labels"]
         ready = node["status"]["conditions"][0]["status"]
+        free = {k: int(node["status"]["allocatable"].get(k, "0")) - held_on(state, node["metadata"]["name"], k)
+                for k in wanted}
         if any(labels.get(k) != v for k, v in selector.items()):
             refuse("node(s) didn't match Pod's node affinity/selector", False)
         elif ready != "True":
@@ -1099,9 +1097,9 @@ def schedule(state, job):
             # one that is not Ready `not-ready` (NoSchedule); the scheduler names the taint.
             taint = "node.kubernetes.io/unreachable" if ready == "Unknown" else "node.kubernetes.io/not-ready"
             refuse(f"node(s) had untolerated taint {{{taint}: }}", False)
-        elif any(int(node["status"]["allocatable"].get(k, "0")) < v for k, v in wanted.items()):
+        elif any(free[k] < v for k, v in wanted.items()):
             for k, v in wanted.items():
-                if int(node["status"]["allocatable"].get(k, "0")) < v:
+                if free[k] < v:
                     counts[f"Insufficient {k}"] = counts.get(f"Insufficient {k}", 0) + 1
             key = "No preemption victims found for incoming pod"
             preemption[key] = preemption.get(key, 0) + 1
@@ -1158,6 +1156,52 @@ def job_phase(job) -> str:
     if fate == "rejected":
         return "Failed"  # its one pod failed (backoffLimit 0)
     return fate if fate in ("Succeeded", "Failed") else "Pending"
+
+
+def extended_requests(spec) -> dict:
+    """{resource: count} of the nvidia.com/ resources a pod spec's containers ask for (by limit:
+    the API server defaults an extended resource's request to its limit)."""
+    wanted = {}
+    for container in spec.get("containers", []):
+        for key, value in ((container.get("resources") or {}).get("limits") or {}).items():
+            if key.startswith("nvidia.com/"):
+                wanted[key] = wanted.get(key, 0) + int(value)
+    return wanted
+
+
+def held_on(state, node_name, resource) -> int:
+    """What the Pods applied by hand and placed on the node hold of `resource`: the scheduler's
+    NodeResourcesFit filter counts the requests of every pod assigned to a node and not finished
+    (kubernetes pkg/scheduler/framework/plugins/noderesources/fit.go). gpuhub's own Jobs finish
+    at once here, so only those pods count."""
+    return sum(extended_requests(doc["spec"]).get(resource, 0) for doc in (state.get("pods") or {}).values()
+               if doc.get("placement", {}).get("node") == node_name and doc["placement"]["fate"] == "Running")
+
+
+def applied_pods(state):
+    """Pods applied by hand (`kubectl apply` of kind Pod): a lab's own long-running workloads, a
+    model server holding GPU slices. Placed once, when applied, by the same scheduler as the Jobs
+    (schedule); a placed pod runs until deleted, its containers Running."""
+    pods = []
+    for key, doc in sorted((state.get("pods") or {}).items()):
+        ns, name = key.split("/", 1)
+        fate, spec = doc["placement"], doc["spec"]
+        labels = (doc["metadata"].get("labels") or {})
+        if fate["fate"] == "unschedulable":
+            pods.append(pod(name, ns, labels, None, "Pending", spec=spec, unschedulable=fate["message"]))
+            continue
+        node = fate.get("node")
+        host_ip = state["nodes"].get(node or "", {}).get("address", "")
+        if fate["fate"] == "rejected":  # refused at admission, as schedule() says for a Job's pod
+            p = pod(name, ns, labels, node, "Failed", spec=spec, host_ip=host_ip)
+            p["status"].update({"reason": fate["reason"], "message": fate["message"]})
+        else:
+            now = running() if fate["fate"] == "Running" else waiting(fate["reason"], fate["message"])
+            p = pod(name, ns, labels, node, "Running" if fate["fate"] == "Running" else "Pending", spec=spec,
+                    host_ip=host_ip, containers=[container_status(c["name"], c.get("image", ""), now)
+                                                 for c in spec.get("containers", [])])
+        pods.append(p)
+    return pods
 
 
 def job_pods(state):
@@ -1326,7 +1370,7 @@ def objects(state, kind, ns, flags):
     if kind in ("node", "nodes", "no"):
         return [node_object(state, n) for n in sorted(state["nodes"].values(), key=lambda n: n["name"])], "Node"
     if kind in ("pod", "pods", "po"):
-        pods = release_pods(state) + hook_pods(state) + job_pods(state) + https_pods(state)
+        pods = release_pods(state) + hook_pods(state) + job_pods(state) + https_pods(state) + applied_pods(state)
         return [p for p in pods if everywhere or p["metadata"]["namespace"] == ns], "Pod"
     if kind in ("job", "jobs"):
         items = []
@@ -1722,6 +1766,30 @@ def kubectl_apply(state, flags, ns, create=False):
             print(f"clusterissuer.cert-manager.io/{name} " + ("created" if old_doc is None else "configured"))
         elif kind in ("StorageClass", "PersistentVolume", "PersistentVolumeClaim"):
             print(apply_storage(state, doc, ns))
+        elif kind == "Pod":
+            key = f"{dns}/{name}"
+            if key in state.setdefault("pods", {}):
+                # A pod's spec is immutable but for a few fields (kubernetes pkg/apis/core/validation
+                # ValidatePodUpdate): the simulation keeps the pod as it was placed.
+                print(f"pod/{name} unchanged")
+                continue
+            placed = {"metadata": dict(doc["metadata"], namespace=dns), "spec": dict(doc.get("spec") or {})}
+            fate = schedule(state, {"metadata": placed["metadata"], "spec": {"template": {"spec": placed["spec"]}}})
+            # A pod that fits starts and keeps running (what its command does is not simulated).
+            placed["placement"] = fate if fate["fate"] in ("unschedulable", "rejected", "waiting", "no-pod") \
+                else {"fate": "Running", "node": fate.get("node")}
+            if fate["fate"] == "no-pod":
+                die(f'Error from server (Forbidden): error when creating "STDIN": {fate["message"].split(": ", 1)[1]}')
+            state["pods"][key] = placed
+            print(f"pod/{name} created")
+        elif kind == "Ingress":
+            found = state.setdefault("ingresses", [])
+            old_doc = next((i for i in found if i["metadata"]["name"] == name
+                            and i["metadata"].get("namespace") == dns), None)
+            if old_doc is not None:
+                found.remove(old_doc)
+            found.append(dict(doc, metadata=dict(doc["metadata"], namespace=dns)))
+            print(f"ingress.networking.k8s.io/{name} " + ("created" if old_doc is None else "configured"))
         else:
             die(f"kubectl (SIMULATION): apply of kind {kind} is not simulated")
 
@@ -1735,9 +1803,10 @@ def kubectl_delete(state, rest, flags, ns):
             die(f'Error from server (NotFound): jobs.batch "{name}" not found')
         print(f'job.batch "{name}" deleted')
     elif kind in ("pod", "pods", "po"):
-        deleted = [p for p in release_pods(state) + job_pods(state)
+        deleted = [p for p in release_pods(state) + job_pods(state) + applied_pods(state)
                    if p["metadata"]["namespace"] == ns and (p["metadata"]["name"] == name if name else matches(p["metadata"]["labels"], flags.get("-l")))]
         for p in deleted:
+            (state.get("pods") or {}).pop(f"{ns}/{p['metadata']['name']}", None)
             owner = (p["metadata"].get("ownerReferences") or [{}])[0]
             if owner.get("kind") == "DaemonSet":
                 restart_pod(state, ns, owner["name"], p["spec"]["nodeName"])

@@ -53,6 +53,31 @@ def test_a_release_name_holding_another_chart_is_refused_never_replaced(secrets)
     assert "gpu.plugin_release" in plan.reason
 
 
+def test_a_second_device_plugin_or_hub_beside_the_labs_own_is_refused_with_the_settings_that_adopt_it(secrets):
+    """The inventory names no release, the cluster runs the lab's own under other names: gpuhub
+    would install a second device plugin (the GPUs registered twice) and a second hub (ports 80
+    and 443 taken): blocked, with the inventory lines that point gpuhub at the lab's releases."""
+    inv = load("seed")
+    theirs = {"nvidia-device-plugin": ["kube-system/nvdp-lab"], "jupyterhub": ["jupyter/hub"],
+              "cert-manager": ["cert-manager/cert-manager"]}
+    fx = with_facts(inv, inv.hosts["workstation"], secrets, plugin_release=[], hub_release=[], chart_releases=theirs)
+    plugin = cluster.plan_plugin(ctx_for(inv, "workstation", fx, secrets))
+    assert plugin.status == "blocked" and not plugin.changes
+    assert "device plugin runs already as release kube-system/nvdp-lab (chart nvidia-device-plugin), not as " \
+           "nvidia-device-plugin/nvdp" in plugin.reason
+    assert "set gpu.plugin_release: nvdp-lab and gpu.plugin_namespace: kube-system in the inventory" in plugin.reason
+    hub = cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets))
+    assert hub.status == "blocked" and not hub.changes
+    assert "JupyterHub runs already as release jupyter/hub" in hub.reason
+    assert "set hub.release: hub and hub.namespace: jupyter in the inventory" in hub.reason
+    # Named in the inventory, the lab's releases are the ones gpuhub plans for (an adoption).
+    named = load("seed", gpu__plugin_release="nvdp-lab", gpu__plugin_namespace="kube-system")
+    fx = with_facts(named, named.hosts["workstation"], secrets, chart_releases=theirs,
+                    plugin_release=[by_hand(2, "deployed", "nvidia-device-plugin", "0.20.0")], plugin_values={})
+    adopted = cluster.plan_plugin(ctx_for(named, "workstation", fx, secrets))
+    assert adopted.status == "change" and adopted.destructive and "adopt" in adopted.changes[0].summary
+
+
 def test_the_device_plugin_release_is_read_and_upgraded_under_the_name_the_inventory_gives(secrets):
     inv = load("seed", gpu__plugin_release="nvidia-device-plugin", gpu__plugin_namespace="kube-system")
     probes = facts.cluster_probes(cluster.plugin_release(inv), cluster.hub_release(inv))
@@ -149,3 +174,32 @@ def test_a_step_waiting_on_its_hosts_lists_what_it_would_destroy_on_the_cluster_
     # A bare cluster (nothing answers yet) waits as before, with nothing to list.
     fx.values["nodes"] = None
     assert cluster.plan_hub(ctx_for(inv, "workstation", fx, secrets, earlier={})).status == "pending"
+
+
+def test_a_second_device_plugin_found_while_the_hosts_still_change_stops_the_run_before_any_change(secrets):
+    """k3s.install would rewrite the config (its own change, not destructive here); the cluster
+    answers already and runs the lab's device plugin under another name. The plugin step's block
+    cannot be lifted by the hosts' changes, so it shows in the first plan, and the run refuses to
+    change anything at all, where a `pending` would have let K3s restart before refusing."""
+    from gpuhub import plan as plans
+    inv = load("seed")
+    fx = with_facts(inv, inv.hosts["workstation"], secrets, k3s_config_sha="0" * 64, plugin_release=[],
+                    chart_releases={"nvidia-device-plugin": ["kube-system/nvdp-lab"]})
+    run = plans.Run(inv, {n: None for n in inv.hosts}, secrets, log=lambda line: None)
+    run.facts = {"workstation": fx}
+    steps = {s.id: s for s in run.plan(gather=False)["workstation"].steps}
+    assert steps["k3s.install"].status == "change"
+    plugin = steps["gpu.plugin"]
+    assert plugin.status == "blocked", plugin
+    assert plugin.reason.startswith("device plugin runs already as release kube-system/nvdp-lab")
+    assert plugin.reason.endswith("(on the cluster as it is now; the step waits on k3s.install / gpu.runtime)")
+    try:
+        run.refuse_blocked()
+    except plans.Refused as e:
+        assert "gpu.plugin" in str(e)
+    else:
+        raise AssertionError("a lasting block stops the whole run")
+    # A release that may only be busy (pending, young) is no lasting block: the step waits as before.
+    fx.values.update(chart_releases={}, plugin_release=[dict(revision(1, "pending-install", "nvidia-device-plugin",
+                                                                     "0.20.0"), updated=NOW - 5)])
+    assert {s.id: s for s in run.plan(gather=False)["workstation"].steps}["gpu.plugin"].status == "pending"
