@@ -40,11 +40,13 @@ MiB, GiB = 1 << 20, 1 << 30
 # /dev/zero through a link) is refused before anything reads or uploads it.
 MAX_BYTES = {
     "k3s_binary": 512 * MiB, "helm_binary": 512 * MiB, "k3s_install_script": 1 * MiB,
-    "k3s_images": 16 * GiB, "plugin_chart": 100 * MiB, "hub_chart": 100 * MiB, "toolkit_packages": 512 * MiB,
+    "k3s_images": 16 * GiB, "plugin_chart": 100 * MiB, "hub_chart": 100 * MiB, "cert_manager_chart": 100 * MiB,
+    "toolkit_packages": 512 * MiB,
 }
 WHAT = {
     "k3s_binary": "the K3s binary", "helm_binary": "the helm binary", "k3s_install_script": "K3s's install script",
     "k3s_images": "K3s's airgap images tarball", "plugin_chart": "a chart archive", "hub_chart": "a chart archive",
+    "cert_manager_chart": "a chart archive",
     "toolkit_packages": "a Debian package",
 }
 

@@ -372,6 +372,9 @@ INVENTORY = Section({
         "k3s_images": Value(str, None), "helm_binary": Value(str, None),
         "plugin_chart": Value(str, None, hint="nvidia-device-plugin-VERSION.tgz"),
         "hub_chart": Value(str, None, hint="jupyterhub-VERSION.tgz"),
+        # hub.https: ingress installs cert-manager: its chart from a file too (its images, like the
+        # hub's, come from the lab's registry or the nodes' image cache).
+        "cert_manager_chart": Value(str, None, hint="cert-manager-VERSION.tgz"),
         "toolkit_packages": ListOf(Value(str)),
         **{arch: Section({
             "k3s_binary": Value(str, None), "k3s_images": Value(str, None), "helm_binary": Value(str, None),
@@ -641,10 +644,12 @@ AIRGAP_HINTS = {
     "helm_binary": "the `helm` file inside helm-VERSION-linux-amd64.tar.gz (or -arm64) from helm's releases",
     "plugin_chart": "helm pull nvidia-device-plugin --repo " + PLUGIN_CHART_REPO + " --version VERSION",
     "hub_chart": "helm pull jupyterhub --repo " + HUB_CHART_REPO + " --version VERSION",
+    "cert_manager_chart": "helm pull cert-manager --repo " + CERT_MANAGER_CHART_REPO + " --version VERSION",
     "toolkit_packages": "the toolkit's four .deb files from NVIDIA's repository, at gpu.toolkit_version",
 }
 AIRGAP_CHARTS = {"plugin_chart": ("nvidia-device-plugin", "gpu.plugin_chart_version"),
-                 "hub_chart": ("jupyterhub", "hub.chart_version")}
+                 "hub_chart": ("jupyterhub", "hub.chart_version"),
+                 "cert_manager_chart": ("cert-manager", "hub.cert_manager.chart_version")}
 
 
 def _airgap_content(key: str, file: Path, pinned):
@@ -765,7 +770,8 @@ def _cross_checks(data: dict, base: Path = Path(".")) -> list:
                                     "use runtime: default-runtime with this K3s, or bump cluster.k3s_version"))
     problems += _airgap_checks(data["airgap"], base, data["gpu"]["toolkit_version"],
                                {"plugin_chart": data["gpu"]["plugin_chart_version"],
-                                "hub_chart": data["hub"]["chart_version"]})
+                                "hub_chart": data["hub"]["chart_version"],
+                                "cert_manager_chart": data["hub"]["cert_manager"]["chart_version"]})
     for chart, (key, section, name) in OVERLAY_KEYS.items():
         if data[section][name]:
             problems += overlay.problems(key, base / data[section][name], data[section][name],

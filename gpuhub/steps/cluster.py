@@ -155,7 +155,7 @@ CHART_NAMES = {"plugin_chart": "nvidia-device-plugin", "hub_chart": "jupyterhub"
 def helm_upgrade(inv, step, release, chart_key, repo, version, wanted_values, timeout_s) -> list:
     """helm upgrade --install of `release` (the airgap chart uploaded first, when given)."""
     namespace, name = release.split("/")
-    chart_file = inv.airgap_file(chart_key) if chart_key in inv.airgap else None  # no airgap cert-manager yet
+    chart_file = inv.airgap_file(chart_key) if chart_key in inv.airgap else None
     uploads = []
     if chart_file:
         chart = f"{WORK_DIR}/{chart_file.name}"

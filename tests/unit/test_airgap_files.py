@@ -165,6 +165,23 @@ class TestCharts:
         # ... and pinned to what the file holds, it loads
         load(tmp_path, {"hub_chart": "jupyterhub-3.2.1.tgz"}, hub={"chart_version": "3.2.1"})
 
+    def test_cert_managers_chart_for_an_ingress_hub_is_checked_and_then_uploaded_for_helm(self, tmp_path, secrets):
+        from gpuhub.inventory import CERT_MANAGER_CHART
+        from gpuhub.steps import cluster
+        chart(tmp_path / "cm.tgz", name="cert-manager", version=CERT_MANAGER_CHART)
+        chart(tmp_path / "old.tgz", name="cert-manager", version="v1.15.0")
+        text = problems(tmp_path, {"cert_manager_chart": "old.tgz"})
+        assert f"is cert-manager 'v1.15.0', not hub.cert_manager.chart_version {CERT_MANAGER_CHART}" in text
+        chart(tmp_path / "jupyterhub.tgz")
+        assert "is the chart 'jupyterhub' '4.4.0', not cert-manager (give the cert-manager chart archive: helm pull " \
+               "cert-manager --repo https://charts.jetstack.io --version VERSION)" in problems(
+                   tmp_path, {"cert_manager_chart": "jupyterhub.tgz"})
+        inv = load(tmp_path, {"cert_manager_chart": "cm.tgz"}, hub={"https": "ingress"})
+        actions = cluster.helm_upgrade(inv, "hub.launch", "cert-manager/cert-manager", "cert_manager_chart",
+                                       "https://charts.jetstack.io", CERT_MANAGER_CHART, {}, 300)
+        assert actions[0].kind == "upload" and actions[0].local == tmp_path / "cm.tgz"
+        assert actions[1].env["CHART"] == "/var/lib/gpuhub/work/cm.tgz" and actions[1].env["CHART_REPO"] == ""
+
     def test_the_chart_folder_may_have_any_name_as_for_helm(self, tmp_path):
         chart(tmp_path / "c.tgz", top="renamed")
         load(tmp_path, {"hub_chart": "c.tgz"})
