@@ -722,12 +722,18 @@ def script(probes: dict, marker: str) -> str:
 
     The `first` probes run before the rest; the `apart` ones each start at once and in parallel
     with the others, through a pipeline per probe: `{ A; } | { REST; cat; }` runs A and REST
-    together, A's output waiting in the pipe (64 KiB, then A waits) until `cat` copies it after
-    REST's, so no two probes' lines mix. POSIX sh only (no process substitution, no temporary
-    file: a converged run writes nothing on the host). No probe reads stdin: it is a pipe here."""
+    together, and `cat` copies A's output after REST's, so no two probes' lines mix. An apart
+    probe's output is held in a shell variable until its turn (`$(...)`: in memory), so a long one
+    (every pod of a big cluster) never waits on a full pipe, its own deadline (`timeout 60`)
+    running meanwhile. POSIX sh only (no process substitution, no temporary file: a converged run
+    writes nothing on the host). No probe reads stdin: it is a pipe here. Command substitution
+    drops trailing newlines (and NUL bytes), which no parser reads."""
     def block(name, probe):
-        return (f"echo '{marker} begin {name}'; ( {probe.command} ) </dev/null 2>/dev/null; "
-                f"echo \"{marker} end {name} $?\"")
+        command = f"( {probe.command} ) </dev/null 2>/dev/null"
+        if probe.apart and not probe.first:
+            command = (f"( out=$( {command}); rc=$?; [ -z \"$out\" ] || printf '%s\\n' \"$out\"; "
+                       "exit $rc )")
+        return f"echo '{marker} begin {name}'; {command}; echo \"{marker} end {name} $?\""
     first = [block(n, p) for n, p in probes.items() if p.first]
     inner = "\n".join(block(n, p) for n, p in probes.items() if not (p.first or p.apart)) or ":"
     for name, probe in reversed([(n, p) for n, p in probes.items() if p.apart and not p.first]):

@@ -59,6 +59,23 @@ def test_probes_apart_run_at_the_same_time_and_their_outputs_never_mix(tmp_path)
     assert raw["rest"] == ("rest\nafter-stdin\n", 0)
 
 
+def test_a_long_output_never_holds_its_probe_back_while_others_run(tmp_path):
+    """The probe drained last writes past a pipe's 64 KiB, then marks that it finished; the one
+    drained before it waits for that mark. Were its output waiting in the pipe, it could not
+    finish before the other did, and the other would give up (exit 9)."""
+    done = tmp_path / "long-done"
+    probes = {
+        "long": facts.Probe(f"seq 1 200000; touch {done}", facts.parse_text, apart=True),
+        "waits": facts.Probe(f"for i in $(seq 200); do [ -e {done} ] && break; sleep 0.05; done; "
+                             f"[ -e {done} ] || exit 9; echo saw-it", facts.parse_text, apart=True),
+        "empty": facts.Probe("true", facts.parse_text, apart=True),
+    }
+    raw = run_script(probes)
+    assert raw["waits"] == ("saw-it\n", 0)
+    assert raw["long"] == ("".join(f"{n}\n" for n in range(1, 200001)), 0)
+    assert raw["empty"] == ("", 0)
+
+
 def test_a_first_probe_ends_before_any_other_starts(tmp_path):
     """The run lock's probe: the facts are read under it, never beside its taking."""
     mark = tmp_path / "lock-taken"
