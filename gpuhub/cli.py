@@ -25,7 +25,8 @@ def errors_as_exit():
 
 def say(line: str):
     """Progress and notes go to stderr, so stdout stays for machine-readable output."""
-    print(mask(line), file=sys.stderr)
+    from .progress import stderr_line
+    stderr_line(mask(line))
 
 
 def show(text: str):

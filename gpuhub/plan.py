@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from . import facts as f
 from . import lock, render
 from .lock import RunLocks
-from .progress import Progress
+from .progress import Progress, stderr_line
 from .secret import mask
 from .steps import (BLOCKED, CHANGE, ERROR, LOCAL_SCRIPTS, OK, PENDING, RESTART_K3S, SCRIPTS_DIR, VERIFY,
                     Context, StepPlan)
@@ -108,7 +107,7 @@ class Run:
         """`targets`: name -> Target for every host it may talk to (the server's facts are read
         even when only agents are `selected`); `selected`: the hosts to plan and change."""
         self.inv, self.targets, self.secrets, self.only = inv, targets, secrets, only
-        write = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        write = log or stderr_line
         self.log = lambda line: write(mask(line))  # what a step's output echoes stays ***
         self.progress = Progress(self.log)
         self.destroy_user_data, self.fail_fast = destroy_user_data, fail_fast

@@ -9,8 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
+
+_STDERR = threading.Lock()
+
+
+def stderr_line(line: str) -> None:
+    """One progress line, whole: hosts run in threads, and print() writes the text and its newline
+    as two writes, between which another host's line could land (two lines run together)."""
+    with _STDERR:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
 
 # "Every few seconds": often enough that a silent terminal never looks hung, rarely enough that
 # a five-minute image pull stays readable. GPUHUB_PROGRESS_SECONDS changes it (tests use 1).

@@ -123,3 +123,25 @@ def test_colours_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     assert not term.enabled(Tty())
     assert term.paint("blocked ", "blocked", True) == "\033[31mblocked \033[0m"
     assert term.paint("blocked ", "blocked", False) == "blocked "
+
+
+def test_a_progress_line_reaches_stderr_in_one_write_with_its_newline(monkeypatch):
+    """Hosts log from threads: a line written as text then newline (print) can have another
+    host's line land between the two, and two lines run together."""
+    import sys
+    from gpuhub import progress
+
+    class Recorder:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+
+        def flush(self):
+            pass
+    recorder = Recorder()
+    monkeypatch.setattr(sys, "stderr", recorder)
+    progress.stderr_line("gpu2: restart-k3s: done in 1.3 s")
+    progress.stderr_line("gpu3: k3s.install: started (3 change(s))")
+    assert recorder.writes == ["gpu2: restart-k3s: done in 1.3 s\n", "gpu3: k3s.install: started (3 change(s))\n"]
