@@ -1767,6 +1767,8 @@ def kubectl_apply(state, flags, ns, create=False):
         elif kind in ("StorageClass", "PersistentVolume", "PersistentVolumeClaim"):
             print(apply_storage(state, doc, ns))
         elif kind == "Pod":
+            # A bare Pod (core/v1): the scheduler places it (schedule, as a Job's pod), the kubelet
+            # runs it; kubectl prints "pod/<name> created" (kubectl v0.34 apply).
             key = f"{dns}/{name}"
             if key in state.setdefault("pods", {}):
                 # A pod's spec is immutable but for a few fields (kubernetes pkg/apis/core/validation
@@ -1783,6 +1785,9 @@ def kubectl_apply(state, flags, ns, create=False):
             state["pods"][key] = placed
             print(f"pod/{name} created")
         elif kind == "Ingress":
+            # networking.k8s.io/v1 Ingress, kept as applied (no controller status: Traefik's
+            # address is not simulated); kubectl names it by resource.group as it prints every
+            # applied object (kubectl v0.34 apply: "<resource>.<group>/<name> created|configured").
             found = state.setdefault("ingresses", [])
             old_doc = next((i for i in found if i["metadata"]["name"] == name
                             and i["metadata"].get("namespace") == dns), None)
