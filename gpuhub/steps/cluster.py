@@ -69,8 +69,9 @@ def waiting_for_hosts(ctx: Context, step: str, waiting: str, plan) -> StepPlan:
 # both ask for ports 80 and 443 through K3s's ServiceLB, and the second's proxy never gets them.
 ONE_PER_CLUSTER = {"plugin_chart": "a second one would register the same GPUs with each node's kubelet.",
                    "hub_chart": "a second hub would compete with it for ports 80 and 443."}
-ADOPT_SETTINGS = {"plugin_chart": "gpu.plugin_release: {name} and gpu.plugin_namespace: {namespace}",
-                  "hub_chart": "hub.release: {name} and hub.namespace: {namespace}"}
+# The inventory settings naming each release gpuhub manages (name, namespace).
+RELEASE_SETTINGS = {"plugin_chart": ("gpu.plugin_release", "gpu.plugin_namespace"),
+                    "hub_chart": ("hub.release", "hub.namespace")}
 
 
 class ReleaseBusy(Exception):
@@ -92,21 +93,19 @@ def release_change(ctx: Context, step: str, release: str, chart_key: str, repo: 
     history = ctx.facts[history_key]
     current = f.release_view(history)
     chart = CHART_NAMES[chart_key]
+    settings = RELEASE_SETTINGS.get(chart_key)
     if current and current["chart"] != chart:
-        setting = {"plugin_chart": "set gpu.plugin_release / gpu.plugin_namespace to the device plugin release's "
-                                   "own name, or to a free one",
-                   "hub_chart": "set hub.release / hub.namespace to the JupyterHub release's own name, or to a free "
-                                "one"}.get(chart_key, "remove or rename that release")
+        setting = (f"set {settings[0]} / {settings[1]} to the {label} release's own name, or to a free one"
+                   if settings else "remove or rename that release")
         raise ReleaseConflict(f"release {release} is the chart {current['chart']} {current['version']}, not {chart}: "
-                          f"gpuhub will not replace it; {setting}")
+                              f"gpuhub will not replace it; {setting}")
     if current is None and chart_key in ONE_PER_CLUSTER:
         others = [r for r in (ctx.facts["chart_releases"] or {}).get(chart, []) if r != release]
         if others:
             namespace, name = others[0].split("/", 1)
-            adopt = ADOPT_SETTINGS[chart_key].format(namespace=namespace, name=name)
             raise ReleaseConflict(f"{label} runs already as release {', '.join(others)} (chart {chart}), not as "
-                              f"{release}: {ONE_PER_CLUSTER[chart_key]} To take it over, set {adopt} in the "
-                              "inventory; or uninstall it first")
+                                  f"{release}: {ONE_PER_CLUSTER[chart_key]} To take it over, set {settings[0]}: "
+                                  f"{name} and {settings[1]}: {namespace} in the inventory; or uninstall it first")
     compared = compare(wanted_values)
     if current and current["version"] == version and current["status"] == "deployed" \
             and (current_values or {}) == compared:
